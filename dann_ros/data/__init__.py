@@ -1,0 +1,1 @@
+"""Data in: Replicator renders (source), rosbag2 camera frames (target), the demo simulator."""

@@ -1,0 +1,170 @@
+"""The main job on built-in data: synthetic digits (Replicator layout) -> a real handwritten-digit camera bag.
+
+Steps, each skipped when its output is already there and up to date:
+synthesize the source renders, record the real digits as camera bags, train
+source-only, DANN and train-on-target (the upper bound), export each to ONNX,
+evaluate the ONNX files through the Predictor on the held-out real bag, and
+print the comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dann_ros.train.config import TrainConfig, load_train_config
+
+log = logging.getLogger(__name__)
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "train_demo.yaml"
+DIGITS_PNG = Path(".cache/data/opencv/digits.png")
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    data: Path
+    runs: Path
+
+    @property
+    def synth(self) -> Path:
+        return self.data / "synth"
+
+    @property
+    def train_bag(self) -> Path:
+        return self.data / "real_digits_train"
+
+    @property
+    def test_bag(self) -> Path:
+        return self.data / "real_digits_test"
+
+
+def prepare_data(paths: DemoPaths, digits_png: Path, n_synth: int, workers: int) -> None:
+    from dann_ros.data.make_bag import record_digits
+    from dann_ros.data.synth import SynthConfig, render_dataset
+
+    synth_cfg = SynthConfig(n_frames=n_synth, width=64, height=64, digits_per_image=(1, 1), seed=0)
+    stamp = paths.synth / "synth_config.json"
+    if not stamp.exists() or json.loads(stamp.read_text()).get("config", {}).get("n_frames") != n_synth:
+        t0 = time.perf_counter()
+        render_dataset(paths.synth, synth_cfg, workers=workers, overwrite=True, progress=True)
+        print(f"[demo] rendered {n_synth} synthetic frames in {time.perf_counter() - t0:.0f} s -> {paths.synth}")
+    if not (paths.train_bag / "metadata.yaml").exists() or not (paths.test_bag / "metadata.yaml").exists():
+        if not digits_png.is_file():
+            raise FileNotFoundError(f"{digits_png}: OpenCV's digits.png is missing; run `make setup` "
+                                    "(it takes it from Debian's opencv-doc package)")
+        for p in (paths.train_bag, paths.test_bag):
+            if p.exists():
+                import shutil
+
+                shutil.rmtree(p)
+        record_digits(digits_png, paths.data, seed=0, test_fraction=0.2)
+        print(f"[demo] recorded real handwritten digits as camera bags {paths.train_bag}, {paths.test_bag}")
+
+
+def demo_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int | None) -> dict[str, TrainConfig]:
+    common = {"seed": seed, "source.replicator": paths.synth, "target.bags": [paths.train_bag],
+              "eval_target.bag": paths.test_bag, "eval_target.labels": Path(f"{paths.test_bag}.labels.json")}
+    if steps:
+        common["train.steps"] = steps
+        common["train.eval_every"] = max(1, min(base.train.eval_every, steps // 4))
+        common["train.checkpoint_every"] = common["train.eval_every"]
+    suffix = "" if seed == base.seed else f"_seed{seed}"
+    runs = {
+        "source_only": {"adaptation.method": "none"},
+        "dann": {"adaptation.method": "dann"},
+        "train_on_target": {"adaptation.method": "none", "source.replicator": None, "source.bag": paths.train_bag,
+                            "source.labels": Path(f"{paths.train_bag}.labels.json"), "selection": "source_val"},
+    }
+    return {name: base.replace(**common, **extra, output_dir=paths.runs / f"{name}{suffix}")
+            for name, extra in runs.items()}
+
+
+def _train_once(cfg: TrainConfig) -> dict:
+    from dann_ros.train.trainer import train
+
+    metrics_file = Path(cfg.output_dir) / "metrics.json"
+    if metrics_file.exists():
+        metrics = json.loads(metrics_file.read_text())
+        if metrics.get("config_digest") == cfg.digest():
+            return metrics
+    t0 = time.perf_counter()
+    metrics = train(cfg)
+    metrics["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    metrics_file.write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _export_and_eval(cfg: TrainConfig, metrics: dict, paths: DemoPaths) -> dict:
+    from dann_ros.evaluation.classification import evaluate_labelled_bag
+    from dann_ros.export.onnx_export import export_onnx
+    from dann_ros.runtime.predictor import Predictor
+
+    out = Path(cfg.output_dir)
+    onnx_path = out / "model.onnx"
+    if not onnx_path.exists() or onnx_path.stat().st_mtime < (out / "model.pt").stat().st_mtime:
+        _, parity = export_onnx(out / "model.pt", onnx_path)
+        metrics["export_parity"] = {"max_abs_diff": parity.max_abs_diff, "top1_agreement": parity.top1_agreement,
+                                    "frames": parity.frames}
+    report = evaluate_labelled_bag(Predictor.load(onnx_path, backend="onnxruntime"), paths.test_bag,
+                                   Path(f"{paths.test_bag}.labels.json"))
+    metrics["onnx_target_accuracy"] = report.accuracy
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _pct(x) -> str:
+    return "   -  " if x is None else f"{100 * x:5.1f}%"
+
+
+def print_table(results: dict[int, dict[str, dict]]) -> None:
+    print("\nTarget accuracy on the held-out real handwritten-digit bag (ONNX model via the Predictor):")
+    print(f"{'seed':>4}  {'source-only':>11}  {'DANN (' + 'selected)':>15}  {'DANN (oracle)':>13}  "
+          f"{'train-on-target':>15}  {'PAD src/dann':>12}")
+    for seed, r in results.items():
+        so, da, tt = r["source_only"], r["dann"], r["train_on_target"]
+        oracle = (da.get("oracle") or {}).get("target_accuracy")
+        print(f"{seed:>4}  {_pct(so['onnx_target_accuracy']):>11}  {_pct(da['onnx_target_accuracy']):>15}  "
+              f"{_pct(oracle):>13}  {_pct(tt['onnx_target_accuracy']):>15}  "
+              f"{so.get('proxy_a_distance') or 0:5.2f}/{da.get('proxy_a_distance') or 0:4.2f}")
+    print("DANN (selected): checkpoint chosen without target labels (SND); oracle: chosen with them (not "
+          "possible on a robot). PAD: proxy A-distance of the selected model's features (lower = domains closer).")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    paths = DemoPaths(Path(args.data_dir), Path(args.out))
+    base = load_train_config(args.config)
+    prepare_data(paths, Path(args.digits), args.synth_frames, args.workers)
+    results: dict[int, dict[str, dict]] = {}
+    for seed in args.seeds:
+        results[seed] = {}
+        for name, cfg in demo_configs(base, paths, seed, args.steps).items():
+            print(f"[demo] seed {seed}: training {name} -> {cfg.output_dir}")
+            metrics = _train_once(cfg)
+            results[seed][name] = _export_and_eval(cfg, metrics, paths)
+            print(f"[demo]   {name}: target accuracy {_pct(results[seed][name]['onnx_target_accuracy'])}, "
+                  f"{metrics.get('train_seconds', 0):.0f} s training, "
+                  f"{metrics.get('source_images_per_second', 0):.0f} source images/s")
+    print_table(results)
+    (paths.runs / "summary.json").write_text(json.dumps(
+        {str(s): {n: {"target_accuracy": m["onnx_target_accuracy"],
+                      "oracle_target_accuracy": (m.get("oracle") or {}).get("target_accuracy"),
+                      "train_seconds": m.get("train_seconds")} for n, m in r.items()} for s, r in results.items()},
+        indent=2))
+    return 0
+
+
+def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("demo", help="the end-to-end demo on built-in data")
+    p.add_argument("--config", default=str(DEMO_CONFIG))
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--data-dir", default=".cache/demo")
+    p.add_argument("--digits", default=str(DIGITS_PNG), help="OpenCV's digits.png")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--steps", type=int, help="override train.steps (quick runs)")
+    p.add_argument("--synth-frames", type=int, default=20000)
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=run_demo)

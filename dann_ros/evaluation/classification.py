@@ -1,0 +1,85 @@
+"""Accuracy of a Predictor on an ImageFolder or on a bag with its label file."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dann_ros.data.image_folder import iter_image_folder, read_rgb
+from dann_ros.runtime.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AccuracyReport:
+    accuracy: float
+    n: int
+    per_class: dict[str, dict]
+    skipped: int = 0
+    unknown_label: int = 0
+
+    def to_json(self) -> dict:
+        return {"accuracy": self.accuracy, "n": self.n, "per_class": self.per_class,
+                "skipped": self.skipped, "unknown_label": self.unknown_label}
+
+    def table(self) -> str:
+        lines = [f"{'class':>10} {'n':>6} {'accuracy':>9}"]
+        for name, row in self.per_class.items():
+            acc = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f}%"
+            lines.append(f"{name:>10} {row['n']:>6} {acc:>9}")
+        lines.append(f"{'all':>10} {self.n:>6} {100 * self.accuracy:.2f}%")
+        if self.skipped or self.unknown_label:
+            lines.append(f"skipped {self.skipped} unreadable frames, {self.unknown_label} without a known label")
+        return "\n".join(lines)
+
+
+def accuracy_report(pred: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], skipped: int = 0) -> AccuracyReport:
+    known = labels >= 0
+    per_class = {}
+    for i, name in enumerate(classes):
+        mask = labels == i
+        per_class[name] = {"n": int(mask.sum()), "accuracy": float((pred[mask] == i).mean()) if mask.any() else None}
+    acc = float((pred[known] == labels[known]).mean()) if known.any() else float("nan")
+    return AccuracyReport(acc, int(known.sum()), per_class, skipped, int((~known).sum()))
+
+
+def predict_prepared(predictor: Predictor, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Class ids for prepared (N, C, H, W) uint8 frames."""
+    out = [predictor.run_prepared(images[i:i + batch_size])["scores"].argmax(1) for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+
+def evaluate_image_folder(predictor: Predictor, root: str | Path, batch_size: int = 256) -> AccuracyReport:
+    index = {n: i for i, n in enumerate(predictor.classes)}
+    prepared, labels, skipped = [], [], 0
+    for path, name in iter_image_folder(root):
+        try:
+            prepared.append(predictor.prepare(read_rgb(path))[0])
+        except ValueError as exc:
+            log.warning("%s", exc)
+            skipped += 1
+            continue
+        labels.append(index.get(name, -1))
+    if not prepared:
+        raise ValueError(f"{root}: no readable images")
+    pred = predict_prepared(predictor, np.stack(prepared), batch_size)
+    return accuracy_report(pred, np.array(labels), predictor.classes, skipped)
+
+
+def evaluate_labelled_bag(predictor: Predictor, bag: str | Path, labels: str | Path,
+                          topics: tuple[str, ...] = (), batch_size: int = 256) -> AccuracyReport:
+    from dann_ros.train.datasets import load_labelled_bag
+
+    data = load_labelled_bag(Path(bag), Path(labels), topics, predictor.preprocess, predictor.classes, None)
+    pred = predict_prepared(predictor, data.images, batch_size)
+    return accuracy_report(pred, data.labels, predictor.classes)
+
+
+def write_json(report: AccuracyReport, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report.to_json(), indent=2))

@@ -1,0 +1,1 @@
+"""Export: checkpoint -> ONNX (with its metadata) -> TensorRT engine."""

@@ -1,0 +1,1 @@
+"""Networks: backbones (feature extractors), task heads, and the adversarial losses."""

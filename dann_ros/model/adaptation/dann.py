@@ -1,0 +1,50 @@
+"""DANN: a discriminator behind a gradient reversal layer (Ganin et al., JMLR 2016).
+
+Minimising this loss trains the discriminator to tell source (label 1) from
+target (label 0), while the reversed gradient trains the feature extractor to
+make them indistinguishable: the total objective is L_task - lambda L_domain
+for the extractor. Works on pooled features (N, F) with ``DomainDiscriminator``
+and on feature maps with ``PixelDomainDiscriminator`` (one decision per location).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dann_ros.model.grl import GradientReverseLayer
+
+
+class DomainAdversarialLoss(nn.Module):
+    def __init__(self, discriminator: nn.Module) -> None:
+        super().__init__()
+        self.grl = GradientReverseLayer(0.0)
+        self.discriminator = discriminator
+        self.domain_accuracy = float("nan")
+
+    @property
+    def coeff(self) -> float:
+        return self.grl.coeff
+
+    @coeff.setter
+    def coeff(self, value: float) -> None:
+        self.grl.coeff = value
+
+    def forward(self, f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
+        logits = self.discriminator(self.grl(torch.cat([f_s, f_t], dim=0))).float()
+        d_s, d_t = logits[: f_s.shape[0]], logits[f_s.shape[0]:]
+        loss_s = F.binary_cross_entropy_with_logits(d_s, torch.ones_like(d_s))
+        loss_t = F.binary_cross_entropy_with_logits(d_t, torch.zeros_like(d_t))
+        with torch.no_grad():
+            correct = (d_s > 0).float().mean() + (d_t <= 0).float().mean()
+            self.domain_accuracy = float(correct) / 2.0
+        return 0.5 * (loss_s + loss_t)
+
+    @torch.no_grad()
+    def source_probability(self, features: torch.Tensor) -> torch.Tensor:
+        """P(source | feature): 1 looks like the training renders, 0 like the real camera."""
+        logits = self.discriminator(features).float()
+        if logits.dim() > 1:
+            logits = logits.mean(dim=1)
+        return torch.sigmoid(logits.squeeze(-1) if logits.dim() > 1 else logits)

@@ -1,0 +1,47 @@
+"""Image classifier: backbone -> bottleneck features -> class logits.
+
+The bottleneck output is the feature the domain discriminator sees (tllib's
+layout), so adaptation shapes exactly the representation the head reads.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from dann_ros.model.backbones import Backbone
+from dann_ros.model.layers import InputNormalize
+
+
+class ImageClassifier(nn.Module):
+    task = "classification"
+
+    def __init__(self, backbone: Backbone, num_classes: int, input_shape: tuple[int, int, int],
+                 mean: tuple[float, ...], std: tuple[float, ...], bottleneck_dim: int = 256,
+                 pool: Literal["flatten", "avg"] = "flatten", dropout: float = 0.5) -> None:
+        super().__init__()
+        self.normalize = InputNormalize(mean, std)
+        self.backbone = backbone
+        self.pool = nn.Flatten() if pool == "flatten" else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        with torch.no_grad():
+            was_training = backbone.training
+            backbone.eval()
+            in_features = self.pool(backbone(torch.zeros(1, *input_shape))).shape[1]
+            backbone.train(was_training)
+        self.bottleneck = nn.Sequential(nn.Linear(in_features, bottleneck_dim), nn.BatchNorm1d(bottleneck_dim),
+                                        nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.head = nn.Linear(bottleneck_dim, num_classes)
+        self.feature_dim = bottleneck_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bottleneck(self.pool(self.backbone(self.normalize(x))))
+
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(domain features, task outputs) in one pass."""
+        f = self.features(x)
+        return f, self.head(f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))

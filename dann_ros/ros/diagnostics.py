@@ -1,0 +1,189 @@
+"""Per-camera health figures for /diagnostics, and the domain-shift monitor.
+
+Domain-shift score (what it means): the exported model's monitor output ``domain`` is the
+DANN discriminator's P(frame looks like the synthetic source). Training drives the target
+(real) frames it was adapted on towards ``reference`` (about 0.5: the discriminator cannot
+tell). The score is the mean over the camera's last ``window`` frames of
+``|domain - reference| / max(reference, 1 - reference)``: 0 = frames sit where the adapted
+target sat, 1 = the discriminator is certain of a domain on every frame, i.e. the camera sees
+something the adaptation did not cover (new site, lighting, a dirty lens, a different camera).
+The mean of absolute deviations is used (not the deviation of the mean) so frames drifting to
+opposite sides do not cancel. WARN and ERROR levels are ``domain_shift_warn`` / ``_error``.
+Models exported without the discriminator report 'no monitor'.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+OK, WARN, ERROR, STALE = 0, 1, 2, 3  # diagnostic_msgs/DiagnosticStatus levels (bytes in the message)
+
+
+class DomainShiftMonitor:
+    def __init__(self, window: int, reference: float = 0.5) -> None:
+        self.reference = reference
+        self._scores: deque[float] = deque(maxlen=window)
+        self._norm = max(reference, 1.0 - reference)
+        self._lock = threading.Lock()
+
+    def add(self, domain_score: float) -> None:
+        with self._lock:
+            self._scores.append(float(domain_score))
+
+    def _values(self) -> np.ndarray:
+        with self._lock:
+            return np.array(self._scores, dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self._scores)
+
+    def shift(self) -> float | None:
+        s = self._values()
+        return float(np.mean(np.abs(s - self.reference)) / self._norm) if s.size else None
+
+    def mean_domain_score(self) -> float | None:
+        s = self._values()
+        return float(s.mean()) if s.size else None
+
+
+@dataclass
+class Snapshot:
+    """Counts since the last report plus running totals, taken atomically."""
+    received: int = 0
+    published: int = 0
+    dropped: int = 0
+    decode_errors: int = 0
+    inference_errors: int = 0
+    total_received: int = 0
+    total_published: int = 0
+    total_dropped: int = 0
+    total_decode_errors: int = 0
+    total_inference_errors: int = 0
+    qos_incompatible: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    ages_ms: list[float] = field(default_factory=list)
+    last_error: str = ""
+
+
+class CameraStats:
+    """Thread-safe counters: callbacks, the worker and the diagnostics timer all touch them."""
+
+    def __init__(self, latency_window: int = 512) -> None:
+        self._lock = threading.Lock()
+        self._now = Snapshot()
+        self._totals = Snapshot()
+        self._lat: deque[float] = deque(maxlen=latency_window)
+        self._age: deque[float] = deque(maxlen=latency_window)
+
+    def received(self, dropped: bool) -> None:
+        with self._lock:
+            self._now.received += 1
+            self._now.dropped += dropped
+
+    def published(self, latency_ms: float, age_ms: float | None) -> None:
+        with self._lock:
+            self._now.published += 1
+            self._lat.append(latency_ms)
+            if age_ms is not None:
+                self._age.append(age_ms)
+
+    def decode_error(self, reason: str) -> None:
+        with self._lock:
+            self._now.decode_errors += 1
+            self._now.last_error = reason
+
+    def inference_error(self, reason: str) -> None:
+        with self._lock:
+            self._now.inference_errors += 1
+            self._now.last_error = reason
+
+    def qos_incompatible(self, count: int = 1) -> None:
+        with self._lock:
+            self._totals.qos_incompatible += count
+
+    def snapshot(self) -> Snapshot:
+        """The period's counts (then reset) with running totals and the recent latency window."""
+        with self._lock:
+            now, t = self._now, self._totals
+            t.total_received += now.received
+            t.total_published += now.published
+            t.total_dropped += now.dropped
+            t.total_decode_errors += now.decode_errors
+            t.total_inference_errors += now.inference_errors
+            if now.last_error:
+                t.last_error = now.last_error
+            snap = Snapshot(now.received, now.published, now.dropped, now.decode_errors, now.inference_errors,
+                            t.total_received, t.total_published, t.total_dropped, t.total_decode_errors,
+                            t.total_inference_errors, t.qos_incompatible, list(self._lat), list(self._age),
+                            t.last_error)
+            self._now = Snapshot()
+        return snap
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def camera_status(snap: Snapshot, period_s: float, monitor: DomainShiftMonitor | None,
+                  warn: float, error: float) -> tuple[int, str, list[tuple[str, str]]]:
+    """(level, message, key/values) for one camera over the last ``period_s`` seconds."""
+    shift = monitor.shift() if monitor is not None else None
+    values = [
+        ("input rate (Hz)", _fmt(snap.received / period_s)),
+        ("output rate (Hz)", _fmt(snap.published / period_s)),
+        ("latency p50 (ms)", _fmt(percentile(snap.latencies_ms, 50))),
+        ("latency p99 (ms)", _fmt(percentile(snap.latencies_ms, 99))),
+        ("stamp age p50 (ms)", _fmt(percentile(snap.ages_ms, 50))),
+        ("frames received", str(snap.total_received)),
+        ("frames published", str(snap.total_published)),
+        ("drops", str(snap.total_dropped)),
+        ("decode errors", str(snap.total_decode_errors)),
+        ("inference errors", str(snap.total_inference_errors)),
+        ("qos incompatible events", str(snap.qos_incompatible)),
+        ("last error", snap.last_error or "none"),
+    ]
+    if monitor is None:
+        values.append(("domain shift", "no monitor"))
+    else:
+        values += [("domain shift", _fmt(shift, digits=3)),
+                   ("domain score mean", _fmt(monitor.mean_domain_score(), digits=3)),
+                   ("domain shift frames", str(len(monitor))),
+                   ("domain shift thresholds", f"warn {warn:g}, error {error:g}")]
+    level, problems = OK, []
+    if shift is not None and shift >= error:
+        level = ERROR
+        problems.append(f"domain shift {shift:.2f} >= {error:g}")
+    elif shift is not None and shift >= warn:
+        level = WARN
+        problems.append(f"domain shift {shift:.2f} >= {warn:g}")
+    if snap.decode_errors:
+        level = max(level, WARN)
+        problems.append(f"{snap.decode_errors} undecodable frames")
+    if snap.inference_errors:
+        level = max(level, ERROR)
+        problems.append(f"{snap.inference_errors} inference errors")
+    if snap.qos_incompatible and not snap.total_received:
+        level = max(level, WARN)
+        problems.append("incompatible QoS publisher")
+    if problems:
+        message = "; ".join(problems)
+    elif snap.received == 0:
+        message = "no input frames"
+    else:
+        message = "ok"
+    return level, message, values
+
+
+def to_status(name: str, hardware_id: str, level: int, message: str, values: list[tuple[str, str]]):
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+    return DiagnosticStatus(level=bytes([level]), name=name, message=message, hardware_id=hardware_id,
+                            values=[KeyValue(key=k, value=v) for k, v in values])

@@ -1,0 +1,85 @@
+"""Inference results -> vision_msgs, one handler per model task.
+
+The node asks ``handler_for(info)`` for the task of the loaded model and otherwise only
+talks to the handler's interface (topic, message type, infer, to_message, draw). Detection
+(vision_msgs/Detection2DArray on ``detections``) plugs in as another handler here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from dann_ros.data.preprocess import Geometry
+from dann_ros.export.metadata import ModelInfo
+from dann_ros.ros.overlay import draw_lines
+from dann_ros.runtime.predictor import Predictor
+from dann_ros.runtime.results import Classification
+
+
+class TaskOutput(Protocol):
+    topic: str        # relative to the camera's namespace
+    msg_type: type
+
+    def infer(self, predictor: Predictor, batch: np.ndarray) -> Sequence[Any]: ...
+
+    def to_message(self, result: Any, header: Any) -> Any: ...
+
+    def draw(self, image: np.ndarray, result: Any, geometry: Geometry) -> np.ndarray: ...
+
+
+class ClassificationOutput:
+    """vision_msgs/Classification: top-k ObjectHypothesis, class_id = class index as a string
+    (the id LabelInfo's class_map names), best first."""
+
+    topic = "classification"
+
+    def __init__(self, classes: Sequence[str], top_k: int = 5) -> None:
+        from vision_msgs.msg import Classification as ClassificationMsg
+        from vision_msgs.msg import ObjectHypothesis
+
+        self.msg_type = ClassificationMsg
+        self._hypothesis = ObjectHypothesis
+        self.classes = tuple(classes)
+        self.top_k = len(self.classes) if top_k <= 0 else min(top_k, len(self.classes))
+        self._ids = [str(i) for i in range(len(self.classes))]
+
+    def infer(self, predictor: Predictor, batch: np.ndarray) -> list[Classification]:
+        return predictor.classify_prepared(batch)
+
+    def to_message(self, result: Classification, header: Any):
+        scores = np.asarray(result.scores)
+        if self.top_k == 1:
+            order = [result.class_id]
+        else:
+            order = np.argsort(-scores, kind="stable")[: self.top_k]
+        hyp = self._hypothesis
+        return self.msg_type(header=header,
+                             results=[hyp(class_id=self._ids[i], score=float(scores[i])) for i in order])
+
+    def draw(self, image: np.ndarray, result: Classification, geometry: Geometry) -> np.ndarray:
+        lines = [f"{result.class_name} {result.score:.2f}"]
+        if result.domain_score is not None:
+            lines.append(f"P(synthetic) {result.domain_score:.2f}")
+        return draw_lines(image, lines)
+
+
+def handler_for(info: ModelInfo, top_k: int = 5) -> TaskOutput:
+    if info.task == "classification":
+        return ClassificationOutput(info.classes, top_k)
+    raise ValueError(f"models of task {info.task!r} are not supported by dann_node yet "
+                     "(it publishes vision_msgs/Classification for classifiers)")
+
+
+def label_info_message(classes: Sequence[str], stamp: Any = None, threshold: float = 0.0):
+    """vision_msgs/LabelInfo: class index -> name, published once per camera (transient local)."""
+    from vision_msgs.msg import LabelInfo, VisionClass
+
+    if len(classes) > 65535:
+        raise ValueError(f"{len(classes)} classes do not fit LabelInfo's uint16 class ids")
+    msg = LabelInfo(class_map=[VisionClass(class_id=i, class_name=name) for i, name in enumerate(classes)],
+                    threshold=float(threshold))
+    if stamp is not None:
+        msg.header.stamp = stamp
+    return msg

@@ -1,0 +1,1 @@
+"""Offline training: typed config, data loading, the one training loop, checkpoints, selection."""

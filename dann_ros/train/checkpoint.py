@@ -1,0 +1,107 @@
+"""Checkpoints: written atomically, read without unpickling code.
+
+Everything inside is tensors and plain Python data, so ``torch.load(...,
+weights_only=True)`` can read it: a checkpoint from somewhere else cannot run
+code on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "dann_ros.checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt, or of another format; names the file."""
+
+
+def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``:
+    a kill at any moment leaves either the old or the new checkpoint, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, truncated file, foreign pickle
+        raise CheckpointError(f"{path}: not a readable dann_ros checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(f"{path}: field 'format' is {found!r}, expected {FORMAT!r}")
+    return data
+
+
+def model_state(model, discriminator, *, task: str, classes, preprocess, model_config, digest: str,
+                step: int, train_config: dict | None = None) -> dict[str, Any]:
+    """The deployable checkpoint: weights, classes, preprocessing, and the monitor's discriminator."""
+    import json
+
+    from dann_ros import __version__
+    from dann_ros.config import to_dict
+
+    def cpu(module):
+        return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+    return {
+        "format": FORMAT, "kind": "model", "task": task, "version": __version__, "digest": digest,
+        "step": step, "classes": list(classes), "preprocess": preprocess.to_json(),
+        "model_config": json.dumps(to_dict(model_config)), "train_config": json.dumps(train_config or {}),
+        "model": cpu(model), "domain": cpu(discriminator) if discriminator is not None else None,
+    }
+
+
+def load_model(path: str | Path):
+    """A deployable model checkpoint -> (DeployedClassifier in eval mode, ModelInfo)."""
+    import json
+
+    from dann_ros.config import from_dict
+    from dann_ros.data.preprocess import Preprocess
+    from dann_ros.export.metadata import ModelInfo
+    from dann_ros.model.builders import build_classifier
+    from dann_ros.model.config import ModelConfig
+    from dann_ros.model.deploy import DeployedClassifier
+    from dann_ros.model.discriminator import DomainDiscriminator
+
+    path = Path(path)
+    data = load(path)
+    if data.get("kind") not in ("model", "train_state"):
+        raise CheckpointError(f"{path}: field 'kind' is {data.get('kind')!r}, expected 'model'")
+    if data.get("kind") == "train_state":
+        raise CheckpointError(f"{path}: this is a resume state; use a model checkpoint (model.pt or checkpoints/step_*.pt)")
+    try:
+        preprocess = Preprocess.from_json(data["preprocess"])
+        model_cfg = from_dict(ModelConfig, json.loads(data["model_config"]))
+        classes = tuple(data["classes"])
+        model = build_classifier(model_cfg, len(classes), preprocess)
+        model.load_state_dict(data["model"])
+        disc = None
+        if data.get("domain") is not None:
+            disc = DomainDiscriminator(model.feature_dim, model_cfg.discriminator_hidden,
+                                       model_cfg.discriminator_layers, model_cfg.discriminator_dropout)
+            disc.load_state_dict(data["domain"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: invalid model checkpoint: {exc}") from None
+    info = ModelInfo(task=data["task"], classes=classes, preprocess=preprocess, config_digest=data["digest"],
+                     version=data["version"], has_domain=disc is not None)
+    return DeployedClassifier(model, disc).eval(), info

@@ -1,0 +1,149 @@
+"""The training YAML, validated once into dataclasses (see ``config/train_demo.yaml``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from dann_ros.config import from_dict, load_yaml, to_dict
+from dann_ros.data.preprocess import Preprocess
+from dann_ros.model.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class CropConfig:
+    margin: float = 0.15
+    square: bool = True
+    min_size: int = 8
+    max_occlusion: float = 0.6
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Labelled data: Replicator output (crops or frame labels), or a labelled bag."""
+
+    replicator: Path | None = None
+    frame_labels: Path | None = None  # whole-frame classification labels for Replicator frames
+    crop: CropConfig = field(default_factory=CropConfig)
+    bag: Path | None = None  # alternative: a bag with its label sidecar (e.g. train-on-target)
+    labels: Path | None = None
+    topics: tuple[str, ...] = ()
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if (self.replicator is None) == (self.bag is None):
+            raise ValueError("set exactly one of source.replicator or source.bag")
+        if self.bag is not None and self.labels is None:
+            raise ValueError("source.labels is required with source.bag")
+        if not 0.0 < self.val_fraction < 0.9:
+            raise ValueError("source.val_fraction must be in (0, 0.9)")
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """Unlabelled real camera frames from bags: used for adaptation and label-free selection."""
+
+    bags: tuple[Path, ...] = ()
+    topics: tuple[str, ...] = ()
+    stride: int = 1
+    start_s: float | None = None
+    end_s: float | None = None
+    max_frames: int | None = None
+
+
+@dataclass(frozen=True)
+class EvalTargetConfig:
+    """Labelled real frames for reporting only: never used for training or checkpoint selection."""
+
+    bag: Path
+    labels: Path
+    topics: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AdaptationConfig:
+    method: Literal["dann", "none"] = "dann"
+    lambda_max: float = 1.0
+    lambda_gamma: float = 10.0
+    weight: float = 1.0  # multiplies L_domain; lambda in the GRL already ramps 0 -> lambda_max
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_schedule: Literal["dann", "constant"] = "dann"
+    lr_alpha: float = 10.0
+    lr_beta: float = 0.75
+    backbone_lr_mult: float = 1.0  # 0.1 for a pretrained backbone
+    grad_clip: float | None = 10.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError("optim.lr must be positive")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    steps: int = 3000
+    batch_size: int = 128  # per domain and per process
+    eval_every: int = 250
+    checkpoint_every: int = 250
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    threads: int | None = None
+    eval_frames: int = 2000  # target frames scored for label-free selection at each evaluation
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 2 or self.eval_every < 1 or self.checkpoint_every < 1:
+            raise ValueError("train.steps, batch_size (>= 2), eval_every and checkpoint_every must be positive")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    source: SourceConfig
+    output_dir: Path = Path("runs/train")
+    task: Literal["classification"] = "classification"
+    seed: int = 0
+    classes: tuple[str, ...] = ()  # empty: sorted class names found in the source
+    target: TargetConfig = field(default_factory=TargetConfig)
+    eval_target: EvalTargetConfig | None = None
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    selection: Literal["im", "snd", "source_val", "last"] = "im"
+    cache_dir: Path = Path(".cache/dann_ros")
+
+    def __post_init__(self) -> None:
+        if self.adaptation.method == "dann" and not self.target.bags:
+            raise ValueError("adaptation.method dann needs target.bags")
+        if self.selection in ("im", "snd") and not self.target.bags:
+            raise ValueError(f"selection {self.selection} scores target frames: set target.bags or use source_val")
+
+    def digest(self) -> str:
+        """Hash of everything that shapes the weights (not where they are written)."""
+        data = to_dict(self)
+        data.pop("output_dir")
+        data.pop("cache_dir")
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def replace(self, **changes) -> "TrainConfig":
+        data = to_dict(self)
+        for dotted, value in changes.items():
+            node = data
+            *parents, leaf = dotted.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = to_dict(value)
+        return from_dict(TrainConfig, data)
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    return load_yaml(TrainConfig, path)

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# One-shot, idempotent set-up of a checkout (what `make setup` runs):
+#   1. .venv with python3 >= 3.10          4. vision_msgs interface package (built if missing)
+#   2. requirements.txt into .venv          5. demo data: digits.png + vtest.avi from opencv-doc
+#   3. `pip install -e .` (dann_ros)
+# Each step leaves a stamp keyed on a hash of its inputs, so a rerun with nothing changed
+# only compares hashes (well under 2 s). Details of every step go to .cache/setup.log.
+# Environment: PYTHON=/path/to/python3 picks the interpreter for a new .venv.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+CACHE="$ROOT/.cache"
+STAMPS="$VENV/.setup-stamps"
+LOG="$CACHE/setup.log"
+DATA="$CACHE/data/opencv"
+MIN_FREE_GB=10
+START=$SECONDS
+
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+
+mkdir -p "$CACHE"
+: >"$LOG"
+
+# --- 1. virtual environment ---------------------------------------------------------------
+venv_ok() {
+    [[ -x "$VENV/bin/python" ]] &&
+        "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null
+}
+
+if venv_ok; then
+    :
+else
+    PY="${PYTHON:-python3}"
+    command -v "$PY" >/dev/null 2>&1 ||
+        die "no '$PY' found. Install Python >= 3.10 (Debian/Ubuntu: apt-get install python3 python3-venv)," \
+            "or run with PYTHON=/path/to/python3."
+    "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
+        die "$("$PY" -V 2>&1) is too old: dann_ros needs Python >= 3.10 (3.11 matches the local torch wheels)." \
+            "Run with PYTHON=/path/to/python3.11."
+    if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        pyver="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+        apt_install_or_die "python$pyver-venv (the venv module for $PY)" "python3-venv" "python$pyver-venv"
+    fi
+    check_free_space "$ROOT" "$MIN_FREE_GB" "the virtual environment (torch alone is about 5.5 GB)"
+    [[ -e "$VENV" ]] && rm -rf "$VENV"
+    step "creating .venv with $("$PY" -V 2>&1)"
+    run_logged "$PY" -m venv "$VENV" ||
+        die "'$PY -m venv .venv' failed (see above). On Debian/Ubuntu: apt-get install python3-venv."
+fi
+PYV="$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+[[ "$PYV" == "3.11" ]] ||
+    warn ".venv uses Python $PYV; the torch 2.14.1 wheel on local disk is for 3.11, so pip may download it (several GB)."
+
+# --- 2. requirements.txt --------------------------------------------------------------------
+key_req="$(hash_files requirements.txt)-py$PYV"
+if stamp_ok requirements "$key_req"; then
+    :
+else
+    if [[ ! -d "$VENV/lib/python$PYV/site-packages/torch" ]]; then
+        check_free_space "$ROOT" "$MIN_FREE_GB" "the virtual environment (torch alone is about 5.5 GB)"
+    fi
+    step "installing requirements.txt into .venv (torch from local disk: about 80 s the first time)"
+    if ! run_logged "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt; then
+        pip_failure_hint
+        die "pip could not install requirements.txt (full log: .cache/setup.log)."
+    fi
+    stamp_set requirements "$key_req"
+fi
+
+# --- 3. dann_ros itself (editable) ----------------------------------------------------------
+# An editable install skips setup.py's data_files, so the ament index entry, package.xml,
+# launch/ and config/ are linked into the venv prefix by hand (links: edits show at once).
+link_data_files() {
+    local share="$VENV/share/dann_ros" index="$VENV/share/ament_index/resource_index/packages"
+    local src dst
+    mkdir -p "$share" "$index"
+    for src in resource/dann_ros package.xml launch config; do
+        dst="$share/$src"
+        [[ $src == resource/dann_ros ]] && dst="$index/dann_ros"
+        [[ -e "$dst" && ! -L "$dst" ]] && rm -rf "$dst" # left by a non-editable install
+        ln -sfn "$ROOT/$src" "$dst"
+    done
+}
+key_pkg="$(hash_files setup.py setup.cfg package.xml)-$key_req"
+if stamp_ok package "$key_pkg" && [[ -x "$VENV/bin/dann-ros" && -e "$VENV/share/dann_ros/package.xml" ]]; then
+    :
+else
+    step "installing dann_ros (pip install -e .)"
+    run_logged "$VENV/bin/python" -m pip install --disable-pip-version-check -q \
+        --no-deps --no-build-isolation -e . ||
+        die "'pip install -e .' failed (full log: .cache/setup.log)."
+    link_data_files
+    stamp_set package "$key_pkg"
+fi
+
+# --- 4. vision_msgs -------------------------------------------------------------------------
+key_vm="$(hash_files msg/vision_msgs/package.xml msg/vision_msgs/CMakeLists.txt msg/vision_msgs/msg/*.msg \
+    scripts/build_vision_msgs.sh)-$key_req"
+if stamp_ok vision_msgs "$key_vm"; then
+    :
+else
+    where="$("$VENV/bin/python" -c 'import vision_msgs.msg, os; print(os.path.realpath(vision_msgs.__file__))' \
+        2>/dev/null || true)"
+    if [[ -n "$where" && "$where" != "$(realpath "$VENV")"/* ]]; then
+        step "vision_msgs: using the installed one ($where)"
+    else
+        command -v cmake >/dev/null 2>&1 || apt_install_or_die "cmake (to build vision_msgs)" cmake
+        command -v c++ >/dev/null 2>&1 && command -v cc >/dev/null 2>&1 ||
+            apt_install_or_die "a C/C++ compiler (to build vision_msgs)" gcc g++
+        py_inc="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+        [[ -f "$py_inc/Python.h" ]] ||
+            apt_install_or_die "the Python $PYV headers ($py_inc/Python.h, to build vision_msgs)" "python$PYV-dev"
+        step "building vision_msgs interface package into .venv (about 1-2 min)"
+        t0=$SECONDS
+        run_logged bash "$ROOT/scripts/build_vision_msgs.sh" "$VENV" "$CACHE/build/vision_msgs" ||
+            die "building vision_msgs failed (full log: .cache/setup.log)."
+        step "vision_msgs built and verified in $((SECONDS - t0)) s"
+    fi
+    stamp_set vision_msgs "$key_vm"
+fi
+
+# --- 5. demo data ---------------------------------------------------------------------------
+if [[ -s "$DATA/digits.png" && -s "$DATA/vtest.avi" ]]; then
+    :
+else
+    step "fetching demo data (digits.png, vtest.avi) from Debian package opencv-doc"
+    run_logged bash "$ROOT/scripts/fetch_demo_data.sh" "$DATA" || {
+        rc=$?
+        [[ $rc == 3 ]] && die "apt-get/dpkg-deb not found: the demo data comes from the Debian package opencv-doc." \
+            "On another system copy digits.png and vtest.avi (OpenCV samples/data) into .cache/data/opencv/."
+        die "could not download opencv-doc with apt-get (full log: .cache/setup.log). Check that the Debian" \
+            "archive is reachable ('apt-get update' as root), then rerun 'make setup'."
+    }
+fi
+
+if ((SECONDS - START > 1)); then
+    step "ready in $((SECONDS - START)) s"
+else
+    step "up to date"
+fi

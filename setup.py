@@ -1,0 +1,40 @@
+"""dann_ros: an ament_python package that also installs with plain pip (`pip install -e .`).
+
+torch/torchvision are deliberately not in install_requires: they must stay pinned to the
+releases on local disk (requirements.txt), and pip must never pull a newer one.
+"""
+import os
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'dann_ros'
+
+
+def files(pattern):
+    """Files only (sorted): data_files entries cannot be directories."""
+    return sorted(f for f in glob(pattern) if os.path.isfile(f))
+
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    description='Domain-adversarial training from Isaac Sim renders to real robot camera bags',
+    license='Apache-2.0',
+    python_requires='>=3.10',
+    packages=find_packages(exclude=['test*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE + '/launch', files('launch/*.py')),
+        ('share/' + PACKAGE + '/config', files('config/*')),
+    ],
+    install_requires=['setuptools', 'numpy', 'pyyaml'],
+    zip_safe=False,
+    entry_points={
+        'console_scripts': [
+            'dann-ros = dann_ros.cli:main',
+            'dann_node = dann_ros.ros.node:main',
+        ],
+    },
+)

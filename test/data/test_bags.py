@@ -1,0 +1,269 @@
+import os
+import sqlite3
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.storage_mcap import McapReader
+from rosbags.typesys import get_typestore
+
+from dann_ros.data.bags import (
+    ROS2_STORE,
+    BagError,
+    BagSelection,
+    DecodeStats,
+    TopicNotFoundError,
+    bag_info,
+    iter_frames,
+    load_frames,
+)
+from dann_ros.data.images import WRITABLE_ENCODINGS, encode_compressed, rgb8_to_image_fields
+from dann_ros.data.make_bag import make_bag
+from dann_ros.data.preprocess import Preprocess
+
+STORAGES = ["mcap", "sqlite3"]
+TS = get_typestore(ROS2_STORE)
+T0 = 1_700_000_000_000_000_000
+RGB = np.random.default_rng(3).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+SMOOTH = np.dstack([np.full((16, 16), 200), np.tile(np.arange(16) * 12, (16, 1)), np.full((16, 16), 40)]).astype(np.uint8)
+BAYER_RGGB = np.zeros((6, 8), np.uint8)  # a uniform (200, 120, 40) scene seen through an RGGB mosaic
+BAYER_RGGB[0::2, 0::2], BAYER_RGGB[0::2, 1::2], BAYER_RGGB[1::2, 0::2], BAYER_RGGB[1::2, 1::2] = 200, 120, 120, 40
+
+
+def header(stamp, frame_id="cam"):
+    return TS.types["std_msgs/msg/Header"](
+        stamp=TS.types["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id=frame_id)
+
+
+def image_msg(stamp, encoding, height, width, step, data, frame_id="cam"):
+    return TS.types["sensor_msgs/msg/Image"](header=header(stamp, frame_id), height=height, width=width,
+                                             encoding=encoding, is_bigendian=0, step=step,
+                                             data=np.frombuffer(bytes(data), np.uint8))
+
+
+def compressed_msg(stamp, fmt, data):
+    return TS.types["sensor_msgs/msg/CompressedImage"](header=header(stamp), format=fmt,
+                                                       data=np.frombuffer(bytes(data), np.uint8))
+
+
+def write_bag(path, storage, messages):
+    """messages: list of (topic, log_time_ns, msg); written in that order, one connection per topic."""
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        conns = {}
+        for topic, log_ns, msg in messages:
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, msg.__msgtype__, typestore=TS)
+            writer.write(conns[topic], log_ns, TS.serialize_cdr(msg, msg.__msgtype__))
+    return path
+
+
+@pytest.fixture(params=STORAGES)
+def storage(request):
+    return request.param
+
+
+def test_every_encoding_round_trips_through_a_bag(tmp_path, storage):
+    messages, expected = [], {}
+    for k, enc in enumerate(WRITABLE_ENCODINGS):
+        fields = rgb8_to_image_fields(RGB, enc)
+        messages.append((f"/cam/{enc}", T0 + k, image_msg(T0 + 1000 + k, enc, *fields[:2], fields[3], fields[4])))
+        grey = enc in ("mono8", "8UC1", "mono16", "16UC1")
+        expected[f"/cam/{enc}"] = np.repeat(
+            np.dot(RGB, [0.299, 0.587, 0.114]).round().astype(np.uint8)[:, :, None], 3, 2) if grey else RGB
+    messages.append(("/cam/bayer", T0 + 50, image_msg(T0 + 50, "bayer_rggb8", 6, 8, 8, BAYER_RGGB.tobytes())))
+    for k, fmt in enumerate(("jpeg", "png")):
+        messages.append((f"/cam/{fmt}", T0 + 60 + k, compressed_msg(T0 + 60 + k, fmt, encode_compressed(SMOOTH, fmt))))
+    bag = write_bag(tmp_path / "bag", storage, messages)
+
+    it = iter_frames(bag)
+    frames = {f.topic: f for f in it}
+    assert it.stats.ok and it.stats.decoded == len(messages) == len(frames)
+    for topic, want in expected.items():
+        diff = np.abs(frames[topic].image.astype(int) - want).max()
+        assert diff <= 1, (topic, diff)  # grey: OpenCV's fixed-point RGB2GRAY rounds differently by <= 1
+    assert np.abs(frames["/cam/bayer"].image[2:4, 2:4].astype(int) - [200, 120, 40]).max() <= 2
+    np.testing.assert_array_equal(frames["/cam/png"].image, SMOOTH)
+    assert np.abs(frames["/cam/jpeg"].image.astype(int) - SMOOTH).max() <= 12
+    f = frames["/cam/rgb16"]
+    assert (f.index, f.stamp_ns, f.frame_id) == (0, T0 + 1000 + WRITABLE_ENCODINGS.index("rgb16"), "cam")
+    assert f.log_time_ns == T0 + WRITABLE_ENCODINGS.index("rgb16")
+
+
+def test_corrupt_frames_are_skipped_and_counted(tmp_path, storage):
+    fields = rgb8_to_image_fields(RGB, "rgb8")
+    good = image_msg(T0, "rgb8", 6, 8, fields[3], fields[4])
+    short = image_msg(T0 + 1, "rgb8", 6, 8, fields[3], fields[4][:-10])
+    bad_jpeg = compressed_msg(T0 + 2, "jpeg", b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    bag = write_bag(tmp_path / "bag", storage, [("/a", T0, good), ("/a", T0 + 1, short), ("/b", T0 + 2, bad_jpeg),
+                                                ("/a", T0 + 3, good)])
+    stats = DecodeStats()
+    frames = list(iter_frames(bag, stats=stats))
+    assert [(f.topic, f.index) for f in frames] == [("/a", 0), ("/a", 2)]
+    assert (stats.decoded, stats.skipped) == (2, 2)
+    assert (stats.topics["/a"].skipped, stats.topics["/b"].skipped, stats.topics["/b"].decoded) == (1, 1, 0)
+    assert any("/a#1: data has 134 bytes, expected 144" in e for e in stats.examples)
+    assert any(e.startswith("/b#0: cannot decode compressed image") for e in stats.examples)
+    assert "skipped 2" in stats.summary()
+
+
+def test_stride_and_time_window(tmp_path):
+    bag = tmp_path / "bag"
+    make_bag(bag, [np.full((4, 4, 3), i, np.uint8) for i in range(20)], fps=10.0)  # frames 0.1 s apart
+    indices = lambda sel: [f.index for f in iter_frames(bag, sel)]  # noqa: E731
+    assert indices(BagSelection(stride=3)) == [0, 3, 6, 9, 12, 15, 18]
+    assert indices(BagSelection(start_s=0.5, end_s=1.25)) == [5, 6, 7, 8, 9, 10, 11, 12]
+    assert indices(BagSelection(start_s=0.5, end_s=1.25, stride=2)) == [5, 7, 9, 11]
+    assert indices(BagSelection(start_s=1.75)) == [18, 19]
+    frame = next(iter(iter_frames(bag, BagSelection(start_s=0.5))))
+    assert frame.image[0, 0, 0] == 5 and frame.stamp_ns == frame.log_time_ns
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(stride=0), "stride"), (dict(stride=1.5), "stride"), (dict(start_s=2.0, end_s=1.0), "greater than"),
+    (dict(start_s=-1.0), "start_s"), (dict(topics="/cam"), "tuple"),
+])
+def test_selection_validation(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        BagSelection(**kwargs)
+
+
+def test_missing_or_non_image_topic_names_the_topics(tmp_path):
+    bag = tmp_path / "bag"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection("/cam/image", "sensor_msgs/msg/Image", typestore=TS)
+        fields = rgb8_to_image_fields(RGB)
+        msg = image_msg(T0, "rgb8", 6, 8, fields[3], fields[4])
+        writer.write(conn, T0, TS.serialize_cdr(msg, msg.__msgtype__))
+        text = writer.add_connection("/chatter", "std_msgs/msg/String", typestore=TS)
+        writer.write(text, T0, TS.serialize_cdr(TS.types["std_msgs/msg/String"](data="hi"), "std_msgs/msg/String"))
+    with pytest.raises(TopicNotFoundError, match=r"'/cam/other' is not in the bag .*image topics in the bag: \['/cam/image'\]"):
+        list(iter_frames(bag, BagSelection(topics=("/cam/other",))))
+    with pytest.raises(TopicNotFoundError, match="'/chatter' has type std_msgs/msg/String"):
+        list(iter_frames(bag, BagSelection(topics=("/chatter",))))
+    assert [f.topic for f in iter_frames(bag)] == ["/cam/image"]  # default: image topics only
+    info = bag_info(bag)
+    assert info.image_topics == {"/cam/image": ("sensor_msgs/msg/Image", 1)}
+    assert info.other_topics == {"/chatter": "std_msgs/msg/String"}
+
+
+def test_storage_file_inside_the_bag_is_accepted(tmp_path, storage):
+    bag = tmp_path / "bag"
+    make_bag(bag, [RGB] * 3, storage=storage)
+    (file,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
+    assert [f.index for f in iter_frames(file)] == [0, 1, 2]
+
+
+def test_unreadable_bags_give_errors_naming_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        list(iter_frames(tmp_path / "nowhere"))
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(BagError, match="plain is a directory without metadata.yaml"):
+        list(iter_frames(tmp_path / "plain"))
+    junk = tmp_path / "junk.db3"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(BagError, match="cannot read bag .*junk.db3"):
+        list(iter_frames(junk))
+    bad = tmp_path / "bad.mcap"
+    bad.write_bytes(b"\x89MCAP0\r\n" + b"\x00" * 10)
+    with pytest.raises(BagError, match="bad.mcap"):
+        list(iter_frames(bad))
+
+
+def test_corrupt_db3_row_is_skipped(tmp_path):
+    bag = tmp_path / "bag"
+    make_bag(bag, [RGB] * 4, storage="sqlite3")
+    with sqlite3.connect(next(bag.glob("*.db3"))) as db:
+        db.execute("UPDATE messages SET data = ? WHERE id = (SELECT id FROM messages ORDER BY timestamp LIMIT 1 OFFSET 1)",
+                   (b"\x00\x01\x00\x00garbage",))
+    it = iter_frames(bag)
+    assert [f.index for f in it] == [0, 2, 3]
+    assert it.stats.skipped == 1 and "/camera/image_raw#1: cannot deserialize" in it.stats.examples[0]
+
+
+def big_frames(n):
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(n)]  # ~6 frames per MCAP chunk
+
+
+def test_truncated_mcap_yields_what_it_can(tmp_path):
+    bag = tmp_path / "bag"
+    make_bag(bag, big_frames(12))
+    mcap = next(bag.glob("*.mcap"))
+    os.truncate(mcap, int(mcap.stat().st_size * 0.6))  # the recorder was killed in the second chunk
+    it = iter_frames(bag)
+    assert [f.index for f in it] == list(range(6))
+    assert it.stats.decoded == 6 and not it.stats.ok
+    assert any("without summary" in e for e in it.stats.read_errors)
+    assert any("reading stopped after 6 messages" in e for e in it.stats.read_errors)
+
+
+def test_corrupt_mcap_chunk_keeps_earlier_frames(tmp_path):
+    bag = tmp_path / "bag"
+    make_bag(bag, big_frames(12))
+    mcap = next(bag.glob("*.mcap"))
+    data = bytearray(mcap.read_bytes())
+    reader = McapReader(mcap)
+    reader.open()
+    second_chunk = reader.chunks[1].chunk_start_offset
+    reader.close()
+    data[second_chunk + 50: second_chunk + 58] = b"\xff" * 8  # first message record length inside it
+    mcap.write_bytes(data)
+    it = iter_frames(bag)
+    assert [f.index for f in it] == list(range(6))
+    assert "reading stopped after 6 messages" in it.stats.read_errors[0]
+
+
+class CountingPrepare:
+    def __init__(self):
+        self.preprocess, self.calls = Preprocess(height=8, width=8), 0
+
+    def __call__(self, image):
+        self.calls += 1
+        return self.preprocess.prepare(image)
+
+
+def test_load_frames_and_cache(tmp_path):
+    bag = tmp_path / "bag"
+    stamps = make_bag(bag, [np.full((10, 12, 3), i * 10, np.uint8) for i in range(6)])
+    prepare, cache = CountingPrepare(), tmp_path / "cache"
+    sel = BagSelection(stride=2)
+    first = load_frames(bag, sel, prepare, cache_dir=cache, cache_key="p1")
+    assert prepare.calls == 3 and not first.from_cache
+    assert first.images.shape == (3, 3, 8, 8) and first.images.dtype == np.uint8
+    assert first.stamps_ns.tolist() == stamps[::2] and first.indices.tolist() == [0, 2, 4]
+    assert first.topics.tolist() == ["/camera/image_raw"] * 3 and first.image_sizes.tolist() == [[10, 12]] * 3
+    assert first.geometry(0).scale_x == pytest.approx(8 / 12)
+    (cache_file,) = cache.glob("*.npz")
+
+    second = load_frames(bag, sel, prepare, cache_dir=cache, cache_key="p1")
+    assert prepare.calls == 3 and second.from_cache  # nothing decoded or prepared again
+    for name in ("images", "stamps_ns", "log_times_ns", "indices", "topics", "image_sizes", "geometries"):
+        np.testing.assert_array_equal(getattr(second, name), getattr(first, name))
+    assert second.stats.decoded == 3
+
+    load_frames(bag, sel, prepare, cache_dir=cache, cache_key="p2")  # other preprocessing: a new entry
+    load_frames(bag, BagSelection(), prepare, cache_dir=cache, cache_key="p1")  # other selection: too
+    assert prepare.calls == 3 + 3 + 6 and len(list(cache.glob("*.npz"))) == 3
+
+    cache_file.write_bytes(b"garbage")  # a damaged cache file is rebuilt
+    assert not load_frames(bag, sel, prepare, cache_dir=cache, cache_key="p1").from_cache
+    assert load_frames(bag, sel, prepare, cache_dir=cache, cache_key="p1").from_cache
+
+
+def test_cache_key_from_preprocess_and_required_otherwise(tmp_path):
+    bag = tmp_path / "bag"
+    make_bag(bag, [RGB] * 2)
+    pre = Preprocess(height=8, width=8)
+    load_frames(bag, BagSelection(), pre.prepare, cache_dir=tmp_path / "c")
+    assert load_frames(bag, BagSelection(), pre.prepare, cache_dir=tmp_path / "c").from_cache
+    assert not load_frames(bag, BagSelection(), Preprocess(height=9, width=9).prepare, cache_dir=tmp_path / "c").from_cache
+    with pytest.raises(ValueError, match="cache_key"):
+        load_frames(bag, BagSelection(), CountingPrepare(), cache_dir=tmp_path / "c")
+
+
+def test_load_frames_without_frames_is_an_error(tmp_path):
+    bag = tmp_path / "bag"
+    make_bag(bag, [RGB] * 2, fps=10.0)
+    with pytest.raises(BagError, match="no frames decoded"):
+        load_frames(bag, BagSelection(start_s=5.0), Preprocess(height=8, width=8).prepare)
