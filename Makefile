@@ -3,6 +3,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+TESTS ?= test
 PYTEST_ARGS ?=
 
 # Every ROS process started from here stays on this machine (see docs/CONVENTIONS.md).
@@ -13,7 +14,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
 help:
 	@echo "make demo       set up, then run the demo on the built-in real data"
-	@echo "make test       set up, then run the test suite (pytest, 2 workers)"
+	@echo "make test       set up, then run the test suite (pytest, 2 workers; TESTS=, PYTEST_ARGS=)"
 	@echo "make setup      .venv + requirements + dann_ros (editable) + vision_msgs + demo data"
 	@echo "make bench      set up, then run benchmarks/*.py"
 	@echo "make clean      remove build outputs and caches (keeps .venv and downloaded data)"
@@ -26,7 +27,7 @@ demo: setup
 	$(VENV)/bin/dann-ros demo
 
 test: setup
-	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS) test
+	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS) $(TESTS)
 
 bench: setup
 	@shopt -s nullglob; set -e; ran=0; \

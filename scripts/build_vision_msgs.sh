@@ -15,7 +15,8 @@ NP_INC="$("$PY" -c 'import numpy; print(numpy.get_include())')"
 
 # The exported CMake targets in the ROS wheels hard-code the wheel builder's interpreter
 # (/opt/python/cpXY-cpXY/...): point them at this venv's Python and numpy headers.
-grep -rlZ -E '/opt/python/cp3[0-9]+-cp3[0-9]+/(include|lib)/' --include='*.cmake' "$VENV/share" |
+# (grep finds nothing once done: that is not an error.)
+{ grep -rlZ -E '/opt/python/cp3[0-9]+-cp3[0-9]+/(include|lib)/' --include='*.cmake' "$VENV/share" || true; } |
     xargs -0 -r sed -i -E \
         -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#${PY_INC}#g" \
         -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#${NP_INC}#g"

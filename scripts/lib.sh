@@ -1,6 +1,9 @@
 # Shared helpers for scripts/*.sh (sourced, not run). Expects LOG and STAMPS to be set.
 
-step() { printf 'setup: %s\n' "$*"; }
+step() {
+    printf 'setup: %s\n' "$*"
+    DID_SOMETHING=1
+}
 warn() { printf 'setup: warning: %s\n' "$*" >&2; }
 die() {
     printf 'setup: ERROR: %s\n' "$*" >&2
@@ -8,8 +11,10 @@ die() {
 }
 
 # Run a command with its output in $LOG; on failure show the end of the log.
+# The log is started afresh by the first command of a run, so a no-op run keeps the last one.
 run_logged() {
     local t0=$SECONDS
+    [[ -n "${_LOG_STARTED:-}" ]] || { : >"$LOG"; _LOG_STARTED=1; }
     printf '\n[%s] $ %s\n' "$(date +%T)" "$*" >>"$LOG"
     "$@" >>"$LOG" 2>&1 && { printf '[%s] ok after %d s\n' "$(date +%T)" $((SECONDS - t0)) >>"$LOG"; return 0; }
     local rc=$?

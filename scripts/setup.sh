@@ -22,7 +22,6 @@ START=$SECONDS
 source "$ROOT/scripts/lib.sh"
 
 mkdir -p "$CACHE"
-: >"$LOG"
 
 # --- 1. virtual environment ---------------------------------------------------------------
 venv_ok() {
@@ -97,8 +96,10 @@ else
 fi
 
 # --- 4. vision_msgs -------------------------------------------------------------------------
+# Rebuilt when the definitions, the build script or the installed ROS wheels change.
+ros_wheels="$(cd "$VENV/lib/python$PYV/site-packages" && printf '%s\n' ros_*.dist-info | sha256sum | cut -c1-16)"
 key_vm="$(hash_files msg/vision_msgs/package.xml msg/vision_msgs/CMakeLists.txt msg/vision_msgs/msg/*.msg \
-    scripts/build_vision_msgs.sh)-$key_req"
+    scripts/build_vision_msgs.sh)-$ros_wheels"
 if stamp_ok vision_msgs "$key_vm"; then
     :
 else
@@ -136,7 +137,7 @@ else
     }
 fi
 
-if ((SECONDS - START > 1)); then
+if [[ -n "${DID_SOMETHING:-}" ]]; then
     step "ready in $((SECONDS - START)) s"
 else
     step "up to date"

@@ -20,12 +20,14 @@ import argparse
 import dataclasses
 import glob
 import hashlib
+import io
 import json
 import logging
 import math
 import multiprocessing as mp
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -64,6 +66,7 @@ class SynthConfig:
     max_overlap: float = 0.3  # several digits: max fraction of a digit's box covered by earlier ones
     min_contrast: float = 0.25  # luminance difference (0..1) between a digit and the background under it
     clutter: int = 4  # up to this many random lines / blobs on the background
+    illumination: float = 0.25  # uneven lighting: gain ramp of up to +-this across the image (half the frames)
     blur_sigma: tuple[float, float] = (0.0, 1.2)
     noise_std: tuple[float, float] = (0.0, 8.0)
     camera: str | None = None  # write into this subfolder (one render product), like Replicator
@@ -289,8 +292,8 @@ def _background(rng: np.random.Generator, cfg: SynthConfig, assets: _Assets) -> 
         c2 = np.clip(c1 + rng.normal(0, 60, 3), 0, 255).astype(np.float32)
         if kind < 0.45:  # linear gradient
             angle = rng.uniform(0, 2 * math.pi)
-            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-            t = xx * math.cos(angle) + yy * math.sin(angle)
+            t = (np.arange(w, dtype=np.float32)[None, :] * math.cos(angle)
+                 + np.arange(h, dtype=np.float32)[:, None] * math.sin(angle))
             t = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
         else:  # random window of a procedural texture, rescaled and flipped
             tex = assets.textures[int(rng.integers(len(assets.textures)))]
@@ -360,8 +363,6 @@ def _digit_patch(rng: np.random.Generator, cfg: SynthConfig, assets: _Assets, ch
 def _place(rng: np.random.Generator, cfg: SynthConfig, ph: int, pw: int, single: bool,
            placed: list[tuple[int, int, int, int]]) -> tuple[int, int] | None:
     w, h = cfg.width, cfg.height
-    if pw > w or ph > h:
-        return None
     if single:
         cx = w / 2 + rng.uniform(-cfg.centre_jitter, cfg.centre_jitter) * w
         cy = h / 2 + rng.uniform(-cfg.centre_jitter, cfg.centre_jitter) * h
@@ -392,6 +393,13 @@ def _pick_colour(rng: np.random.Generator, bg_luma: float, min_contrast: float) 
     return base.astype(np.float32)
 
 
+def _ramp(rng: np.random.Generator, h: int, w: int, amp: float) -> np.ndarray:
+    """Random linear ramp over an h x w area, within +-amp (uneven light or ink)."""
+    ax, ay = rng.uniform(-amp, amp, 2)
+    return (np.linspace(-0.5 * ax, 0.5 * ax, w, dtype=np.float32)[None, :]
+            + np.linspace(-0.5 * ay, 0.5 * ay, h, dtype=np.float32)[:, None])
+
+
 def render_scene(rng: np.random.Generator, cfg: SynthConfig, assets: _Assets) -> Scene:
     h, w = cfg.height, cfg.width
     img = _background(rng, cfg, assets)
@@ -404,6 +412,10 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig, assets: _Assets) ->
         char = DIGITS[int(rng.integers(10))]
         patch = _digit_patch(rng, cfg, assets, char)
         ph, pw = patch.shape
+        if ph > h or pw > w:  # rotation/slant pushed it past the frame: shrink rather than drop it
+            fit = min(h / ph, w / pw)
+            pw, ph = max(1, min(w, int(pw * fit))), max(1, min(h, int(ph * fit)))
+            patch = cv2.resize(patch, (pw, ph), interpolation=cv2.INTER_AREA)
         pos = _place(rng, cfg, ph, pw, single, placed)
         if pos is None:
             continue
@@ -413,8 +425,7 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig, assets: _Assets) ->
         bg_luma = float((region[ink] if ink.any() else region.reshape(-1, 3)).mean(axis=0) @ _LUMA) / 255
         colour = _pick_colour(rng, bg_luma, cfg.min_contrast)
         if rng.random() < 0.4:  # uneven ink / lighting across the digit
-            gy, gx = np.mgrid[0:ph, 0:pw].astype(np.float32)
-            shade = 1 + rng.uniform(-0.2, 0.2) * (gx / max(pw, 1) - 0.5) + rng.uniform(-0.2, 0.2) * (gy / max(ph, 1) - 0.5)
+            shade = 1 + _ramp(rng, ph, pw, 0.2)
             fg = colour * shade[:, :, None]
         else:
             fg = colour
@@ -428,17 +439,16 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig, assets: _Assets) ->
         placed.append((y0, x0, y0 + ph, x0 + pw))
 
     # post-processing: vignetting/illumination, defocus, sensor noise
-    if rng.random() < 0.5:
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        gain = 1 + rng.uniform(-0.25, 0.25) * (xx / w - 0.5) + rng.uniform(-0.25, 0.25) * (yy / h - 0.5)
-        img *= gain[:, :, None]
+    if rng.random() < 0.5 and cfg.illumination > 0:
+        img *= (1 + _ramp(rng, h, w, cfg.illumination))[:, :, None]
     sigma = rng.uniform(*cfg.blur_sigma)
     if sigma > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
     noise = rng.uniform(*cfg.noise_std)
     if noise > 0:
-        img += rng.normal(0, noise, img.shape).astype(np.float32)
-    rgb = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+        img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(noise)
+    img += 0.5
+    rgb = np.clip(img, 0, 255, out=img).astype(np.uint8)
 
     rows, classes, visible_masks = [], [], []
     hidden = np.zeros((h, w), np.float32)  # coverage by digits drawn later, composited back to front
@@ -459,15 +469,27 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig, assets: _Assets) ->
 
 # --------------------------------------------------------------------------- writing
 
-def _write_frame(folder: Path, name: str, scene: Scene) -> None:
-    bgra = cv2.cvtColor(scene.rgb, cv2.COLOR_RGB2BGRA)
-    if not cv2.imwrite(str(folder / f"rgb_{name}.png"), bgra):
-        raise OSError(f"cannot write {folder / f'rgb_{name}.png'}")
-    np.save(folder / f"{BBOX_PREFIX}{name}.npy", scene.boxes, allow_pickle=False)
+def encode_frame(name: str, scene: Scene) -> list[tuple[str, bytes]]:
+    """The four BasicWriter files of one frame as (file name, bytes)."""
+    ok, png = cv2.imencode(".png", cv2.cvtColor(scene.rgb, cv2.COLOR_RGB2BGRA))
+    if not ok:
+        raise RuntimeError(f"PNG encoding failed for frame {name}")
+    npy = io.BytesIO()
+    np.lib.format.write_array(npy, scene.boxes, allow_pickle=False)
     labels = {str(int(sid)): {"class": cls} for sid, cls in sorted(zip(scene.boxes["semanticId"], scene.classes))}
-    (folder / f"{LABELS_PREFIX}{name}.json").write_text(json.dumps(labels))
     prims = [f"/World/Digits/digit_{i:02d}_{cls}" for i, cls in enumerate(scene.classes)]
-    (folder / f"{BBOX_PREFIX}prim_paths_{name}.json").write_text(json.dumps(prims))
+    return [
+        (f"rgb_{name}.png", png.tobytes()),
+        (f"{BBOX_PREFIX}{name}.npy", npy.getvalue()),
+        (f"{LABELS_PREFIX}{name}.json", json.dumps(labels).encode()),
+        (f"{BBOX_PREFIX}prim_paths_{name}.json", json.dumps(prims).encode()),
+    ]
+
+
+def _write_files(folder: Path, files: list[tuple[str, bytes]]) -> None:
+    for fname, data in files:
+        with open(folder / fname, "wb") as f:
+            f.write(data)
 
 
 _ASSETS: _Assets | None = None
@@ -483,9 +505,20 @@ def _init_worker(font_paths: tuple[Path, ...], cfg: SynthConfig) -> None:
 def _render_range(args: tuple[Path, int, int]) -> int:
     folder, start, stop = args
     assert _ASSETS is not None and _CFG is not None
-    for index in range(start, stop):
-        rng = np.random.default_rng([_CFG.seed, 0, index])
-        _write_frame(folder, _CFG.frame_name(index), render_scene(rng, _CFG, _ASSETS))
+    # File creation costs as much as rendering on small frames; it runs in threads (the GIL is
+    # released during I/O) so the next frame renders meanwhile.
+    with ThreadPoolExecutor(2) as io_pool:
+        pending: list[Future] = []
+        for index in range(start, stop):
+            rng = np.random.default_rng([_CFG.seed, 0, index])
+            files = encode_frame(_CFG.frame_name(index), render_scene(rng, _CFG, _ASSETS))
+            pending.append(io_pool.submit(_write_files, folder, files))
+            if len(pending) >= 64:
+                for fut in pending[:32]:
+                    fut.result()
+                del pending[:32]
+        for fut in pending:
+            fut.result()
     return stop - start
 
 

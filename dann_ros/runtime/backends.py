@@ -85,6 +85,12 @@ class OnnxRuntimeBackend:
         return dict(zip(self.outputs, values))
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def open_backend(path: str | Path, backend: str = "auto", device: str | None = None) -> Backend:
     """Pick the backend by name, or by file type and what is installed (``auto``)."""
     path = Path(path)
@@ -107,7 +113,7 @@ def open_backend(path: str | Path, backend: str = "auto", device: str | None = N
         if backend == "auto":
             from dann_ros.runtime.tensorrt_backend import tensorrt_available
 
-            if tensorrt_available():
+            if tensorrt_available() and _cuda_available():
                 from dann_ros.runtime.tensorrt_backend import TensorRTBackend
 
                 return TensorRTBackend(path)

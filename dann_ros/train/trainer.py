@@ -117,16 +117,6 @@ def predict(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.d
     return torch.cat(probs), torch.cat(feats)
 
 
-def _domain_accuracy(adv: DomainAdversarialLoss, f_s: torch.Tensor, f_t: torch.Tensor, device) -> float:
-    was = adv.training
-    adv.eval()
-    with torch.no_grad():
-        p_s = adv.source_probability(f_s.to(device)).cpu()
-        p_t = adv.source_probability(f_t.to(device)).cpu()
-    adv.train(was)
-    return 0.5 * (float((p_s > 0.5).float().mean()) + float((p_t <= 0.5).float().mean()))
-
-
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = True, show_progress: bool = True) -> None:
         self.cfg = cfg
@@ -156,6 +146,7 @@ class Trainer:
         self.target_images = torch.from_numpy(self.data.target) if self.data.target is not None else None
         self.eval_target_subset = self._target_subset()
         self.train_seconds = 0.0
+        self._domain_acc: list[float] = []  # discriminator accuracy on the training batches since the last eval
         if resume:
             self._try_resume()
         elif (self.out / "last.pt").exists() and self.dist.is_main:
@@ -254,8 +245,8 @@ class Trainer:
                 loss = task_loss + cfg.adaptation.weight * domain_loss
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
-                        f"loss became {float(loss)} at step {self.step} (task {float(task_loss):.4g}, domain "
-                        f"{float(domain_loss):.4g}); the last good checkpoint is {self.out / 'last.pt'}. "
+                        f"loss became {float(loss.detach())} at step {self.step} (task {float(task_loss.detach()):.4g}, "
+                        f"domain {float(domain_loss.detach()):.4g}); the last good checkpoint is {self.out / 'last.pt'}. "
                         "Lower optim.lr or adaptation.lambda_max.")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -264,6 +255,8 @@ class Trainer:
                 self.optimizer.step()
                 self.step += 1
                 steps_done += 1
+                if self.adversarial is not None:
+                    self._domain_acc.append(self.adversarial.domain_accuracy)
                 bar.update(1)
                 if writer is not None and (self.step % 10 == 0 or self.step == cfg.train.steps):
                     writer.add_scalar("train/task_loss", float(task_loss.detach()), self.step)
@@ -304,8 +297,6 @@ class Trainer:
             probs_t, feats_t = predict(self.model, self.eval_target_subset, self.device)
             ev.im = metrics.information_maximization(probs_t)
             ev.snd = metrics.soft_neighborhood_density(probs_t)
-            if self.adversarial is not None:
-                ev.domain_accuracy = _domain_accuracy(self.adversarial, feats_v, feats_t, self.device)
         if d.eval_target is not None:
             probs_e, _ = predict(self.model, d.eval_target.images, self.device)
             ev.target_accuracy = metrics.accuracy(probs_e.argmax(1).numpy(), d.eval_target.labels)
@@ -313,6 +304,9 @@ class Trainer:
 
     def _evaluate_and_save(self, writer) -> None:
         ev = self.evaluate()
+        if self._domain_acc:
+            ev.domain_accuracy = float(np.mean(self._domain_acc))
+            self._domain_acc.clear()
         record = {k: v for k, v in ev.__dict__.items() if k != "extra" and v is not None}
         self.history.append(record)
         if writer is not None:
