@@ -64,6 +64,9 @@ def _export(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from dann_ros.data.make_bag import add_make_bag_parser
     from dann_ros.data.synth import add_synth_parser
+    from dann_ros.evaluation.eval_bag import add_eval_bag_parser
+    from dann_ros.evaluation.replay import add_replay_parser
+    from dann_ros.evaluation.report import add_report_parser
     from dann_ros.export.tensorrt import add_build_engine_parser
 
     parser = argparse.ArgumentParser(prog="dann-ros", description=__doc__)
@@ -72,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth_parser(sub)
     add_make_bag_parser(sub)
     add_build_engine_parser(sub)
+    add_eval_bag_parser(sub)
+    add_replay_parser(sub)
+    add_report_parser(sub)
 
     p = sub.add_parser("train", help="train a source-only or DANN model from a YAML config")
     p.add_argument("--config", required=True)

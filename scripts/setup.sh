@@ -100,13 +100,20 @@ fi
 ros_wheels="$(cd "$VENV/lib/python$PYV/site-packages" && printf '%s\n' ros_*.dist-info | sha256sum | cut -c1-16)"
 key_vm="$(hash_files msg/vision_msgs/package.xml msg/vision_msgs/CMakeLists.txt msg/vision_msgs/msg/*.msg \
     scripts/build_vision_msgs.sh)-$ros_wheels"
+external_vision_msgs() { # prints where vision_msgs comes from when it is not ours in .venv
+    local where
+    where="$("$VENV/bin/python" -c 'import vision_msgs.msg, os; print(os.path.realpath(vision_msgs.__file__))' \
+        2>/dev/null)" || return 1
+    [[ "$where" != "$(realpath "$VENV")"/* ]] && echo "$where"
+}
 if stamp_ok vision_msgs "$key_vm"; then
     :
+elif stamp_ok vision_msgs "$key_vm-external" && external_vision_msgs >/dev/null; then
+    : # still provided by a sourced ROS installation
 else
-    where="$("$VENV/bin/python" -c 'import vision_msgs.msg, os; print(os.path.realpath(vision_msgs.__file__))' \
-        2>/dev/null || true)"
-    if [[ -n "$where" && "$where" != "$(realpath "$VENV")"/* ]]; then
+    if where="$(external_vision_msgs)"; then
         step "vision_msgs: using the installed one ($where)"
+        key_vm="$key_vm-external"
     else
         command -v cmake >/dev/null 2>&1 || apt_install_or_die "cmake (to build vision_msgs)" cmake
         command -v c++ >/dev/null 2>&1 && command -v cc >/dev/null 2>&1 ||

@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import multiprocessing as mp
-import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass

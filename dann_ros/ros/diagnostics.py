@@ -64,6 +64,7 @@ class Snapshot:
     total_decode_errors: int = 0
     total_inference_errors: int = 0
     qos_incompatible: int = 0
+    total_overlays: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     ages_ms: list[float] = field(default_factory=list)
     last_error: str = ""
@@ -90,6 +91,10 @@ class CameraStats:
             self._lat.append(latency_ms)
             if age_ms is not None:
                 self._age.append(age_ms)
+
+    def overlay(self) -> None:
+        with self._lock:
+            self._totals.total_overlays += 1
 
     def decode_error(self, reason: str) -> None:
         with self._lock:
@@ -118,8 +123,8 @@ class CameraStats:
                 t.last_error = now.last_error
             snap = Snapshot(now.received, now.published, now.dropped, now.decode_errors, now.inference_errors,
                             t.total_received, t.total_published, t.total_dropped, t.total_decode_errors,
-                            t.total_inference_errors, t.qos_incompatible, list(self._lat), list(self._age),
-                            t.last_error)
+                            t.total_inference_errors, t.qos_incompatible, t.total_overlays, list(self._lat),
+                            list(self._age), t.last_error)
             self._now = Snapshot()
         return snap
 
@@ -148,6 +153,7 @@ def camera_status(snap: Snapshot, period_s: float, monitor: DomainShiftMonitor |
         ("decode errors", str(snap.total_decode_errors)),
         ("inference errors", str(snap.total_inference_errors)),
         ("qos incompatible events", str(snap.qos_incompatible)),
+        ("overlays published", str(snap.total_overlays)),
         ("last error", snap.last_error or "none"),
     ]
     if monitor is None:

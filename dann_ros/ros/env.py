@@ -49,6 +49,10 @@ def fastdds_shm_profile() -> Path:
     return share_file("config", "fastdds_shm.xml")
 
 
+def domain_lock_path(domain_id: int) -> Path:
+    return _LOCK_DIR / f"{domain_id}.lock"
+
+
 def claim_domain_id() -> int:
     """A domain id that no other cooperating process on this machine holds; kept until exit."""
     _LOCK_DIR.mkdir(parents=True, exist_ok=True)
@@ -59,7 +63,7 @@ def claim_domain_id() -> int:
         candidate = DOMAIN_IDS[(start + k) % len(DOMAIN_IDS)]
         if candidate in _held:
             continue
-        fd = os.open(_LOCK_DIR / f"{candidate}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+        fd = os.open(domain_lock_path(candidate), os.O_CREAT | os.O_RDWR, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

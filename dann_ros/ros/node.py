@@ -313,6 +313,7 @@ class DannNode(LifecycleNode):
             overlay = cam.overlay_pub
             if overlay is not None and overlay.get_subscription_count() > 0:
                 overlay.publish(image_message(handler.draw(image, result, geometry), header))
+                cam.stats.overlay()
 
     def _skip(self, cam: Camera, reason: str) -> None:
         cam.stats.decode_error(reason)

@@ -1,0 +1,349 @@
+"""The node's parts without DDS traffic: env, arguments, parameters, topics, frame hand-off,
+CDR views, messages, diagnostics, the DDS profile and the launch file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import yaml
+
+from dann_ros.ros import env as ros_env
+from dann_ros.ros.arguments import default_params_file, node_arguments
+from dann_ros.ros.diagnostics import ERROR, OK, WARN, CameraStats, DomainShiftMonitor, camera_status
+from dann_ros.ros.frames import LatestFrames
+from dann_ros.ros.params import PARAMETERS, NodeParams, ParameterError
+from dann_ros.ros.topics import camera_topics
+
+ROOT = ros_env.PACKAGE_ROOT
+
+
+# ---------------------------------------------------------------- env
+def test_isolated_env_claims_distinct_domains_and_keeps_the_library_path():
+    a, b = ros_env.isolated_ros_env(), ros_env.isolated_ros_env()
+    try:
+        assert a["ROS_DOMAIN_ID"] != b["ROS_DOMAIN_ID"]
+        for e in (a, b):
+            assert 1 <= int(e["ROS_DOMAIN_ID"]) <= 101
+            assert e["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+            assert e.get("LD_LIBRARY_PATH") == os.environ.get("LD_LIBRARY_PATH")
+            assert "FASTDDS_DEFAULT_PROFILES_FILE" not in e
+    finally:
+        ros_env.release_domain_id(int(a["ROS_DOMAIN_ID"]))
+        ros_env.release_domain_id(int(b["ROS_DOMAIN_ID"]))
+
+
+def test_a_claimed_domain_is_not_handed_to_another_process():
+    mine = ros_env.claim_domain_id()
+    try:
+        code = ("import fcntl, os, sys; from dann_ros.ros import env; "
+                f"fd = os.open(env.domain_lock_path({mine}), os.O_RDWR)\n"
+                "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print('free')\n"
+                "except BlockingIOError:\n    print('held')\n"
+                f"print(env.claim_domain_id() != {mine})")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                             env=ros_env.isolated_ros_env(domain_id=0))
+        assert out.stdout.split() == ["held", "True"]
+    finally:
+        ros_env.release_domain_id(mine)
+
+
+def test_isolated_env_profile_and_explicit_domain():
+    e = ros_env.isolated_ros_env(domain_id=42, fastdds_profile=True)
+    assert e["ROS_DOMAIN_ID"] == "42"
+    assert e["FASTDDS_DEFAULT_PROFILES_FILE"] == str((ROOT / "config" / "fastdds_shm.xml").resolve())
+    with pytest.raises(ValueError, match="outside"):
+        ros_env.isolated_ros_env(domain_id=300)
+    base = {"_ROS_WHEELS_BOOTSTRAP_COMPLETE": "1", "FASTDDS_DEFAULT_PROFILES_FILE": "/elsewhere.xml"}
+    e = ros_env.isolated_ros_env(domain_id=7, base=base)
+    assert "_ROS_WHEELS_BOOTSTRAP_COMPLETE" not in e  # no LD_LIBRARY_PATH: the child must bootstrap again
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" not in e
+
+
+def test_fastdds_profile_has_a_16mb_shm_segment_and_loopback_udp():
+    ns = {"d": "http://www.eprosima.com"}
+    root = ET.parse(ROOT / "config" / "fastdds_shm.xml").getroot()
+    descriptors = {d.findtext("d:transport_id", namespaces=ns): d
+                   for d in root.iterfind("d:profiles/d:transport_descriptors/d:transport_descriptor", ns)}
+    kinds = {tid: d.findtext("d:type", namespaces=ns) for tid, d in descriptors.items()}
+    assert sorted(kinds.values()) == ["SHM", "UDPv4"]
+    shm = next(d for d in descriptors.values() if d.findtext("d:type", namespaces=ns) == "SHM")
+    assert int(shm.findtext("d:segment_size", namespaces=ns)) == 16 * 1024 * 1024
+    udp = next(d for d in descriptors.values() if d.findtext("d:type", namespaces=ns) == "UDPv4")
+    assert [i.get("name") for i in udp.iterfind("d:interfaces/d:allowlist/d:interface", ns)] == ["127.0.0.1"]
+    participant = root.find("d:profiles/d:participant", ns)
+    assert participant.get("is_default_profile") == "true"
+    assert participant.findtext("d:rtps/d:useBuiltinTransports", namespaces=ns) == "false"
+    assert [t.text for t in participant.iterfind("d:rtps/d:userTransports/d:transport_id", ns)] == list(descriptors)
+
+
+# ---------------------------------------------------------------- arguments and parameters
+def test_node_arguments_are_the_launch_files_command_line():
+    args = node_arguments("/m/model.onnx", namespace="front", image="/camera/image_raw",
+                          parameters={"compressed": True, "input_topics": ["a/image", "b/image"], "qos_depth": 2})
+    assert args[0] == "--ros-args"
+    assert args[args.index("--params-file") + 1] == str(default_params_file())
+    pairs = [args[i + 1] for i, a in enumerate(args) if a in ("-p", "-r")]
+    assert "model_path:='/m/model.onnx'" in pairs
+    assert "compressed:=true" in pairs and "input_topics:=['a/image','b/image']" in pairs and "qos_depth:=2" in pairs
+    assert "__ns:=/front" in pairs and "image:=/camera/image_raw" in pairs and "__node:=dann_node" in pairs
+    assert node_arguments() == ["--ros-args", "-r", "__node:=dann_node", "--params-file", str(default_params_file())]
+
+
+def test_yaml_documents_every_parameter_with_its_default():
+    text = default_params_file().read_text()
+    values = yaml.safe_load(text)["/**"]["ros__parameters"]
+    assert set(values) == set(PARAMETERS)
+    for name, (default, _) in PARAMETERS.items():
+        assert values[name] == default, name
+        assert type(values[name]) is type(default), f"{name}: YAML type differs from the declared type"
+    lines = text.splitlines()
+    for i, line in enumerate(lines):  # each parameter sits under a comment (alone or in a commented group)
+        if line.strip().split(":")[0] in PARAMETERS:
+            above = [l.strip() for l in lines[max(0, i - 3):i]]
+            assert any(l.startswith("#") for l in above), f"parameter line {line.strip()!r} has no comment"
+
+
+@pytest.mark.parametrize("change, name", [
+    ({"model_path": ""}, "model_path"), ({"backend": "tflite"}, "backend"), ({"input_topics": []}, "input_topics"),
+    ({"input_topics": ["a", "a"]}, "input_topics"), ({"qos_reliability": "sometimes"}, "qos_reliability"),
+    ({"qos_depth": 0}, "qos_depth"), ({"domain_shift_warn": 0.9}, "domain_shift_warn"),
+    ({"diagnostics_period": 0.0}, "diagnostics_period"), ({"device": "tpu"}, "device"),
+])
+def test_bad_parameters_name_the_parameter(change, name):
+    values = {"model_path": "m.onnx", **change}
+    with pytest.raises(ParameterError, match=f"parameter '{name}'"):
+        NodeParams.from_values(values)
+
+
+def test_camera_outputs_go_next_to_their_inputs():
+    def layout(topics, compressed=False):
+        return [(c.input, c.output("classification")) for c in camera_topics(topics, compressed)]
+
+    assert layout(["image"]) == [("image", "classification")]
+    assert layout(["cam_left/image", "cam_right/image"]) == [
+        ("cam_left/image", "cam_left/classification"), ("cam_right/image", "cam_right/classification")]
+    assert layout(["/robot/front/image_raw"]) == [("/robot/front/image_raw", "/robot/front/classification")]
+    assert layout(["/image"]) == [("/image", "/classification")]
+    assert layout(["cam/image/compressed"], compressed=True) == [("cam/image/compressed", "cam/classification")]
+    with pytest.raises(ValueError, match="same topics"):
+        camera_topics(["left", "right"])
+
+
+# ---------------------------------------------------------------- frame hand-off
+def test_latest_frame_wins_and_overwrites_count_as_drops():
+    frames = LatestFrames(2)
+    assert frames.put(0, "a") is False
+    assert frames.put(0, "b") is True  # 'a' was never processed
+    assert frames.put(1, "x") is False
+    got = frames.take(timeout=0)
+    assert [(f.camera, f.msg) for f in got] == [(0, "b"), (1, "x")]
+    assert frames.take(timeout=0.01) == []
+    assert frames.put(0, "c") is False  # the slot was emptied by take
+    frames.close()
+    assert frames.take(timeout=1) is None
+
+
+# ---------------------------------------------------------------- CDR views
+def _image(frame_id: str, encoding: str, height: int, width: int, step: int, data: bytes, bigendian: int = 0):
+    from sensor_msgs.msg import Image
+
+    msg = Image(height=height, width=width, encoding=encoding, step=step, data=data, is_bigendian=bigendian)
+    msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id = -5, 999_999_999, frame_id
+    return msg
+
+
+@pytest.mark.parametrize("frame_id", ["", "c", "cam", "camera", "camera_optical_frame"])
+@pytest.mark.parametrize("encoding", ["rgb8", "mono16", "bayer_rggb8"])
+def test_cdr_image_view_matches_rclpy(frame_id, encoding):
+    from rclpy.serialization import serialize_message
+
+    from dann_ros.ros.cdr import image_view
+
+    data = bytes(range(256)) * 3
+    msg = _image(frame_id, encoding, 3, 5, 256, data[:768], bigendian=1 if encoding == "mono16" else 0)
+    v = image_view(serialize_message(msg))
+    assert v.header == msg.header
+    assert (v.height, v.width, v.encoding, v.is_bigendian, v.step) == (3, 5, encoding, msg.is_bigendian, 256)
+    assert bytes(v.data) == data[:768]
+
+
+def test_cdr_compressed_view_matches_rclpy():
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import CompressedImage
+
+    from dann_ros.ros.cdr import compressed_image_view
+
+    msg = CompressedImage(format="jpeg", data=b"\xff\xd8abc")
+    msg.header.frame_id = "cam1"
+    v = compressed_image_view(serialize_message(msg))
+    assert (v.header, v.format, bytes(v.data)) == (msg.header, "jpeg", b"\xff\xd8abc")
+
+
+def test_cdr_view_rejects_what_it_cannot_read():
+    from rclpy.serialization import serialize_message
+
+    from dann_ros.ros.cdr import CdrError, image_view
+
+    good = serialize_message(_image("cam", "rgb8", 2, 2, 6, bytes(12)))
+    for bad in (b"", b"\x00\x03\x00\x00" + good[4:], good[:30]):
+        with pytest.raises(CdrError):
+            image_view(bad)
+
+
+def test_decoding_a_view_equals_decoding_the_message():
+    from rclpy.serialization import serialize_message
+
+    from dann_ros.data.images import message_to_rgb8, rgb8_to_image_fields
+    from dann_ros.ros.cdr import image_view
+
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    for encoding in ("rgb8", "bgra8", "mono16"):
+        h, w, enc, step, data = rgb8_to_image_fields(rgb, encoding)
+        msg = _image("x", enc, h, w, step, data)
+        np.testing.assert_array_equal(message_to_rgb8(image_view(serialize_message(msg))), message_to_rgb8(msg))
+
+
+# ---------------------------------------------------------------- messages
+def test_classification_message_is_top_k_best_first_with_index_ids():
+    from std_msgs.msg import Header
+
+    from dann_ros.ros.outputs import ClassificationOutput, label_info_message
+    from dann_ros.runtime.results import Classification
+
+    scores = np.array([0.1, 0.5, 0.05, 0.3, 0.05], dtype=np.float32)
+    result = Classification(1, "b", 0.5, scores, 0.4)
+    header = Header(frame_id="cam")
+    msg = ClassificationOutput("abcde", top_k=3).to_message(result, header)
+    assert msg.header.frame_id == "cam"
+    assert [(h.class_id, round(h.score, 3)) for h in msg.results] == [("1", 0.5), ("3", 0.3), ("0", 0.1)]
+    assert len(ClassificationOutput("abcde", top_k=0).to_message(result, header).results) == 5
+    assert [h.class_id for h in ClassificationOutput("abcde", top_k=1).to_message(result, header).results] == ["1"]
+    info = label_info_message(("cat", "dog"))
+    assert [(c.class_id, c.class_name) for c in info.class_map] == [(0, "cat"), (1, "dog")]
+
+
+def test_detection_models_are_refused_with_a_reason():
+    from dann_ros.data.preprocess import Preprocess
+    from dann_ros.export.metadata import ModelInfo
+    from dann_ros.ros.outputs import handler_for
+
+    with pytest.raises(ValueError, match="'detection' are not supported"):
+        handler_for(ModelInfo("detection", ("car",), Preprocess(), "d", "0"))
+
+
+def test_overlay_draws_into_the_frame():
+    from std_msgs.msg import Header
+
+    from dann_ros.ros.outputs import ClassificationOutput
+    from dann_ros.ros.overlay import image_message
+    from dann_ros.runtime.results import Classification
+
+    image = np.full((48, 64, 3), 200, np.uint8)
+    drawn = ClassificationOutput("ab").draw(image, Classification(0, "a", 0.9, np.array([0.9, 0.1]), 0.5), None)
+    assert drawn.shape == (48, 64, 3) and (drawn != 200).any()
+    msg = image_message(drawn, Header(frame_id="cam"))
+    assert (msg.height, msg.width, msg.encoding, msg.step, msg.header.frame_id) == (48, 64, "rgb8", 192, "cam")
+
+
+# ---------------------------------------------------------------- diagnostics
+def test_domain_shift_is_the_mean_absolute_distance_to_the_reference():
+    m = DomainShiftMonitor(window=4, reference=0.5)
+    assert m.shift() is None
+    for s in (0.5, 0.5, 1.0, 0.0):
+        m.add(s)
+    assert m.shift() == pytest.approx(0.5)  # (0 + 0 + 0.5 + 0.5) / 4 / 0.5: opposite drifts do not cancel
+    assert m.mean_domain_score() == pytest.approx(0.5)
+    for _ in range(4):
+        m.add(0.9)  # the window forgets the old frames
+    assert m.shift() == pytest.approx(0.8)
+    asym = DomainShiftMonitor(window=2, reference=0.8)
+    asym.add(0.0)
+    assert asym.shift() == pytest.approx(1.0)  # normalised by the largest possible distance
+
+
+def test_camera_status_levels():
+    stats = CameraStats()
+    for _ in range(10):
+        stats.received(dropped=False)
+        stats.published(2.0, 3.0)
+    stats.received(dropped=True)
+
+    def status(shift_scores, monitor=True):
+        m = None
+        if monitor:
+            m = DomainShiftMonitor(10)
+            for s in shift_scores:
+                m.add(s)
+        return camera_status(stats.snapshot(), 1.0, m, warn=0.3, error=0.6)
+
+    level, message, values = status([0.5])
+    v = dict(values)
+    assert level == OK and message == "ok"
+    assert v["input rate (Hz)"] == "11.00" and v["drops"] == "1" and v["latency p50 (ms)"] == "2.00"
+    assert status([0.7])[0] == WARN and status([0.9])[0] == ERROR  # shifts 0.4 and 0.8
+    assert dict(status([], monitor=False)[2])["domain shift"] == "no monitor"
+    stats.decode_error("unsupported encoding 'x'")
+    level, message, values = status([0.5])
+    assert level == WARN and "1 undecodable" in message and dict(values)["decode errors"] == "1"
+
+
+# ---------------------------------------------------------------- launch file
+def test_launch_file_passes_node_arguments(monkeypatch):
+    """launch/launch_ros are not installable here: run the launch file against stand-ins."""
+    recorded: dict = {}
+
+    class Action:
+        def __init__(self, *args, **kwargs):
+            self.args, self.kwargs = args, kwargs
+
+    class LaunchConfiguration(Action):
+        def perform(self, context):
+            return context[self.args[0]]
+
+    launch = types.ModuleType("launch")
+    launch.LaunchDescription = lambda actions: actions
+    actions = types.ModuleType("launch.actions")
+    actions.DeclareLaunchArgument = type("DeclareLaunchArgument", (Action,), {})
+    actions.OpaqueFunction = type("OpaqueFunction", (Action,), {})
+    actions.SetEnvironmentVariable = type("SetEnvironmentVariable", (Action,), {})
+    conditions = types.ModuleType("launch.conditions")
+    conditions.LaunchConfigurationNotEquals = type("LaunchConfigurationNotEquals", (Action,), {})
+    substitutions = types.ModuleType("launch.substitutions")
+    substitutions.LaunchConfiguration = LaunchConfiguration
+    launch_ros = types.ModuleType("launch_ros")
+    launch_ros_actions = types.ModuleType("launch_ros.actions")
+
+    def node(**kwargs):
+        recorded.update(kwargs)
+        return kwargs
+
+    launch_ros_actions.Node = node
+    for name, module in {"launch": launch, "launch.actions": actions, "launch.conditions": conditions,
+                         "launch.substitutions": substitutions, "launch_ros": launch_ros,
+                         "launch_ros.actions": launch_ros_actions}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dann_ros_launch", ROOT / "launch" / "dann_ros.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    declared = {a.args[0]: a.kwargs["default_value"] for a in description
+                if type(a).__name__ == "DeclareLaunchArgument"}
+    assert declared["params_file"] == str(default_params_file())
+    assert declared["dds_profile"] == str(ros_env.fastdds_shm_profile())
+    env_action = next(a for a in description if type(a).__name__ == "SetEnvironmentVariable")
+    assert env_action.args[0] == "FASTDDS_DEFAULT_PROFILES_FILE"
+    opaque = next(a for a in description if type(a).__name__ == "OpaqueFunction")
+    context = dict(declared, model_path="/m.onnx", namespace="front", image="/cam/image_raw")
+    opaque.kwargs["function"](context)
+    assert recorded["package"] == "dann_ros" and recorded["executable"] == "dann_node"
+    assert recorded["arguments"] == node_arguments("/m.onnx", namespace="front", image="/cam/image_raw",
+                                                   params_file=declared["params_file"])
