@@ -18,14 +18,14 @@ import torch
 from dann_ros.data.preprocess import Preprocess
 from dann_ros.model.builders import build_classifier, build_domain_loss
 from dann_ros.model.config import ModelConfig
-from dann_ros.train.trainer import _StepModule
+from dann_ros.train.step import StepModule
 
 
 def measure(method: str, model_cfg: ModelConfig, batch: int, steps: int, warmup: int, device: str) -> float:
     torch.manual_seed(0)
     model = build_classifier(model_cfg, 10, Preprocess()).to(device)
     adv = build_domain_loss(model_cfg, model.feature_dim).to(device) if method == "dann" else None
-    step_module = _StepModule(model, adv)
+    step_module = StepModule(model, adv)
     opt = torch.optim.SGD(step_module.parameters(), lr=0.01, momentum=0.9)
     # uint8 frames as the trainer holds them, converted per step as the trainer does
     src = torch.randint(0, 256, (4096, 3, 28, 28), dtype=torch.uint8)

@@ -16,7 +16,6 @@ the tests use to start the node, so the tests check what this file runs. Launch 
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.conditions import LaunchConfigurationNotEquals
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -27,9 +26,12 @@ def _node(context):
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
-    return [Node(package="dann_ros", executable=EXECUTABLE, output="screen", emulate_tty=True,
-                 arguments=node_arguments(model_path=arg("model_path"), namespace=arg("namespace"),
-                                          image=arg("image"), params_file=arg("params_file")))]
+    # evaluated here rather than with launch conditions, which differ between ROS distros
+    profile = arg("dds_profile")
+    env = [SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile)] if profile else []
+    return env + [Node(package="dann_ros", executable=EXECUTABLE, output="screen", emulate_tty=True,
+                       arguments=node_arguments(model_path=arg("model_path"), namespace=arg("namespace"),
+                                                image=arg("image"), params_file=arg("params_file")))]
 
 
 def generate_launch_description():
@@ -41,7 +43,5 @@ def generate_launch_description():
                               description="parameters file"),
         DeclareLaunchArgument("dds_profile", default_value=str(default_dds_profile()),
                               description="Fast DDS XML profile ('' = leave FASTDDS_DEFAULT_PROFILES_FILE unset)"),
-        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"),
-                               condition=LaunchConfigurationNotEquals("dds_profile", "")),
         OpaqueFunction(function=_node),
     ])

@@ -409,7 +409,9 @@ def evaluate_bag(predictor: Any, bag: str | Path, topics: tuple[str, ...] = (), 
     bag_out = out / "result_bag" if out is not None and result_bag else None
     if bag_out is not None and bag_out.exists():
         if not overwrite:
-            raise FileExistsError(f"{bag_out} exists already; pass --overwrite or choose another --out")
+            from dann_ros.evaluation.result_bag import OutputExistsError
+
+            raise OutputExistsError(f"{bag_out} exists already; pass --overwrite or choose another --out")
         shutil.rmtree(bag_out)
 
     run = RunStats()
@@ -625,8 +627,8 @@ def _html(report: dict, figures: dict[str, dict]) -> H.Page:
                        f"{s['unknown_label']} left out (no label or a class the model lacks).")
         page.table(("class", "labelled", "predicted", "precision", "recall", "F1"),
                    [(c, r["n"], r["predicted"], H.pct(r["precision"]), H.pct(r["recall"]), H.pct(r["f1"]))
-                    for c, r in s["per_class"].items()]
-                   + [("all", s["n"], s["n"], "", H.pct(s["accuracy"]) + " accuracy", "")])
+                    for c, r in s["per_class"].items()] + [("all", s["n"], s["n"], "", "", "")])
+        page.paragraph(f"Accuracy {H.pct(s['accuracy'])} ({s['correct']} of {s['n']} labelled frames correct).")
         for name in ("confusion_matrix", "precision_recall"):
             page.figure(figures[name]["png"], figures[name]["caption"])
 

@@ -14,7 +14,7 @@ from typing import Any
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px auto;
-max-width:1200px;padding:0 16px;color:#1d1d1f;line-height:1.45}
+max-width:1320px;padding:0 16px;color:#1d1d1f;line-height:1.45}
 h1{font-size:1.7em;margin-bottom:.2em}h2{font-size:1.3em;margin-top:1.6em;border-bottom:1px solid #ddd}
 h3{font-size:1.1em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.95em}
@@ -70,7 +70,8 @@ class Page:
         self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
     def keyvalues(self, pairs: Iterable[tuple[str, Any]]) -> None:
-        self.table(("", ""), [(k, v) for k, v in pairs], left=2)
+        body = "".join(f'<tr><th class="l">{esc(k)}</th><td class="l">{esc(fmt(v))}</td></tr>' for k, v in pairs)
+        self.parts.append(f"<table><tbody>{body}</tbody></table>")
 
     def figure(self, png: bytes, caption: str, alt: str | None = None) -> None:
         data = base64.b64encode(png).decode("ascii")

@@ -23,7 +23,7 @@ def _plt():
     return plt
 
 
-def figure(width: float = 7.5, height: float = 4.2):
+def figure(width: float = 6.2, height: float = 3.9):
     plt = _plt()
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(width, height))
@@ -55,7 +55,7 @@ def confusion_matrix(cm: np.ndarray, classes: Sequence[str], title: str = "Confu
     k = len(classes)
     own = ax is None
     if own:
-        size = min(4.5 + 0.45 * k, 14)
+        size = min(3.6 + 0.36 * k, 12)
         fig, ax = figure(size + 1.0, size)
         ax.grid(False)
     rows = cm.sum(1, keepdims=True)
@@ -81,7 +81,7 @@ def confusion_matrix(cm: np.ndarray, classes: Sequence[str], title: str = "Confu
 
 def bars(categories: Sequence[str], series: Mapping[str, Sequence[float]], title: str, xlabel: str,
          ylabel: str, ylim: tuple[float, float] | None = None) -> bytes:
-    fig, ax = figure(max(7.5, 0.35 * len(categories) * max(1, len(series)) + 2), 4.2)
+    fig, ax = figure(max(6.2, 0.3 * len(categories) * max(1, len(series)) + 2), 3.9)
     x = np.arange(len(categories))
     n = max(1, len(series))
     width = 0.8 / n
@@ -115,7 +115,7 @@ def histogram(series: Mapping[str, np.ndarray], bins: np.ndarray | int, title: s
 
 def lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str, xlabel: str, ylabel: str,
           hlines: Mapping[str, float] | None = None, ylim: tuple[float, float] | None = None,
-          ax=None, marker: str | None = None) -> bytes | None:
+          ax=None, marker: str | None = None, integer_x: bool = False) -> bytes | None:
     own = ax is None
     if own:
         fig, ax = figure()
@@ -128,6 +128,10 @@ def lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: 
                     color="dimgrey")
     if ylim:
         ax.set_ylim(*ylim)
+    if integer_x:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if len(series) > 1 or (series and own is False):
         ax.legend()
     _style(ax, title, xlabel, ylabel)

@@ -25,6 +25,10 @@ LABEL_INFO = "vision_msgs/msg/LabelInfo"
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 
+class OutputExistsError(FileExistsError, ValueError):
+    """An output that would overwrite an earlier one (a ValueError too, so the CLI reports it)."""
+
+
 def vision_msgs_dir() -> Path:
     from dann_ros.ros.env import share_file
 
@@ -72,7 +76,7 @@ class ResultBagWriter:
             raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
         self.path = Path(path)
         if self.path.exists():
-            raise FileExistsError(f"result bag {self.path} exists already (use --overwrite or another --out)")
+            raise OutputExistsError(f"result bag {self.path} exists already (use --overwrite or another --out)")
         self.store = vision_typestore()
         self.types = self.store.types
         try:

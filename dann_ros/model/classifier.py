@@ -31,8 +31,10 @@ class ImageClassifier(nn.Module):
             in_features = self.pool(backbone(torch.zeros(1, *input_shape))).shape[1]
             backbone.train(was_training)
         self.bottleneck = nn.Sequential(nn.Linear(in_features, bottleneck_dim), nn.BatchNorm1d(bottleneck_dim),
-                                        nn.ReLU(inplace=True), nn.Dropout(dropout))
-        self.head = nn.Linear(bottleneck_dim, num_classes)
+                                        nn.ReLU(inplace=True))
+        # dropout only on the way to the head: the discriminator must see the features the
+        # deployed model computes, or the extractor can "fool" it with dropout noise alone
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(bottleneck_dim, num_classes))
         self.feature_dim = bottleneck_dim
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

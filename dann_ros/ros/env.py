@@ -87,7 +87,8 @@ def isolated_ros_env(domain_id: int | None = None, fastdds_profile: bool | str |
 
     ``domain_id=None`` claims a fresh id (see :func:`claim_domain_id`); pass the same id to every
     process of one group. ``fastdds_profile=True`` selects config/fastdds_shm.xml, a path selects
-    that file. LD_LIBRARY_PATH is kept: the ros-wheels bootstrapper's re-exec guard
+    that file; without it an inherited FASTDDS_DEFAULT_PROFILES_FILE is dropped, so every process
+    of a group runs the same transports. LD_LIBRARY_PATH is kept: the ros-wheels bootstrapper's re-exec guard
     (_ROS_WHEELS_BOOTSTRAP_COMPLETE) is inherited, so a child without it could not load rclpy.
     """
     env = dict(os.environ if base is None else base)

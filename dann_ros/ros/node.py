@@ -30,8 +30,8 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 
 from dann_ros.data.images import FrameDecodeError, message_to_rgb8
 from dann_ros.ros import qos
-from dann_ros.ros.cdr import CdrError, view
 from dann_ros.ros.arguments import NODE_NAME
+from dann_ros.ros.cdr import CdrError, view
 from dann_ros.ros.diagnostics import CameraStats, DomainShiftMonitor, OK, camera_status, to_status
 from dann_ros.ros.frames import Frame, LatestFrames
 from dann_ros.ros.overlay import image_message
@@ -40,7 +40,6 @@ from dann_ros.ros.topics import CameraTopics, camera_topics
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
-ERROR = TransitionCallbackReturn.ERROR
 
 
 class ThrottledWarning:
@@ -99,13 +98,25 @@ class DannNode(LifecycleNode):
 
     # ---------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            return self._configure()
+        except Exception:  # rclpy would turn it into a silent ERROR transition
+            self.get_logger().error(f"configure failed:\n{traceback.format_exc()}")
+            self._release()
+            return FAILURE
+
+    def _configure(self) -> TransitionCallbackReturn:
         log = self.get_logger()
         try:
             params = read_parameters(self)
             topics = camera_topics(params.input_topics, params.compressed)
-            names = [self.resolve_topic_name(t.input) for t in topics]  # raises on invalid names
         except (ParameterError, ValueError) as exc:
             log.error(f"configure failed: {exc}")
+            return FAILURE
+        try:
+            names = [self.resolve_topic_name(t.input) for t in topics]
+        except RuntimeError as exc:  # rclpy's RCLError
+            log.error(f"configure failed: parameter 'input_topics': {exc}")
             return FAILURE
         try:
             from dann_ros.runtime.predictor import Predictor
@@ -157,6 +168,7 @@ class DannNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop()
         self._release()
         self.get_logger().info("cleaned up: model released")
         return SUCCESS
@@ -225,7 +237,9 @@ class DannNode(LifecycleNode):
         if self._frames is not None:
             self._frames.close()
         if self._worker is not None:
-            self._worker.join()
+            self._worker.join(timeout=30.0)
+            if self._worker.is_alive():  # e.g. an inference call that never returns
+                self.get_logger().error("the inference worker did not stop within 30 s; leaving it behind")
         self._frames = self._worker = None
         for cam in self.cameras:
             for attr in ("result_pub", "overlay_pub", "label_pub"):
@@ -350,7 +364,8 @@ class DannNode(LifecycleNode):
         info = self.predictor.info
         node_values = [("state", "active" if self.active else "inactive"), ("model", p.model_path),
                        ("backend", self.predictor.backend.name), ("task", info.task),
-                       ("classes", str(len(info.classes))), ("input shape", "x".join(map(str, info.preprocess.input_shape))),
+                       ("classes", str(len(info.classes))),
+                       ("input shape", "x".join(map(str, info.preprocess.input_shape))),
                        ("domain monitor", "yes" if info.has_domain else "no monitor"),
                        ("input qos", f"{p.qos_reliability}, depth {p.qos_depth}"),
                        ("output qos incompatible events", str(self._output_qos_events))]

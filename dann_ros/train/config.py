@@ -81,6 +81,7 @@ class OptimConfig:
     lr_alpha: float = 10.0
     lr_beta: float = 0.75
     backbone_lr_mult: float = 1.0  # 0.1 for a pretrained backbone
+    discriminator_lr_mult: float = 1.0  # > 1 lets the discriminator keep up with the extractor
     grad_clip: float | None = 10.0
 
     def __post_init__(self) -> None:

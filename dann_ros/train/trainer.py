@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dann_ros import __version__
 from dann_ros.config import to_dict
-from dann_ros.model.adaptation.dann import DomainAdversarialLoss
+
 from dann_ros.model.builders import build_classifier, build_domain_loss
 from dann_ros.model.schedules import dann_lambda, dann_lr_factor
 from dann_ros.train import checkpoint, metrics
@@ -32,30 +31,13 @@ from dann_ros.train.config import TrainConfig
 from dann_ros.train.datasets import (LabelledImages, load_labelled_bag, load_source, load_target,
                                      split_validation)
 from dann_ros.train.distributed import Dist, init_distributed, shutdown
+from dann_ros.train.step import StepModule
 
 log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class _StepModule(nn.Module):
-    """Task model + adversarial loss as one module, so DistributedDataParallel syncs both."""
-
-    def __init__(self, model: nn.Module, adversarial: DomainAdversarialLoss | None) -> None:
-        super().__init__()
-        self.model = model
-        self.adversarial = adversarial
-
-    def forward(self, x_s: torch.Tensor, y_s: torch.Tensor, x_t: torch.Tensor | None):
-        if self.adversarial is None or x_t is None:
-            _, logits = self.model.forward_train(x_s)
-            return F.cross_entropy(logits.float(), y_s), logits.new_zeros(())
-        features, logits = self.model.forward_train(torch.cat([x_s, x_t]))
-        n = x_s.shape[0]
-        task = F.cross_entropy(logits[:n].float(), y_s)
-        return task, self.adversarial(features[:n], features[n:])
 
 
 @dataclass
@@ -134,7 +116,7 @@ class Trainer:
         self.adversarial = None
         if cfg.adaptation.method == "dann":
             self.adversarial = build_domain_loss(cfg.model, self.model.feature_dim).to(self.device)
-        self.step_module: nn.Module = _StepModule(self.model, self.adversarial)
+        self.step_module: nn.Module = StepModule(self.model, self.adversarial)
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module, device_ids=ids)
@@ -157,9 +139,11 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
         backbone = list(self.model.backbone.parameters())
-        ids = {id(p) for p in backbone}
+        disc = list(self.adversarial.parameters()) if self.adversarial is not None else []
+        ids = {id(p) for p in backbone + disc}
         rest = [p for p in self.step_module.parameters() if id(p) not in ids]
-        groups = [{"params": backbone, "lr_mult": o.backbone_lr_mult}, {"params": rest, "lr_mult": 1.0}]
+        groups = [{"params": backbone, "lr_mult": o.backbone_lr_mult}, {"params": rest, "lr_mult": 1.0},
+                  {"params": disc, "lr_mult": o.discriminator_lr_mult}]
         for g in groups:
             g["lr"] = o.lr * g["lr_mult"]
         if o.optimizer == "sgd":

@@ -8,7 +8,6 @@ with node_arguments(...): exactly what launch/dann_ros.launch.py passes.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess

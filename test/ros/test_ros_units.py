@@ -312,8 +312,6 @@ def test_launch_file_passes_node_arguments(monkeypatch):
     actions.DeclareLaunchArgument = type("DeclareLaunchArgument", (Action,), {})
     actions.OpaqueFunction = type("OpaqueFunction", (Action,), {})
     actions.SetEnvironmentVariable = type("SetEnvironmentVariable", (Action,), {})
-    conditions = types.ModuleType("launch.conditions")
-    conditions.LaunchConfigurationNotEquals = type("LaunchConfigurationNotEquals", (Action,), {})
     substitutions = types.ModuleType("launch.substitutions")
     substitutions.LaunchConfiguration = LaunchConfiguration
     launch_ros = types.ModuleType("launch_ros")
@@ -324,7 +322,7 @@ def test_launch_file_passes_node_arguments(monkeypatch):
         return kwargs
 
     launch_ros_actions.Node = node
-    for name, module in {"launch": launch, "launch.actions": actions, "launch.conditions": conditions,
+    for name, module in {"launch": launch, "launch.actions": actions,
                          "launch.substitutions": substitutions, "launch_ros": launch_ros,
                          "launch_ros.actions": launch_ros_actions}.items():
         monkeypatch.setitem(sys.modules, name, module)
@@ -339,11 +337,11 @@ def test_launch_file_passes_node_arguments(monkeypatch):
                 if type(a).__name__ == "DeclareLaunchArgument"}
     assert declared["params_file"] == str(default_params_file())
     assert declared["dds_profile"] == str(ros_env.fastdds_shm_profile())
-    env_action = next(a for a in description if type(a).__name__ == "SetEnvironmentVariable")
-    assert env_action.args[0] == "FASTDDS_DEFAULT_PROFILES_FILE"
     opaque = next(a for a in description if type(a).__name__ == "OpaqueFunction")
     context = dict(declared, model_path="/m.onnx", namespace="front", image="/cam/image_raw")
-    opaque.kwargs["function"](context)
+    env_action, _ = opaque.kwargs["function"](context)
+    assert env_action.args == ("FASTDDS_DEFAULT_PROFILES_FILE", str(ros_env.fastdds_shm_profile()))
     assert recorded["package"] == "dann_ros" and recorded["executable"] == "dann_node"
     assert recorded["arguments"] == node_arguments("/m.onnx", namespace="front", image="/cam/image_raw",
                                                    params_file=declared["params_file"])
+    assert len(opaque.kwargs["function"](dict(context, dds_profile=""))) == 1  # '' leaves the variable alone

@@ -1,0 +1,139 @@
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dann_ros.data.bags import iter_frames
+from dann_ros.data.compose import (
+    BOX_ALPHA,
+    compose_frame,
+    digit_masks,
+    iter_video_frames,
+    record_digit_scenes,
+    split_cells,
+)
+from dann_ros.data.labels import LabelFile, default_labels_path
+
+REAL = Path(__file__).resolve().parents[2] / ".cache" / "data" / "opencv"
+
+
+def _fake_digits(path: Path) -> Path:
+    """digits.png stand-in: 50 x 100 cells of 20 x 20, white glyphs on black, 5 rows per class."""
+    grid = np.zeros((1000, 2000), np.uint8)
+    for r in range(50):
+        for c in range(100):
+            cell = grid[r * 20:(r + 1) * 20, c * 20:(c + 1) * 20]
+            cv2.putText(cell, str(r // 5), (4 + c % 3, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.55, 255, 1 + c % 2,
+                        cv2.LINE_AA)
+    cv2.imwrite(str(path), grid)
+    return path
+
+
+def _fake_video(path: Path, n: int = 24, size: tuple[int, int] = (192, 144)) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
+    assert writer.isOpened()
+    xx = np.linspace(0, 255, size[0], dtype=np.float32)[None, :]
+    yy = np.linspace(0, 255, size[1], dtype=np.float32)[:, None]
+    for i in range(n):  # a gradient that drifts, plus a moving dark block ("pedestrian")
+        img = np.stack([0.5 * xx + 0.3 * yy + 3 * i, 0.4 * yy + 60 + 0 * xx, 200 - 0.5 * xx + 0 * yy], 2)
+        img = np.clip(img, 0, 255).astype(np.uint8)
+        cv2.rectangle(img, (10 + 5 * i, 40), (30 + 5 * i, 90), (20, 20, 20), -1)
+        writer.write(img)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """The real digits.png / vtest.avi when the setup has fetched them, else small stand-ins."""
+    folder = tmp_path_factory.mktemp("sources")
+    digits = REAL / "digits.png" if (REAL / "digits.png").is_file() else _fake_digits(folder / "digits.png")
+    video = REAL / "vtest.avi" if (REAL / "vtest.avi").is_file() else _fake_video(folder / "vtest.avi")
+    return digits, video
+
+
+def test_digit_masks_are_tight_ink(sources):
+    masks, labels = digit_masks(sources[0])
+    assert len(masks) == len(labels) == 5000 and labels[0] == "0" and labels[4999] == "9"
+    for m in masks[::250]:
+        assert m.dtype == np.float32 and 0 <= m.min() and m.max() <= 1
+        assert (m[0] >= BOX_ALPHA).any() and (m[-1] >= BOX_ALPHA).any()  # cropped to the ink
+        assert (m[:, 0] >= BOX_ALPHA).any() and (m[:, -1] >= BOX_ALPHA).any()
+
+
+def test_split_is_disjoint_and_stratified():
+    labels = [str(i // 500) for i in range(5000)]
+    train, test = split_cells(labels, 0.25, np.random.default_rng(0))
+    assert len(set(train) & set(test)) == 0 and len(train) + len(test) == 5000
+    assert np.bincount(np.asarray(labels)[test].astype(int)).tolist() == [125] * 10
+
+
+def test_compose_frame_boxes_hold_the_ink(sources):
+    masks, labels = digit_masks(sources[0])
+    rng = np.random.default_rng(1)
+    background = np.full((120, 160, 3), 128, np.uint8)
+    for _ in range(20):
+        f = compose_frame(rng, background, masks, labels, np.arange(5000), 4, (12.0, 32.0))
+        assert f.rgb.shape == background.shape and 1 <= len(f.boxes) <= 4 and len(f.classes) == len(f.boxes)
+        diff = np.abs(f.rgb.astype(int) - background).max(axis=2)
+        changed = diff > 5
+        # ink below BOX_ALPHA (anti-aliased fringe) changes a mid-grey pixel by less than 0.25 * 128
+        strong = diff > BOX_ALPHA * 128 + 1
+        inside = np.zeros_like(changed)
+        for (x0, y0, x1, y1), cell, cls in zip(f.boxes, f.cells, f.classes):
+            assert 0 <= x0 < x1 <= 160 and 0 <= y0 < y1 <= 120
+            assert 10 <= y1 - y0 <= 34
+            assert changed[y0:y1, x0:x1].mean() > 0.1  # the box contains ink
+            assert changed[y0, x0:x1].any() and changed[y1 - 1, x0:x1].any()  # and is tight around it
+            assert cls == labels[cell]
+            inside[y0:y1, x0:x1] = True
+        assert not (strong & ~inside).any()  # no real ink outside the boxes
+        for i in range(len(f.boxes)):  # non-overlapping
+            for j in range(i):
+                a, b = f.boxes[i], f.boxes[j]
+                assert a[0] >= b[2] or b[0] >= a[2] or a[1] >= b[3] or b[1] >= a[3]
+
+
+def test_record_digit_scenes_writes_labelled_detection_bags(sources, tmp_path):
+    digits, video = sources
+    train, test = record_digit_scenes(digits, video, tmp_path / "out", seed=2, n_frames=16, test_fraction=0.25,
+                                      size=(160, 120), digits_per_frame=(1, 3))
+    assert (train.name, test.name) == ("real_scenes_train", "real_scenes_test")
+    tl, sl = LabelFile.load(default_labels_path(train)), LabelFile.load(default_labels_path(test))
+    assert tl.task == sl.task == "detection" and tl.classes == tuple("0123456789")
+    assert len(tl.frames) == 12 and len(sl.frames) == 4
+    train_cells = {c for f in tl.source["frames"] for c in f["cells"]}
+    test_cells = {c for f in sl.source["frames"] for c in f["cells"]}
+    assert train_cells and test_cells and train_cells.isdisjoint(test_cells)
+    # the whole video is sampled, in time order, without repeats
+    video_frames = [f["video_frame"] for f in tl.source["frames"]]
+    assert video_frames == sorted(video_frames) and len(set(video_frames)) == len(video_frames)
+    assert set(video_frames).isdisjoint(f["video_frame"] for f in sl.source["frames"])
+
+    frames = list(iter_frames(test))
+    assert [f.stamp_ns for f in frames] == [f.stamp_ns for f in sl.frames]
+    originals = dict(iter_video_frames(video, [f["video_frame"] for f in sl.source["frames"]], (160, 120)))
+    for frame, label, prov in zip(frames, sl.frames, sl.source["frames"]):
+        assert frame.image.shape == (120, 160, 3)
+        assert 1 <= len(label.boxes) <= 3 and len(label.boxes) == len(prov["cells"])
+        diff = np.abs(frame.image.astype(int) - originals[prov["video_frame"]]).max(axis=2) > 20
+        for b in label.boxes:
+            assert 0 <= b.x_min < b.x_max <= 160 and 0 <= b.y_min < b.y_max <= 120
+            assert diff[int(b.y_min):int(b.y_max), int(b.x_min):int(b.x_max)].any()
+    m = sl.match(_frameset(frames))
+    assert m.unmatched == 0 and sum(len(b) for b in m.boxes) == sum(len(f.boxes) for f in sl.frames)
+
+
+def test_bad_arguments_are_named(sources, tmp_path):
+    digits, video = sources
+    with pytest.raises(ValueError, match="test_fraction"):
+        record_digit_scenes(digits, video, tmp_path, test_fraction=1.0)
+    with pytest.raises(FileNotFoundError, match="nope.avi"):
+        record_digit_scenes(digits, tmp_path / "nope.avi", tmp_path, n_frames=4)
+
+
+def _frameset(frames):
+    from types import SimpleNamespace
+    return SimpleNamespace(stamps_ns=np.array([f.stamp_ns for f in frames]),
+                           indices=np.array([f.index for f in frames]), topics=np.array([f.topic for f in frames]))

@@ -1,0 +1,84 @@
+"""dann-ros report on tiny real training runs (DANN next to source-only)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dann_ros.cli import main
+from dann_ros.evaluation.report import build_report
+from dann_ros.train.trainer import train
+from test.train.conftest import tiny_config, tiny_domains  # noqa: F401  (tiny_domains is a fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = {"train.steps": 8, "train.eval_every": 4}
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_domains, tmp_path_factory):  # noqa: F811
+    root = tmp_path_factory.mktemp("runs")
+    train(tiny_config(tiny_domains, root / "dann", **STEPS), show_progress=False)
+    train(tiny_config(tiny_domains, root / "source_only", **STEPS, **{"adaptation.method": "none"}),
+          show_progress=False)
+    return {"dann": root / "dann", "source_only": root / "source_only"}
+
+
+def test_report_with_comparison(runs, capsys):
+    assert main(["report", "--run", str(runs["dann"]), "--compare", str(runs["source_only"]), "--points", "60"]) == 0
+    out_text = capsys.readouterr().out
+    assert "dann (dann): eval-target accuracy" in out_text and "source_only (none)" in out_text
+    out = runs["dann"] / "report"
+    report = json.loads((out / "report.json").read_text())
+    figs = report["figures"]
+    for name in ("task_loss", "domain_loss", "discriminator_accuracy", "lambda", "lr", "accuracy", "im", "snd",
+                 "tsne", "confusion_matrix"):
+        assert name in figs, name
+        assert (out / f"{name}.png").stat().st_size > 1000
+    # curves: both runs where both logged the tag, only DANN for the domain loss
+    assert set(figs["task_loss"]["runs"]) == {"dann (dann)", "source_only (none)"}
+    assert set(figs["domain_loss"]["runs"]) == {"dann (dann)"}
+    assert figs["accuracy"]["runs"]["dann (dann)"]["target_accuracy"]["step"] == [4, 8]
+    # t-SNE: at most 60 points per domain and run, 2-D
+    for name, emb in figs["tsne"]["runs"].items():
+        assert 0 < len(emb["source"]) <= 60 and 0 < len(emb["target"]) <= 60 and len(emb["source"][0]) == 2
+    # PAD for both runs (recomputed), the DANN run's also from metrics.json
+    for r in report["runs"]:
+        assert 0.0 <= r["proxy_a_distance"]["recomputed"] <= 2.0
+        assert r["eval_target"]["n"] == 160  # the labelled eval target of tiny_domains
+    assert report["runs"][0]["proxy_a_distance"]["metrics_json"] is not None
+    cm = figs["confusion_matrix"]["runs"]["dann (dann)"]
+    assert sum(map(sum, cm["matrix"])) == 160
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(figs) and "<script" not in page
+
+
+def test_report_without_model_keeps_the_curves(runs, tmp_path):
+    run = tmp_path / "unfinished"
+    shutil.copytree(runs["source_only"], run)
+    (run / "model.pt").unlink()
+    report = build_report(run, out_dir=tmp_path / "r", points=30)
+    assert "task_loss" in report["figures"] and "tsne" not in report["figures"]
+    assert any("model.pt not found" in n for n in report["notes"])
+    assert "model.pt not found" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_report_on_a_folder_that_is_no_run(tmp_path, capsys):
+    assert main(["report", "--run", str(tmp_path)]) == 2
+    assert "not a dann-ros training run" in capsys.readouterr().err
+    assert main(["report", "--run", str(tmp_path / "missing")]) == 2
+    assert "run folder not found" in capsys.readouterr().err
+
+
+def test_training_report_renders_in_chromium(runs, tmp_path):
+    if not shutil.which("chromium") and not shutil.which("chromium-browser") and not shutil.which("google-chrome"):
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    report = build_report(runs["dann"], out_dir=tmp_path / "r", points=30, with_tsne=False)
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "check_report.sh"), str(Path(report["out_dir"]) / "report.html"),
+                           str(shot)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert shot.stat().st_size > 10_000
