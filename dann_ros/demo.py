@@ -79,7 +79,7 @@ def demo_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int | No
         "train_on_target": {"adaptation.method": "none", "source.replicator": None, "source.bag": paths.train_bag,
                             "source.labels": Path(f"{paths.train_bag}.labels.json"), "selection": "source_val"},
     }
-    return {name: base.replace(**common, **extra, output_dir=paths.runs / f"{name}{suffix}")
+    return {name: base.replace(**{**common, **extra}, output_dir=paths.runs / f"{name}{suffix}")
             for name, extra in runs.items()}
 
 
@@ -130,7 +130,7 @@ def print_table(results: dict[int, dict[str, dict]]) -> None:
         print(f"{seed:>4}  {_pct(so['onnx_target_accuracy']):>11}  {_pct(da['onnx_target_accuracy']):>15}  "
               f"{_pct(oracle):>13}  {_pct(tt['onnx_target_accuracy']):>15}  "
               f"{so.get('proxy_a_distance') or 0:5.2f}/{da.get('proxy_a_distance') or 0:4.2f}")
-    print("DANN (selected): checkpoint chosen without target labels (SND); oracle: chosen with them (not "
+    print("DANN (selected): checkpoint chosen without target labels (IM, or the config's selection); oracle: chosen with them (not "
           "possible on a robot). PAD: proxy A-distance of the selected model's features (lower = domains closer).")
 
 

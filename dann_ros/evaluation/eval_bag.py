@@ -1,8 +1,8 @@
 """``dann-ros eval-bag``: a model over every frame of a recorded bag, offline and as fast as it goes.
 
-Frames are decoded by dann_ros.data.bags.iter_frames and prepared by the Predictor (the node's
-own code path) in a decoder thread while the main thread runs the model on full batches, so
-decoding and inference overlap. Outputs in ``--out``:
+Frames are read and decoded by dann_ros.data.bags.iter_frames in a decoder thread while the
+main thread prepares them with the Predictor (the node's own code path) and runs the model on
+full batches, so decoding overlaps with preprocessing and inference. Outputs in ``--out``:
 
 - ``result_bag/``: the camera messages copied byte for byte plus vision_msgs/Classification
   (and LabelInfo) on the topics dann_node would publish, with the input's header and log time;
@@ -91,14 +91,17 @@ class _Failure:
 
 
 class _Decoder(threading.Thread):
-    """Decodes and prepares frames into (batch, metadata) items; exceptions travel in the queue."""
+    """Reads and decodes frames (iter_frames) into small chunks for the main thread, which
+    prepares and infers; exceptions travel in the queue. Decoding is mostly Python (holds the
+    GIL) while prepare (cv2) and the model (onnxruntime/torch) release it, so on two cores the
+    two threads really run side by side."""
 
-    def __init__(self, bag: Path, selection: BagSelection, stats: DecodeStats,
-                 prepare: Callable[[np.ndarray], tuple[np.ndarray, Any]], shape: tuple[int, ...],
-                 batch_size: int, out: queue.Queue, stop: threading.Event) -> None:
+    CHUNK = 8  # frames per hand-off: few queue operations, little memory in flight
+
+    def __init__(self, bag: Path, selection: BagSelection, stats: DecodeStats, out: queue.Queue,
+                 stop: threading.Event) -> None:
         super().__init__(name="eval_bag_decoder", daemon=True)
         self.bag, self.selection, self.stats = bag, selection, stats
-        self.prepare, self.shape, self.batch_size = prepare, shape, batch_size
         self.out, self.stop = out, stop
         self.seconds = 0.0
 
@@ -115,29 +118,22 @@ class _Decoder(threading.Thread):
         start = time.perf_counter()
         try:
             frames = iter_frames(self.bag, self.selection, self.stats)
-            buf = np.empty((self.batch_size, *self.shape), np.uint8)
-            meta: list[tuple] = []
+            chunk: list[tuple[Any, float]] = []
             clock = time.perf_counter
             t0 = clock()
             for frame in frames:
-                t1 = clock()
-                chw, _ = self.prepare(frame.image)
-                t2 = clock()
-                buf[len(meta)] = chw
-                meta.append((frame.topic, frame.index, frame.stamp_ns, frame.log_time_ns, frame.frame_id,
-                             frame.image.shape[0], frame.image.shape[1], (t1 - t0) * 1e3, (t2 - t1) * 1e3))
-                if len(meta) == self.batch_size:
-                    if not self._put((buf, meta)):
+                chunk.append((frame, (clock() - t0) * 1e3))  # read + deserialize + decode of this frame
+                if len(chunk) == self.CHUNK:
+                    if not self._put(chunk):
                         frames.close()
                         return
-                    buf = np.empty((self.batch_size, *self.shape), np.uint8)
-                    meta = []
+                    chunk = []
                 if self.stop.is_set():
                     frames.close()
                     return
                 t0 = clock()
-            if meta:
-                self._put((buf, meta))
+            if chunk:
+                self._put(chunk)
             self.seconds = time.perf_counter() - start
             self._put(_END)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
@@ -148,19 +144,39 @@ class _Decoder(threading.Thread):
 def run_frames(predictor: Any, bag: Path, selection: BagSelection, batch_size: int = 64,
                stats: DecodeStats | None = None, progress: Callable[[int], None] | None = None,
                run_stats: RunStats | None = None) -> tuple[FrameTable, DecodeStats]:
-    """Every decodable frame of the selection through the model, decoding overlapped with inference."""
+    """Every decodable frame of the selection through the model; decoding (a thread) overlaps
+    with prepare + inference (this thread)."""
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
     stats = stats if stats is not None else DecodeStats()
     run_stats = run_stats if run_stats is not None else RunStats()
-    q: queue.Queue = queue.Queue(maxsize=3)
+    q: queue.Queue = queue.Queue(maxsize=max(2, 32 // _Decoder.CHUNK))
     stop = threading.Event()
     shape = tuple(predictor.preprocess.input_shape)
-    decoder = _Decoder(bag, selection, stats, predictor.prepare, shape, batch_size, q, stop)
+    decoder = _Decoder(bag, selection, stats, q, stop)
     metas: list[tuple] = []
     outputs: dict[str, list[np.ndarray]] = {}
     batch_ms: list[float] = []
     batch_sizes: list[int] = []
+    buf = np.empty((batch_size, *shape), np.uint8)
+    filled = 0
+    clock = time.perf_counter
+
+    def infer(n: int) -> None:
+        t = clock()
+        out = predictor.run_prepared(buf[:n])
+        dt = clock() - t
+        run_stats.inference_s += dt
+        for name, value in out.items():
+            value = np.asarray(value)
+            if value.shape[:1] != (n,):
+                raise RuntimeError(f"model output {name!r} has shape {value.shape} for a batch of {n}")
+            outputs.setdefault(name, []).append(np.array(value, copy=True))
+        batch_ms.append(dt * 1e3)
+        batch_sizes.append(n)
+        if progress is not None:
+            progress(len(metas))
+
     decoder.start()
     try:
         while True:
@@ -169,22 +185,18 @@ def run_frames(predictor: Any, bag: Path, selection: BagSelection, batch_size: i
                 break
             if isinstance(item, _Failure):
                 raise item.exc
-            buf, meta = item
-            n = len(meta)
-            t = time.perf_counter()
-            out = predictor.run_prepared(buf[:n])
-            dt = time.perf_counter() - t
-            run_stats.inference_s += dt
-            for name, value in out.items():
-                value = np.asarray(value)
-                if value.shape[:1] != (n,):
-                    raise RuntimeError(f"model output {name!r} has shape {value.shape} for a batch of {n}")
-                outputs.setdefault(name, []).append(value)
-            batch_ms.append(dt * 1e3)
-            batch_sizes.append(n)
-            metas.extend(meta)
-            if progress is not None:
-                progress(len(metas))
+            for frame, decode_ms in item:
+                t = clock()
+                buf[filled], _ = predictor.prepare(frame.image)
+                prepare_ms = (clock() - t) * 1e3
+                filled += 1
+                metas.append((frame.topic, frame.index, frame.stamp_ns, frame.log_time_ns, frame.frame_id,
+                              frame.image.shape[0], frame.image.shape[1], decode_ms, prepare_ms))
+                if filled == batch_size:
+                    infer(filled)
+                    filled = 0
+        if filled:
+            infer(filled)
     finally:
         stop.set()
         decoder.join(timeout=30)
@@ -212,7 +224,8 @@ class Labels:
     automatic: bool  # found next to the bag rather than given
 
 
-def resolve_labels(bag: Path, labels: str | Path | None | bool, task: str, topics: list[str]) -> tuple[Labels | None, str | None]:
+def resolve_labels(bag: Path, labels: str | Path | None | bool, task: str,
+                   topics: list[str]) -> tuple[Labels | None, str | None]:
     """The label file to score against, and a note when an automatically found one is not used.
 
     ``labels``: a path; None/True = ``<bag>.labels.json`` if it exists; False = none."""
@@ -237,7 +250,12 @@ def resolve_labels(bag: Path, labels: str | Path | None | bool, task: str, topic
 
 # --------------------------------------------------------------------------- tasks
 class ClassificationTask:
-    """Classification: argmax of ``scores``; Classification messages like dann_node's."""
+    """Classification: argmax of ``scores``; Classification messages like dann_node's.
+
+    The task interface eval-bag dispatches through (a detection task implements the same):
+    predictions(frames), write(writer, topic, row, log_ns, frames), score(pred, labels, frames),
+    summary(pred), figures(pred, scores, label_info), html(page, report, figures).
+    """
 
     name = "classification"
     output_name = "classification"
@@ -255,7 +273,8 @@ class ClassificationTask:
         writer.classification(topic, log_ns, int(frames.stamps_ns[row]), frames.frame_ids[row],
                               frames.outputs["scores"][row], self.top_k)
 
-    def score(self, pred: dict[str, np.ndarray], labels: Labels, frames: FrameTable) -> tuple[ClassificationScores, dict]:
+    def score(self, pred: dict[str, np.ndarray], labels: Labels,
+              frames: FrameTable) -> tuple[ClassificationScores, dict]:
         match = labels.file.match(frames)
         ids = labels_onto_classes(labels.file, match.class_ids, self.classes)
         scores = classification_scores(pred["class_id"], ids, self.classes)
@@ -263,6 +282,73 @@ class ClassificationTask:
                 "matched": int(match.matched.sum()), "unmatched": int(match.unmatched),
                 "matched_by_index": int(match.by_index), "label_ids": ids}
         return scores, info
+
+    def summary(self, pred: dict[str, np.ndarray]) -> dict:
+        return {"class_counts": {c: int((pred["class_id"] == i).sum()) for i, c in enumerate(self.classes)},
+                "confidence": _percentiles(pred["confidence"])}
+
+    def figures(self, pred: dict[str, np.ndarray], scores: ClassificationScores | None,
+                label_info: dict | None) -> dict[str, dict]:
+        classes = self.classes
+        figs: dict[str, dict] = {}
+        k = len(classes)
+        predicted = np.bincount(pred["class_id"], minlength=k)
+        series = {"predicted": predicted.tolist()}
+        if scores is not None:
+            series["true (labelled frames)"] = scores.confusion.sum(1).tolist()
+        figs["class_histogram"] = {
+            "png": plots.bars(classes, series, "Frames per class", "class", "frames"),
+            "caption": "Predicted class of every evaluated frame" + (", and the labelled class" if scores else ""),
+            "json": {"title": "Frames per class", "classes": list(classes), **series}}
+        edges = np.linspace(0.0, 1.0, 21)
+        conf = pred["confidence"]
+        conf_series = {"all frames": conf}
+        if scores is not None:
+            ids = label_info["label_ids"]
+            known = ids >= 0
+            right = pred["class_id"] == ids
+            conf_series = {"correct": conf[known & right], "wrong": conf[known & ~right]}
+            if (~known).any():
+                conf_series["unlabelled"] = conf[~known]
+        figs["confidence_histogram"] = {
+            "png": plots.histogram(conf_series, edges, "Top-1 confidence", "top-1 score (softmax probability)"),
+            "caption": "Confidence of the predicted class"
+                       + (", split by correctness on labelled frames" if scores else ""),
+            "json": {"title": "Top-1 confidence", "bin_edges": edges.tolist(),
+                     **{name: np.histogram(v, edges)[0].tolist() for name, v in conf_series.items()}}}
+        if scores is not None:
+            figs["confusion_matrix"] = {
+                "png": plots.confusion_matrix(scores.confusion, classes, f"Confusion matrix (accuracy "
+                                              f"{100 * scores.accuracy:.2f}%, n={scores.n})"),
+                "caption": "Rows: labelled class; columns: predicted class; numbers are frame counts",
+                "json": {"title": "Confusion matrix", "classes": list(classes), "rows": "true class",
+                         "columns": "predicted class", "matrix": scores.confusion.tolist()}}
+            p, r = scores.precision(), scores.recall()
+            figs["precision_recall"] = {
+                "png": plots.bars(classes, {"precision": p.tolist(), "recall": r.tolist()},
+                                  "Per-class precision and recall", "class", "value", ylim=(0, 1.05)),
+                "caption": "Precision = correct / predicted as the class; recall = correct / labelled as the class",
+                "json": {"title": "Per-class precision and recall", "classes": list(classes),
+                         "precision": p.tolist(), "recall": r.tolist()}}
+        return figs
+
+    def html(self, page: H.Page, report: dict, figures: dict[str, dict]) -> None:
+        if report["scores"] is not None:
+            s, li = report["scores"], report["labels"]
+            page.heading("Accuracy")
+            page.paragraph(f"Labels: {li['path']} (topic {li['topic']}): {li['matched']} frames matched "
+                           f"({li['matched_by_index']} by index), {li['unmatched']} evaluated frames without a label, "
+                           f"{s['unknown_label']} left out (no label or a class the model lacks).")
+            page.table(("class", "labelled", "predicted", "precision", "recall", "F1"),
+                       [(c, r["n"], r["predicted"], H.pct(r["precision"]), H.pct(r["recall"]), H.pct(r["f1"]))
+                        for c, r in s["per_class"].items()] + [("all", s["n"], s["n"], "", "", "")])
+            page.paragraph(f"Accuracy {H.pct(s['accuracy'])} ({s['correct']} of {s['n']} labelled frames correct).")
+            for name in ("confusion_matrix", "precision_recall"):
+                page.figure(figures[name]["png"], figures[name]["caption"])
+
+        page.heading("Predictions")
+        for name in ("class_histogram", "confidence_histogram"):
+            page.figure(figures[name]["png"], figures[name]["caption"])
 
 
 TASKS: dict[str, Callable[..., Any]] = {"classification": ClassificationTask}
@@ -440,29 +526,33 @@ def evaluate_bag(predictor: Any, bag: str | Path, topics: tuple[str, ...] = (), 
 
     report = _build_report(
         predictor=predictor, model_path=model_path, bag=bag, meta=meta, chosen=chosen, frames=frames, stats=stats,
-        pred=pred, scores=scores, label_info=label_info, label_note=label_note, domain=domain, shift=shift,
+        task=task, pred=pred, scores=scores, label_info=label_info, label_note=label_note, domain=domain, shift=shift,
         window=window, reference=reference, defaults=defaults, run=run, frames_wall=frames_wall,
         batch_size=batch_size, bag_report=bag_report, top_k=top_k)
     if out is not None:
         t = time.perf_counter()
         out.mkdir(parents=True, exist_ok=True)
-        figures = _figures(report, frames, pred, scores, label_info, domain, shift, task.classes)
+        figures = _figures(report, frames, task, pred, scores, label_info, domain, shift)
         report["figures"] = {k: v["json"] for k, v in figures.items()}
         H.write_json(out / "report.json", report)
         if html:
-            _html(report, figures).write(out / "report.html")
+            _html(report, figures, task).write(out / "report.html")
         run.report_s = time.perf_counter() - t
     return EvalBagResult(report, out, scores, frames, stats)
 
 
-def _build_report(*, predictor, model_path, bag, meta, chosen, frames, stats, pred, scores, label_info, label_note,
+def _build_report(*, predictor, model_path, bag, meta, chosen, frames, stats, task, pred, scores, label_info,
+                  label_note,
                   domain, shift, window, reference, defaults, run, frames_wall, batch_size, bag_report, top_k) -> dict:
     info = predictor.info
     n = len(frames)
     per_topic = {}
     for t in chosen:
         counts = stats.topics.get(t)
-        per_topic[t] = {"msgtype": meta.image_topics[t][0], "messages_in_bag": meta.image_topics[t][1],
+        listed = meta.image_topics[t][1]
+        seen = (counts.decoded + counts.skipped) if counts else 0
+        per_topic[t] = {"msgtype": meta.image_topics[t][0],
+                        "messages_in_bag": None if listed == 0 and seen else listed,  # a truncated MCAP lists none
                         "decoded": counts.decoded if counts else 0, "skipped": counts.skipped if counts else 0}
     total_ms = frames.decode_ms + frames.prepare_ms + frames.inference_ms
     sizes = sorted({(int(h), int(w)) for h, w in frames.sizes.tolist()})
@@ -489,8 +579,7 @@ def _build_report(*, predictor, model_path, bag, meta, chosen, frames, stats, pr
                        "definition": "decode = read + deserialize + decode to RGB (iter_frames); prepare = "
                                      "Preprocess.prepare; inference_per_frame = the frame's share of its batch's model "
                                      "call; processing_per_frame = their sum"},
-        "predictions": {"class_counts": {c: int((pred["class_id"] == i).sum()) for i, c in enumerate(info.classes)},
-                        "confidence": _percentiles(pred["confidence"])},
+        "predictions": task.summary(pred),
         "labels": None, "accuracy": None, "scores": None, "label_note": label_note,
         "domain_shift": None, "result_bag": bag_report, "top_k": top_k,
     }
@@ -517,48 +606,10 @@ def _build_report(*, predictor, model_path, bag, meta, chosen, frames, stats, pr
 
 
 # --------------------------------------------------------------------------- figures and pages
-def _figures(report: dict, frames: FrameTable, pred: dict, scores: ClassificationScores | None,
-             label_info: dict | None, domain: np.ndarray | None, shift: np.ndarray | None,
-             classes: tuple[str, ...]) -> dict[str, dict]:
-    """name -> {"png": bytes, "caption": str, "json": the figure's data}."""
-    figs: dict[str, dict] = {}
-    k = len(classes)
-    predicted = np.bincount(pred["class_id"], minlength=k)
-    series = {"predicted": predicted.tolist()}
-    if scores is not None:
-        series["true (labelled frames)"] = scores.confusion.sum(1).tolist()
-    figs["class_histogram"] = {
-        "png": plots.bars(classes, series, "Frames per class", "class", "frames"),
-        "caption": "Predicted class of every evaluated frame" + (", and the labelled class" if scores else ""),
-        "json": {"title": "Frames per class", "classes": list(classes), **series}}
-    edges = np.linspace(0.0, 1.0, 21)
-    conf = pred["confidence"]
-    conf_series = {"all frames": conf}
-    if scores is not None:
-        ids = label_info["label_ids"]
-        known = ids >= 0
-        conf_series = {"correct": conf[known & (pred["class_id"] == ids)], "wrong": conf[known & (pred["class_id"] != ids)]}
-        if (~known).any():
-            conf_series["unlabelled"] = conf[~known]
-    figs["confidence_histogram"] = {
-        "png": plots.histogram(conf_series, edges, "Top-1 confidence", "top-1 score (softmax probability)"),
-        "caption": "Confidence of the predicted class" + (", split by correctness on labelled frames" if scores else ""),
-        "json": {"title": "Top-1 confidence", "bin_edges": edges.tolist(),
-                 **{name: np.histogram(v, edges)[0].tolist() for name, v in conf_series.items()}}}
-    if scores is not None:
-        figs["confusion_matrix"] = {
-            "png": plots.confusion_matrix(scores.confusion, classes,
-                                          f"Confusion matrix (accuracy {100 * scores.accuracy:.2f}%, n={scores.n})"),
-            "caption": "Rows: labelled class; columns: predicted class; numbers are frame counts",
-            "json": {"title": "Confusion matrix", "classes": list(classes), "rows": "true class",
-                     "columns": "predicted class", "matrix": scores.confusion.tolist()}}
-        p, r = scores.precision(), scores.recall()
-        figs["precision_recall"] = {
-            "png": plots.bars(classes, {"precision": p.tolist(), "recall": r.tolist()}, "Per-class precision and recall",
-                              "class", "value", ylim=(0, 1.05)),
-            "caption": "Precision = correct / predicted as the class; recall = correct / labelled as the class",
-            "json": {"title": "Per-class precision and recall", "classes": list(classes),
-                     "precision": p.tolist(), "recall": r.tolist()}}
+def _figures(report: dict, frames: FrameTable, task: Any, pred: dict, scores: Any, label_info: dict | None,
+             domain: np.ndarray | None, shift: np.ndarray | None) -> dict[str, dict]:
+    """name -> {"png": bytes, "caption": str, "json": the figure's data}: the task's, then the common ones."""
+    figs: dict[str, dict] = task.figures(pred, scores, label_info)
     t0 = int(frames.log_times_ns.min())
     t_s = (frames.log_times_ns - t0) / 1e9
     if domain is not None and shift is not None:
@@ -569,7 +620,8 @@ def _figures(report: dict, frames: FrameTable, pred: dict, scores: Classificatio
             x, y_shift, y_dom = _thin(t_s[m], shift[m], domain[m])
             data[topic] = {"t_s": x, "shift": y_shift, "domain_score": y_dom}
             line_series[f"shift {topic}" if len(ds["topics"]) > 1 else "domain-shift score"] = (t_s[m], shift[m])
-            line_series[f"P(synthetic) {topic}" if len(ds["topics"]) > 1 else "P(synthetic) per frame"] = (t_s[m], domain[m])
+            name = f"P(synthetic) {topic}" if len(ds["topics"]) > 1 else "P(synthetic) per frame"
+            line_series[name] = (t_s[m], domain[m])
         figs["domain_shift"] = {
             "png": plots.lines(line_series, f"Domain shift over time (window {ds['window']} frames)",
                                "recording time since the first frame (s)", "score",
@@ -580,7 +632,8 @@ def _figures(report: dict, frames: FrameTable, pred: dict, scores: Classificatio
             "json": {"title": "Domain shift over time", "window": ds["window"], "reference": ds["reference"],
                      "warn": ds["warn"], "error": ds["error"], "topics": data}}
     total = frames.decode_ms + frames.prepare_ms + frames.inference_ms
-    lat_series = {"decode": frames.decode_ms, "prepare": frames.prepare_ms, "inference (share of batch)": frames.inference_ms,
+    lat_series = {"decode": frames.decode_ms, "prepare": frames.prepare_ms,
+                  "inference (share of batch)": frames.inference_ms,
                   "total": total}
     top = max(float(np.percentile(total, 99.5)), 1e-3)
     lat_edges = np.linspace(0.0, top, 41)
@@ -601,7 +654,7 @@ def _figures(report: dict, frames: FrameTable, pred: dict, scores: Classificatio
     return figs
 
 
-def _html(report: dict, figures: dict[str, dict]) -> H.Page:
+def _html(report: dict, figures: dict[str, dict], task: Any) -> H.Page:
     m, b, f, tp = report["model"], report["bag"], report["frames"], report["throughput"]
     page = H.Page(f"eval-bag: {Path(b['path']).name}")
     page.keyvalues([
@@ -619,22 +672,7 @@ def _html(report: dict, figures: dict[str, dict]) -> H.Page:
     if report.get("label_note"):
         page.note(report["label_note"], "warn")
 
-    if report["scores"] is not None:
-        s, li = report["scores"], report["labels"]
-        page.heading("Accuracy")
-        page.paragraph(f"Labels: {li['path']} (topic {li['topic']}): {li['matched']} frames matched "
-                       f"({li['matched_by_index']} by index), {li['unmatched']} evaluated frames without a label, "
-                       f"{s['unknown_label']} left out (no label or a class the model lacks).")
-        page.table(("class", "labelled", "predicted", "precision", "recall", "F1"),
-                   [(c, r["n"], r["predicted"], H.pct(r["precision"]), H.pct(r["recall"]), H.pct(r["f1"]))
-                    for c, r in s["per_class"].items()] + [("all", s["n"], s["n"], "", "", "")])
-        page.paragraph(f"Accuracy {H.pct(s['accuracy'])} ({s['correct']} of {s['n']} labelled frames correct).")
-        for name in ("confusion_matrix", "precision_recall"):
-            page.figure(figures[name]["png"], figures[name]["caption"])
-
-    page.heading("Predictions")
-    for name in ("class_histogram", "confidence_histogram"):
-        page.figure(figures[name]["png"], figures[name]["caption"])
+    task.html(page, report, figures)
 
     page.heading("Domain shift")
     ds = report["domain_shift"]

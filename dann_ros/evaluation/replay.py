@@ -371,6 +371,10 @@ def replay(opts: ReplayOptions) -> dict:
                              "in two runs (--topic)")
         if not Path(opts.model).exists():
             raise FileNotFoundError(f"model file not found: {opts.model}")
+        from dann_ros.ros.topics import camera_topics
+
+        cams = list(cameras.values())
+        camera_topics([c.input_topic for c in cams], cams[0].compressed)  # the node's own check, before it starts
     out = Path(opts.out) if opts.out is not None else None
     if out is not None and opts.record_bag and (out / "replay_bag").exists():
         from dann_ros.evaluation.result_bag import OutputExistsError
@@ -380,28 +384,33 @@ def replay(opts: ReplayOptions) -> dict:
     env_values, node_env, domain_id = _environment(opts)
     node = None
     t_start = time.monotonic()
-    with _process_env(env_values, isolated=opts.model is not None):
-        try:
-            ros = _Ros(list(cameras.values()), opts.qos_reliability)
-        except ImportError as exc:
-            raise ReplayError(f"rclpy is not importable here ({exc})") from None
-        try:
-            if opts.model is not None:
-                node = _start_node(opts, cameras, node_env, out)
-            _wait_ready(opts, ros, cameras, node)
-            played = _play(opts, cameras, ros)
-            _wait_outputs(opts, cameras, node)
-            ros.wait_fresh_diagnostics()
-            diagnostics = ros.diagnostics
-            label_info = dict(ros.label_info)
-        finally:
-            if node is not None:
-                node.stop()
-            ros.close()
-            if domain_id is not None:
-                from dann_ros.ros.env import release_domain_id
+    try:
+        with _process_env(env_values, isolated=opts.model is not None):
+            try:
+                ros = _Ros(list(cameras.values()), opts.qos_reliability)
+            except ImportError as exc:
+                raise ReplayError(f"rclpy is not importable here ({exc})") from None
+            try:
+                if opts.model is not None:
+                    node = _start_node(opts, cameras, node_env, out)
+                _wait_ready(opts, ros, cameras, node)
+                played = _play(opts, cameras, ros)
+                _wait_outputs(opts, cameras, node)
+                if node is not None and not node.alive():
+                    played["node_exit"] = (f"dann_node exited with {node.proc.returncode} during the replay "
+                                           f"(log: {node.log_path})")
+                ros.wait_fresh_diagnostics()
+                diagnostics = ros.diagnostics
+                label_info = dict(ros.label_info)
+            finally:
+                if node is not None:
+                    node.stop()
+                ros.close()
+    finally:
+        if domain_id is not None:
+            from dann_ros.ros.env import release_domain_id
 
-                release_domain_id(domain_id)
+            release_domain_id(domain_id)
     report = _analyse(opts, meta, cameras, played, label_info, diagnostics, label_set, label_note, node,
                       time.monotonic() - t_start)
     if out is not None:
@@ -553,7 +562,8 @@ def _analyse(opts, meta, cameras, played, label_info, diagnostics, label_set, la
         "latency_definition": "publish here -> Classification received here (monotonic clock of this process)",
         "publish_lag_ms": _percentiles(lag),
         "cameras": per_cam, "read_error": played["read_error"], "read_notes": played["notes"],
-        "stopped_early": played["stopped_early"], "classes": list(classes) if classes else None,
+        "stopped_early": played["stopped_early"], "node_exit": played.get("node_exit"),
+        "classes": list(classes) if classes else None,
         "labels": None, "accuracy": None, "scores": None, "label_note": label_note,
         "node_diagnostics": _node_diagnostics(diagnostics, cameras),
     }
@@ -569,7 +579,8 @@ def _analyse(opts, meta, cameras, played, label_info, diagnostics, label_set, la
             got = pred >= 0
             scores = classification_scores(pred[got], ids[got], classes)
             report["labels"] = {"path": str(label_set.path), "topic": label_set.file.topic,
-                                "matched": int(match.matched.sum()), "labelled_and_dropped": int((~got & (ids >= 0)).sum())}
+                                "matched": int(match.matched.sum()),
+                                "labelled_and_dropped": int((~got & (ids >= 0)).sum())}
             report["accuracy"] = scores.accuracy if scores.n else None
             report["scores"] = scores.to_json()
     return report
@@ -646,7 +657,8 @@ def _figures(report: dict, cameras: dict[str, Camera], played: dict) -> dict[str
                                                  "never answered",
             "json": {"title": "Latency over the replay",
                      "cameras": {t: {"t_s": c["series"]["t_s"], "latency_ms": c["series"]["latency_ms"],
-                                     "dropped": [bool(np.isnan(v)) for v in lat[t]]} for t, c in report["cameras"].items()}}}
+                                     "dropped": [bool(np.isnan(v)) for v in lat[t]]}
+                                 for t, c in report["cameras"].items()}}}
     if report["scores"]:
         s = report["scores"]
         figs["confusion_matrix"] = {
@@ -672,9 +684,9 @@ def _page(report: dict, figures: dict[str, dict]) -> H.Page:
          else "no labels"),
         ("created", report["created"]),
     ])
-    for key in ("read_error", "stopped_early", "label_note"):
+    for key in ("node_exit", "read_error", "stopped_early", "label_note"):
         if report.get(key):
-            page.note(str(report[key]), "warn")
+            page.note(str(report[key]), "error" if key == "node_exit" else "warn")
     page.heading("Per camera")
     page.table(("bag topic", "published to", "output topic", "published", "answered", "dropped", "p50 ms", "p99 ms"),
                [(t, c["input_topic"], c["output_topic"], c["published"], c["answered"], c["dropped"],
@@ -742,7 +754,7 @@ def _run_replay(args: argparse.Namespace) -> int:
         print(f"accuracy {100 * r['accuracy']:.2f}% on {r['scores']['n']} labelled answered frames")
     if r.get("label_note"):
         print(r["label_note"])
-    for key in ("read_error", "stopped_early"):
+    for key in ("node_exit", "read_error", "stopped_early"):
         if r.get(key):
             print(f"WARNING: {r[key]}")
     print(f"wrote {out / 'report.html'}, {out / 'report.json'}")

@@ -16,7 +16,8 @@ def build_classifier(cfg: ModelConfig, num_classes: int, preprocess: Preprocess)
     backbone = build_backbone(cfg.backbone, preprocess.num_channels, weights_path=cfg.backbone_weights)
     pool = cfg.pool if cfg.pool != "auto" else ("flatten" if cfg.backbone in SMALL_BACKBONES else "avg")
     return ImageClassifier(backbone, num_classes, preprocess.input_shape, preprocess.mean, preprocess.std,
-                           bottleneck_dim=cfg.bottleneck_dim, pool=pool, dropout=cfg.dropout)
+                           bottleneck_dim=cfg.bottleneck_dim, pool=pool, dropout=cfg.dropout,
+                           head_hidden=cfg.head_hidden)
 
 
 def build_domain_loss(cfg: ModelConfig, feature_dim: int) -> DomainAdversarialLoss:

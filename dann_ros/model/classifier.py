@@ -20,7 +20,8 @@ class ImageClassifier(nn.Module):
 
     def __init__(self, backbone: Backbone, num_classes: int, input_shape: tuple[int, int, int],
                  mean: tuple[float, ...], std: tuple[float, ...], bottleneck_dim: int = 256,
-                 pool: Literal["flatten", "avg"] = "flatten", dropout: float = 0.5) -> None:
+                 pool: Literal["flatten", "avg"] = "flatten", dropout: float = 0.5,
+                 head_hidden: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.normalize = InputNormalize(mean, std)
         self.backbone = backbone
@@ -30,11 +31,19 @@ class ImageClassifier(nn.Module):
             backbone.eval()
             in_features = self.pool(backbone(torch.zeros(1, *input_shape))).shape[1]
             backbone.train(was_training)
-        self.bottleneck = nn.Sequential(nn.Linear(in_features, bottleneck_dim), nn.BatchNorm1d(bottleneck_dim),
-                                        nn.ReLU(inplace=True))
+        if bottleneck_dim:
+            self.bottleneck: nn.Module = nn.Sequential(nn.Linear(in_features, bottleneck_dim),
+                                                       nn.BatchNorm1d(bottleneck_dim), nn.ReLU(inplace=True))
+        else:  # the discriminator sees the backbone's own features (Ganin et al.'s digit networks)
+            self.bottleneck, bottleneck_dim = nn.Identity(), in_features
         # dropout only on the way to the head: the discriminator must see the features the
         # deployed model computes, or the extractor can "fool" it with dropout noise alone
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(bottleneck_dim, num_classes))
+        layers: list[nn.Module] = []
+        width = bottleneck_dim
+        for h in head_hidden:
+            layers += [nn.Dropout(dropout), nn.Linear(width, h), nn.ReLU(inplace=True)]
+            width = h
+        self.head = nn.Sequential(*layers, nn.Dropout(dropout), nn.Linear(width, num_classes))
         self.feature_dim = bottleneck_dim
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,14 +12,15 @@ class ModelConfig:
     backbone: str = "small_cnn"
     backbone_weights: Path | None = None  # a local state_dict file; nothing is downloaded
     pool: Literal["flatten", "avg", "auto"] = "auto"  # auto: flatten for small CNNs, avg otherwise
-    bottleneck_dim: int = 256
+    bottleneck_dim: int = 256  # 0: the discriminator sees the backbone's pooled features directly
+    head_hidden: tuple[int, ...] = ()  # hidden widths of the task head's MLP
     dropout: float = 0.5
     discriminator_hidden: int = 1024
     discriminator_layers: int = 2
     discriminator_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.bottleneck_dim < 1 or self.discriminator_hidden < 1 or self.discriminator_layers < 0:
+        if self.bottleneck_dim < 0 or self.discriminator_hidden < 1 or self.discriminator_layers < 0:
             raise ValueError("bottleneck_dim and discriminator_hidden must be positive")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.discriminator_dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")

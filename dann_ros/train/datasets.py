@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def load_replicator_source(cfg: SourceConfig, preprocess: Preprocess, classes: t
                           np.array([c for _, c in kept], dtype=np.int64))
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
+        tmp = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.npz")  # concurrent runs never share it
         np.savez(tmp, images=data.images, labels=data.labels, classes=np.array(names))
         tmp.replace(cache)
     return data, names

@@ -123,12 +123,15 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.step = 0
         self.history: list[dict] = []
-        self.source_images = torch.from_numpy(self.data.source.images)
-        self.source_labels = torch.from_numpy(self.data.source.labels)
-        self.target_images = torch.from_numpy(self.data.target) if self.data.target is not None else None
+        # uint8 frames are small (20k digit crops: 47 MB): on a GPU they live there, so a step
+        # costs no host-to-device copy
+        on = self.device if self.device.type == "cuda" else torch.device("cpu")
+        self.source_images = torch.from_numpy(self.data.source.images).to(on)
+        self.source_labels = torch.from_numpy(self.data.source.labels).to(on)
+        self.target_images = torch.from_numpy(self.data.target).to(on) if self.data.target is not None else None
         self.eval_target_subset = self._target_subset()
         self.train_seconds = 0.0
-        self._domain_acc: list[float] = []  # discriminator accuracy on the training batches since the last eval
+        self._domain_acc: list[torch.Tensor] = []  # discriminator accuracy on the training batches since the last eval
         if resume:
             self._try_resume()
         elif (self.out / "last.pt").exists() and self.dist.is_main:
@@ -155,7 +158,7 @@ class Trainer:
             return None
         n = min(len(self.target_images), self.cfg.train.eval_frames)
         pick = np.sort(np.random.default_rng(self.cfg.seed).choice(len(self.target_images), n, replace=False))
-        return self.target_images[torch.from_numpy(pick)]
+        return self.target_images[torch.from_numpy(pick).to(self.target_images.device)]
 
     def _try_resume(self) -> None:
         path = self.out / "last.pt"
@@ -196,12 +199,12 @@ class Trainer:
         """Indices are a pure function of (seed, step, rank): resuming replays the same batches."""
         b = self.cfg.train.batch_size
         g = torch.Generator().manual_seed(((self.cfg.seed * 1_000_003 + step) * 131 + self.dist.rank) & (2**62 - 1))
-        idx = torch.randint(len(self.source_labels), (b,), generator=g)
+        idx = torch.randint(len(self.source_labels), (b,), generator=g).to(self.source_images.device)
         x_s = self.source_images[idx].to(self.device, non_blocking=True).float()
         y_s = self.source_labels[idx].to(self.device, non_blocking=True)
         x_t = None
         if self.adversarial is not None:
-            idx_t = torch.randint(len(self.target_images), (b,), generator=g)
+            idx_t = torch.randint(len(self.target_images), (b,), generator=g).to(self.target_images.device)
             x_t = self.target_images[idx_t].to(self.device, non_blocking=True).float()
         return x_s, y_s, x_t
 
@@ -227,7 +230,7 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
                     task_loss, domain_loss = self.step_module(x_s, y_s, x_t)
                 loss = task_loss + cfg.adaptation.weight * domain_loss
-                if not torch.isfinite(loss):
+                if self._check_finite(self.step + 1) and not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"loss became {float(loss.detach())} at step {self.step} (task {float(task_loss.detach()):.4g}, "
                         f"domain {float(domain_loss.detach()):.4g}); the last good checkpoint is {self.out / 'last.pt'}. "
@@ -240,7 +243,7 @@ class Trainer:
                 self.step += 1
                 steps_done += 1
                 if self.adversarial is not None:
-                    self._domain_acc.append(self.adversarial.domain_accuracy)
+                    self._domain_acc.append(self.adversarial.last_accuracy)
                 bar.update(1)
                 if writer is not None and (self.step % 10 == 0 or self.step == cfg.train.steps):
                     writer.add_scalar("train/task_loss", float(task_loss.detach()), self.step)
@@ -272,6 +275,13 @@ class Trainer:
         shutdown(self.dist)
         return result
 
+    def _check_finite(self, next_step: int) -> bool:
+        """Every step on CPU; on a GPU (where reading the loss stalls the stream) every 10th step
+        and before every save, so no NaN weights are ever checkpointed."""
+        t = self.cfg.train
+        return (self.device.type == "cpu" or next_step % 10 == 0 or next_step % t.eval_every == 0
+                or next_step % t.checkpoint_every == 0 or next_step == t.steps)
+
     # ------------------------------------------------------------ evaluation
     def evaluate(self) -> Evaluation:
         d = self.data
@@ -289,7 +299,7 @@ class Trainer:
     def _evaluate_and_save(self, writer) -> None:
         ev = self.evaluate()
         if self._domain_acc:
-            ev.domain_accuracy = float(np.mean(self._domain_acc))
+            ev.domain_accuracy = float(torch.stack(self._domain_acc).mean())
             self._domain_acc.clear()
         record = {k: v for k, v in ev.__dict__.items() if k != "extra" and v is not None}
         self.history.append(record)

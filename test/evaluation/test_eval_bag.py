@@ -16,7 +16,6 @@ from rosbags.typesys import get_typestore
 from dann_ros.cli import main
 from dann_ros.data.bags import ROS2_STORE
 from dann_ros.data.labels import LabelFile
-from dann_ros.evaluation.eval_bag import evaluate_bag
 from dann_ros.evaluation.result_bag import vision_typestore
 from dann_ros.ros.diagnostics import DomainShiftMonitor
 from dann_ros.runtime.predictor import Predictor
@@ -95,7 +94,8 @@ def test_reports_contain_the_figures(evaluated):
     fig = report["figures"]
     assert sum(fig["class_histogram"]["predicted"]) == report["frames"]["evaluated"]
     assert len(fig["confusion_matrix"]["matrix"]) == 10
-    assert sum(fig["confidence_histogram"]["correct"]) + sum(fig["confidence_histogram"]["wrong"]) == report["scores"]["n"]
+    conf = fig["confidence_histogram"]
+    assert sum(conf["correct"]) + sum(conf["wrong"]) == report["scores"]["n"]
     lat = report["latency_ms"]
     assert lat["processing_per_frame"]["n"] == report["frames"]["evaluated"] and lat["decode"]["p50"] > 0
     assert report["frames"]["complete"] and report["frames"]["skipped"] == 0
@@ -144,29 +144,23 @@ def damaged_bag(path: Path, n: int = 12, bad: tuple[int, ...] = (2,), truncate: 
     return path
 
 
-def test_partly_readable_bag_is_evaluated_as_far_as_it_reads(tiny_onnx, tmp_path):
+def test_partly_readable_bag_is_evaluated_as_far_as_it_reads(tiny_onnx, tmp_path, capsys):
     bag = damaged_bag(tmp_path / "damaged")
     out = tmp_path / "out"
-    predictor = Predictor.load(tiny_onnx, backend="onnxruntime", device="cpu")
-    result = evaluate_bag(predictor, bag, out_dir=out, batch_size=4)
-    f = result.report["frames"]
+    assert main(["eval-bag", "--model", str(tiny_onnx), "--bag", str(bag), "--out", str(out), "--batch", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "5 frames" in printed and "WARNING: partly evaluated" in printed and "reading stopped after 6" in printed
+    report = json.loads((out / "report.json").read_text())
+    f = report["frames"]
     assert f["evaluated"] == 5 and f["skipped"] == 1 and not f["complete"]  # 6 readable, #2 undecodable
     assert "/cam/image_raw#2: unsupported encoding 'weird8'" in f["skipped_examples"][0]
     assert any("reading stopped after 6 messages" in e for e in f["read_errors"])
-    assert result.report["bag"]["topics"]["/cam/image_raw"]["skipped"] == 1
+    assert report["bag"]["topics"]["/cam/image_raw"]["skipped"] == 1
     page = (out / "report.html").read_text()
     assert "Partly evaluated" in page and "weird8" in page and "reading stopped" in page
     with AnyReader([out / "result_bag"], default_typestore=vision_typestore()) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
     assert counts["/cam/image_raw"] == 6 and counts["/cam/classification"] == 5  # the bad frame copied, not classified
-
-
-def test_partly_readable_bag_cli_warns(tiny_onnx, tmp_path, capsys):
-    bag = damaged_bag(tmp_path / "damaged", bad=())
-    assert main(["eval-bag", "--model", str(tiny_onnx), "--bag", str(bag), "--out", str(tmp_path / "o"),
-                 "--no-result-bag"]) == 0
-    out = capsys.readouterr().out
-    assert "6 frames" in out and "WARNING: partly evaluated" in out and "reading stopped after 6 messages" in out
 
 
 @pytest.mark.parametrize("kind", ["junk", "no_metadata", "empty_mcap"])
@@ -226,3 +220,27 @@ def test_existing_result_bag_needs_overwrite(labelled_bag, tiny_onnx, tmp_path, 
     report = json.loads((out / "report.json").read_text())
     assert report["accuracy"] is None and report["labels"] is None
     assert next((out / "result_bag").glob("*.db3"))
+
+
+def test_report_renders_in_chromium_without_console_errors(evaluated, tmp_path):
+    from test.evaluation.test_check_report import check, need_chromium
+
+    need_chromium()
+    shot = tmp_path / "shot.png"
+    proc = check(evaluated["out"] / "report.html", shot)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_checkpoint_without_domain_monitor_on_the_torch_backend(labelled_bag, tmp_path):
+    """A .pt model runs too (torch backend); without the discriminator the report says 'no monitor'."""
+    from test.conftest import make_classifier_checkpoint
+
+    model = make_classifier_checkpoint(tmp_path / "plain.pt", with_domain=False)
+    out = tmp_path / "out"
+    assert main(["eval-bag", "--model", str(model), "--bag", str(labelled_bag["bag"]), "--out", str(out),
+                 "--no-result-bag", "--backend", "torch"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["backend"].startswith("torch") and report["domain_shift"] is None
+    assert "domain_shift" not in report["figures"] and report["scores"]["n"] == labelled_bag["n"]
+    assert "no domain monitor output" in (out / "report.html").read_text()

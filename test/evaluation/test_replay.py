@@ -82,7 +82,8 @@ def predictions_by_stamp(model: Path, bag: Path) -> dict[int, int]:
 def test_replay_starts_the_node_and_reports_latency_drops_and_accuracy(tiny_onnx, tmp_path):
     bag = burst_bag(tmp_path / "burst")
     out = tmp_path / "replay"
-    proc = cli(["replay", "--bag", str(bag), "--model", str(tiny_onnx), "--out", str(out), "--rate", "2"])
+    proc = cli(["replay", "--bag", str(bag), "--model", str(tiny_onnx), "--out", str(out), "--rate", "2",
+                "--grace", "1"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"replayed {PACED + BURST} frames" in proc.stdout and "latency ms: p50" in proc.stdout
     report = json.loads((out / "report.json").read_text())
@@ -107,6 +108,11 @@ def test_replay_starts_the_node_and_reports_latency_drops_and_accuracy(tiny_onnx
     assert report["node_diagnostics"]["/camera/image_raw"]["frames published"] == str(f["answered"])
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "frames dropped" in page
+    from test.evaluation.test_check_report import check, have_chromium
+
+    if have_chromium():
+        rendered = check(out / "report.html", tmp_path / "shot.png")
+        assert rendered.returncode == 0, rendered.stdout + rendered.stderr
     assert (out / "dann_node.log").read_text().count("active:") == 1
 
 
@@ -123,7 +129,7 @@ def test_replay_into_a_running_node_on_remapped_topics(tiny_onnx, tmp_path):
         out = tmp_path / "replay"
         proc = cli(["replay", "--bag", str(bag), "--out", str(out), "--input-topic", "/robot/cam/image",
                     "--output-topic", "/robot/cam/classification", "--no-labels", "--no-record",
-                    "--max-duration", "0.5", "--start-timeout", "60"], env=env)
+                    "--max-duration", "0.5", "--start-timeout", "60", "--grace", "1"], env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr + (tmp_path / "node.log").read_text()
         report = json.loads((out / "report.json").read_text())
         assert report["node"] == "already running" and report["accuracy"] is None

@@ -141,7 +141,7 @@ def test_loss_decreases_on_a_tiny_batch():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert all(np.isfinite(losses)) and losses[-1] < 0.5 * losses[0]
     assert set(model.loss_parts) == {"heatmap", "size", "offset"}
 

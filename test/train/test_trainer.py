@@ -104,7 +104,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tiny_domains
     good = checkpoint.load(tmp_path / "nan" / "last.pt")
     trainer = Trainer(cfg, show_progress=False)
     with torch.no_grad():
-        trainer.model.head[1].weight.fill_(float("nan"))
+        trainer.model.head[-1].weight.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match="step 4.*last good checkpoint"):
         trainer.run()
     kept = checkpoint.load(tmp_path / "nan" / "last.pt")

@@ -21,7 +21,12 @@ class DomainAdversarialLoss(nn.Module):
         super().__init__()
         self.grl = GradientReverseLayer(0.0)
         self.discriminator = discriminator
-        self.domain_accuracy = float("nan")
+        self.last_accuracy = torch.tensor(float("nan"))
+
+    @property
+    def domain_accuracy(self) -> float:
+        """Discriminator accuracy on the last batch (source and target weighted equally)."""
+        return float(self.last_accuracy)
 
     @property
     def coeff(self) -> float:
@@ -36,9 +41,8 @@ class DomainAdversarialLoss(nn.Module):
         d_s, d_t = logits[: f_s.shape[0]], logits[f_s.shape[0]:]
         loss_s = F.binary_cross_entropy_with_logits(d_s, torch.ones_like(d_s))
         loss_t = F.binary_cross_entropy_with_logits(d_t, torch.zeros_like(d_t))
-        with torch.no_grad():
-            correct = (d_s > 0).float().mean() + (d_t <= 0).float().mean()
-            self.domain_accuracy = float(correct) / 2.0
+        with torch.no_grad():  # a tensor: reading it on every step would stall a GPU
+            self.last_accuracy = ((d_s > 0).float().mean() + (d_t <= 0).float().mean()) / 2.0
         return 0.5 * (loss_s + loss_t)
 
     @torch.no_grad()
