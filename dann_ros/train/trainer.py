@@ -178,6 +178,7 @@ class Trainer:
         self.step = int(state["step"])
         self.history = json.loads(state["history"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
+        self._domain_acc = list(state.get("domain_acc_since_eval", torch.empty(0)).to(self.device))
         log.info("resumed %s at step %d", path, self.step)
 
     # ------------------------------------------------------------- schedules
@@ -320,6 +321,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
             "history": json.dumps(self.history), "train_seconds": self.train_seconds,
+            "domain_acc_since_eval": (torch.stack(self._domain_acc).cpu() if self._domain_acc else torch.empty(0)),
         }
         checkpoint.save_atomic(state, self.out / "last.pt")
 
