@@ -28,6 +28,8 @@ setup(
         ('share/' + PACKAGE, ['package.xml']),
         ('share/' + PACKAGE + '/launch', files('launch/*.py')),
         ('share/' + PACKAGE + '/config', files('config/*')),
+        # vision_msgs definitions: result bags written by eval-bag/replay embed them
+        ('share/' + PACKAGE + '/msg/vision_msgs/msg', files('msg/vision_msgs/msg/*.msg')),
     ],
     install_requires=['setuptools', 'numpy', 'pyyaml'],
     zip_safe=False,

@@ -16,11 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dann_ros.paths import share_file
 from dann_ros.train.config import TrainConfig, load_train_config
 
 log = logging.getLogger(__name__)
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "train_demo.yaml"
+DEMO_CONFIG = share_file("config", "train_demo.yaml")
 DIGITS_PNG = Path(".cache/data/opencv/digits.png")
 
 

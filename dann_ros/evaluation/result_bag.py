@@ -30,7 +30,7 @@ class OutputExistsError(FileExistsError, ValueError):
 
 
 def vision_msgs_dir() -> Path:
-    from dann_ros.ros.env import share_file
+    from dann_ros.paths import share_file
 
     return share_file("msg", "vision_msgs", "msg")
 

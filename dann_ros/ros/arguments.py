@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from dann_ros.ros.env import fastdds_shm_profile, share_file
+from dann_ros.paths import share_file
+from dann_ros.ros.env import fastdds_shm_profile
 
 NODE_NAME = "dann_node"
 EXECUTABLE = "dann_node"  # console script (setup.py) == python -m dann_ros.ros.node

@@ -16,33 +16,14 @@ import os
 import tempfile
 from pathlib import Path
 
+from dann_ros.paths import share_file
+
 # Fast DDS maps a domain to UDP ports 7400 + 250 * id (+ offsets); ids up to 101 keep every
 # port below the Linux ephemeral range (32768+). 0 is everyone's default: never hand it out.
 DOMAIN_IDS = range(1, 102)
 _LOCK_DIR = Path(tempfile.gettempdir()) / "dann_ros_domain_ids"
 _held: dict[int, int] = {}  # domain id -> open fd holding its lock (released when the process exits)
 _counter = itertools.count()
-
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-
-
-def share_file(*parts: str) -> Path:
-    """A file of the package's data (config/, launch/): the source tree's copy, else the installed one."""
-    source = PACKAGE_ROOT.joinpath(*parts)
-    if source.exists():
-        return source
-    import sys
-
-    installed = Path(sys.prefix, "share", "dann_ros", *parts)
-    if installed.exists():
-        return installed
-    try:  # a colcon/ament install
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("dann_ros"), *parts)
-    except Exception:
-        return source  # let the caller's open() name the missing path
-
 
 def fastdds_shm_profile() -> Path:
     """The Fast DDS profile with a 16 MB shared-memory segment (raw camera frames)."""

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from dann_ros.paths import PACKAGE_ROOT
 from dann_ros.ros import env as ros_env
 from dann_ros.ros.arguments import default_params_file, node_arguments
 from dann_ros.ros.diagnostics import ERROR, OK, WARN, CameraStats, DomainShiftMonitor, camera_status
@@ -20,7 +21,7 @@ from dann_ros.ros.frames import LatestFrames
 from dann_ros.ros.params import PARAMETERS, NodeParams, ParameterError
 from dann_ros.ros.topics import camera_topics
 
-ROOT = ros_env.PACKAGE_ROOT
+ROOT = PACKAGE_ROOT
 
 
 # ---------------------------------------------------------------- env
