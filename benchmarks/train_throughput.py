@@ -60,19 +60,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backbone", default="lenet")
     ap.add_argument("--discriminator-hidden", type=int, default=None,
-                    help="default: the demo config's value for small_cnn, 1024 for lenet")
+                    help="default 1024 (the demo config's value)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3, help="alternate the two methods this many times")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--reference-size", action="store_true",
+                    help="LeNet with the classic 120-84 head and a 100-unit discriminator, the size of the "
+                         "reference implementation's model")
     ap.add_argument("--json")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    hidden = args.discriminator_hidden or (1024 if args.backbone == "lenet" else 256)
-    cfg = ModelConfig(backbone=args.backbone, discriminator_hidden=hidden)
+    if args.reference_size:
+        args.backbone = "lenet"
+        hidden = 100
+        cfg = ModelConfig(backbone="lenet", bottleneck_dim=0, head_hidden=(120, 84), discriminator_hidden=100,
+                          discriminator_layers=1)
+    else:
+        hidden = args.discriminator_hidden or 1024
+        cfg = ModelConfig(backbone=args.backbone, discriminator_hidden=hidden)
     rates: dict[str, list[float]] = {"none": [], "dann": []}
     for _ in range(args.repeats):  # interleaved so drifting machine load hits both alike
         for method in rates:

@@ -32,7 +32,9 @@ class ModelInfo:
 
     @property
     def output_names(self) -> list[str]:
-        return ["scores", "domain"] if self.has_domain else ["scores"]
+        """The graph's outputs in order (see dann_ros.model.deploy)."""
+        names = ["boxes", "scores", "classes"] if self.task == "detection" else ["scores"]
+        return names + ["domain"] if self.has_domain else names
 
     def to_props(self) -> dict[str, str]:
         return {

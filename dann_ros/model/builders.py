@@ -9,7 +9,8 @@ from dann_ros.model.adaptation.dann import DomainAdversarialLoss
 from dann_ros.model.backbones import SMALL_BACKBONES, build_backbone
 from dann_ros.model.classifier import ImageClassifier
 from dann_ros.model.config import ModelConfig
-from dann_ros.model.discriminator import DomainDiscriminator
+from dann_ros.model.detector import build_detector
+from dann_ros.model.discriminator import DomainDiscriminator, PixelDomainDiscriminator
 
 
 def build_classifier(cfg: ModelConfig, num_classes: int, preprocess: Preprocess) -> ImageClassifier:
@@ -20,7 +21,25 @@ def build_classifier(cfg: ModelConfig, num_classes: int, preprocess: Preprocess)
                            head_hidden=cfg.head_hidden)
 
 
-def build_domain_loss(cfg: ModelConfig, feature_dim: int) -> DomainAdversarialLoss:
-    disc: nn.Module = DomainDiscriminator(feature_dim, cfg.discriminator_hidden, cfg.discriminator_layers,
-                                          cfg.discriminator_dropout)
-    return DomainAdversarialLoss(disc)
+def build_model(cfg: ModelConfig, task: str, num_classes: int, preprocess: Preprocess) -> nn.Module:
+    """The task model; both kinds offer forward_train, task_loss and encode_targets to the one trainer."""
+    if task == "detection":
+        return build_detector(cfg, num_classes, preprocess)
+    if task == "classification":
+        return build_classifier(cfg, num_classes, preprocess)
+    raise ValueError(f"task {task!r} is not one of classification, detection")
+
+
+def build_discriminator(cfg: ModelConfig, features: int | nn.Module) -> nn.Module:
+    """``features``: a classifier's feature width, or the task model itself. A detector's feature map
+    gets one decision per location (image-level alignment, as in DA-Faster R-CNN)."""
+    if isinstance(features, nn.Module):
+        if getattr(features, "task", None) == "detection":
+            return PixelDomainDiscriminator(features.feature_channels, cfg.discriminator_hidden)
+        features = features.feature_dim
+    return DomainDiscriminator(features, cfg.discriminator_hidden, cfg.discriminator_layers,
+                               cfg.discriminator_dropout)
+
+
+def build_domain_loss(cfg: ModelConfig, features: int | nn.Module) -> DomainAdversarialLoss:
+    return DomainAdversarialLoss(build_discriminator(cfg, features))

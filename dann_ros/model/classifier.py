@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dann_ros.model.backbones import Backbone
@@ -56,3 +57,7 @@ class ImageClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    def task_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The model owns its loss, so the trainer runs classifiers and detectors alike."""
+        return F.cross_entropy(logits.float(), labels)

@@ -72,16 +72,15 @@ def model_state(model, discriminator, *, task: str, classes, preprocess, model_c
 
 
 def load_model(path: str | Path):
-    """A deployable model checkpoint -> (DeployedClassifier in eval mode, ModelInfo)."""
+    """A deployable model checkpoint -> (DeployedClassifier or DeployedDetector in eval mode, ModelInfo)."""
     import json
 
     from dann_ros.config import from_dict
     from dann_ros.data.preprocess import Preprocess
     from dann_ros.export.metadata import ModelInfo
-    from dann_ros.model.builders import build_classifier
+    from dann_ros.model.builders import build_discriminator, build_model
     from dann_ros.model.config import ModelConfig
-    from dann_ros.model.deploy import DeployedClassifier
-    from dann_ros.model.discriminator import DomainDiscriminator
+    from dann_ros.model.deploy import DeployedClassifier, DeployedDetector
 
     path = Path(path)
     data = load(path)
@@ -89,19 +88,22 @@ def load_model(path: str | Path):
         raise CheckpointError(f"{path}: field 'kind' is {data.get('kind')!r}, expected 'model'")
     if data.get("kind") == "train_state":
         raise CheckpointError(f"{path}: this is a resume state; use a model checkpoint (model.pt or checkpoints/step_*.pt)")
+    task = data.get("task")
+    if task not in ("classification", "detection"):
+        raise CheckpointError(f"{path}: field 'task' is {task!r}, expected 'classification' or 'detection'")
     try:
         preprocess = Preprocess.from_json(data["preprocess"])
         model_cfg = from_dict(ModelConfig, json.loads(data["model_config"]))
         classes = tuple(data["classes"])
-        model = build_classifier(model_cfg, len(classes), preprocess)
+        model = build_model(model_cfg, task, len(classes), preprocess)
         model.load_state_dict(data["model"])
         disc = None
         if data.get("domain") is not None:
-            disc = DomainDiscriminator(model.feature_dim, model_cfg.discriminator_hidden,
-                                       model_cfg.discriminator_layers, model_cfg.discriminator_dropout)
+            disc = build_discriminator(model_cfg, model)
             disc.load_state_dict(data["domain"])
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: invalid model checkpoint: {exc}") from None
-    info = ModelInfo(task=data["task"], classes=classes, preprocess=preprocess, config_digest=data["digest"],
+    info = ModelInfo(task=task, classes=classes, preprocess=preprocess, config_digest=data["digest"],
                      version=data["version"], has_domain=disc is not None)
-    return DeployedClassifier(model, disc).eval(), info
+    deployed = DeployedDetector if task == "detection" else DeployedClassifier
+    return deployed(model, disc).eval(), info

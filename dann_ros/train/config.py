@@ -15,6 +15,9 @@ from dann_ros.model.config import ModelConfig
 
 @dataclass(frozen=True)
 class CropConfig:
+    """Object crops for classification; detection keeps whole frames and only uses ``max_occlusion``
+    (boxes more hidden than that are dropped from the targets)."""
+
     margin: float = 0.15
     square: bool = True
     min_size: int = 8
@@ -25,7 +28,7 @@ class CropConfig:
 class SourceConfig:
     """Labelled data: Replicator output (crops or frame labels), or a labelled bag."""
 
-    replicator: Path | None = None
+    replicator: Path | None = None  # detection: whole frames with their bounding_box_2d_tight boxes
     frame_labels: Path | None = None  # whole-frame classification labels for Replicator frames
     crop: CropConfig = field(default_factory=CropConfig)
     bag: Path | None = None  # alternative: a bag with its label sidecar (e.g. train-on-target)
@@ -109,7 +112,7 @@ class LoopConfig:
 class TrainConfig:
     source: SourceConfig
     output_dir: Path = Path("runs/train")
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "detection"] = "classification"
     seed: int = 0
     classes: tuple[str, ...] = ()  # empty: sorted class names found in the source
     target: TargetConfig = field(default_factory=TargetConfig)
@@ -127,6 +130,13 @@ class TrainConfig:
             raise ValueError("adaptation.method dann needs target.bags")
         if self.selection in ("im", "snd") and not self.target.bags:
             raise ValueError(f"selection {self.selection} scores target frames: set target.bags or use source_val")
+        if self.task == "detection":
+            if self.selection in ("im", "snd"):
+                raise ValueError(f"selection {self.selection} scores class probabilities (classification only); "
+                                 "detection selects by source_val (source-val mAP@0.5) or last")
+            if self.source.frame_labels is not None:
+                raise ValueError("source.frame_labels are whole-frame class labels; detection reads the "
+                                 "Replicator boxes (remove source.frame_labels)")
 
     def digest(self) -> str:
         """Hash of everything that shapes the weights (not where they are written)."""

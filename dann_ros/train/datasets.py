@@ -5,6 +5,9 @@ step time; instead every source crop and target frame goes through
 ``Preprocess.prepare`` once (the same function the deployed node calls) and
 is kept as (N, C, H, W) uint8. Cache files are .npz (no pickle) keyed by a
 hash of the inputs and the preprocessing.
+
+Detection keeps whole frames; their boxes go through the same Geometry as the
+pixels (net = image * scale + offset), so targets are in network-input pixels.
 """
 
 from __future__ import annotations
@@ -31,6 +34,48 @@ log = logging.getLogger(__name__)
 class LabelledImages:
     images: np.ndarray  # (N, C, H, W) uint8
     labels: np.ndarray  # (N,) int64 class ids; -1 = unknown
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx: np.ndarray) -> "LabelledImages":
+        return LabelledImages(self.images[idx], self.labels[idx])
+
+
+@dataclass
+class LabelledBoxes:
+    """Whole frames with their boxes, for detection."""
+
+    images: np.ndarray  # (N, C, H, W) uint8
+    boxes: list[np.ndarray]  # per image (K, 4) float32 x1, y1, x2, y2 in network-input pixels
+    classes: list[np.ndarray]  # per image (K,) int64 class ids
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, idx: np.ndarray) -> "LabelledBoxes":
+        return LabelledBoxes(self.images[idx], [self.boxes[i] for i in idx], [self.classes[i] for i in idx])
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Flat arrays for an .npz (ragged per-image lists do not fit one without pickle)."""
+        return {"images": self.images, "counts": np.array([len(c) for c in self.classes], np.int64),
+                "boxes": np.concatenate(self.boxes).reshape(-1, 4).astype(np.float32) if self.boxes
+                else np.zeros((0, 4), np.float32),
+                "box_classes": np.concatenate(self.classes).astype(np.int64) if self.classes
+                else np.zeros(0, np.int64)}
+
+    @classmethod
+    def from_arrays(cls, z) -> "LabelledBoxes":
+        split = np.cumsum(z["counts"])[:-1]
+        return cls(z["images"], np.split(z["boxes"], split), np.split(z["box_classes"], split))
+
+
+def to_network(boxes: np.ndarray, geometry) -> np.ndarray:
+    """(K, 4) input-image boxes -> network-input pixels (the inverse of ``Geometry.to_image``)."""
+    out = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+    out[:, 0::2] = out[:, 0::2] * geometry.scale_x + geometry.offset_x
+    out[:, 1::2] = out[:, 1::2] * geometry.scale_y + geometry.offset_y
+    return out
 
 
 def _digest(*parts: object) -> str:
@@ -75,11 +120,50 @@ def load_replicator_source(cfg: SourceConfig, preprocess: Preprocess, classes: t
     data = LabelledImages(_prepare_all([img for img, _ in kept], preprocess),
                           np.array([c for _, c in kept], dtype=np.int64))
     if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.npz")  # concurrent runs never share it
-        np.savez(tmp, images=data.images, labels=data.labels, classes=np.array(names))
-        tmp.replace(cache)
+        _save_npz(cache, images=data.images, labels=data.labels, classes=np.array(names))
     return data, names
+
+
+def load_replicator_detection(cfg: SourceConfig, preprocess: Preprocess, classes: tuple[str, ...],
+                              cache_dir: Path | None) -> tuple[LabelledBoxes, tuple[str, ...]]:
+    """Whole Replicator frames with their tight boxes; boxes hidden more than ``crop.max_occlusion``
+    are dropped (a mostly hidden object is no fair target). Frames without boxes stay as negatives."""
+    root = Path(cfg.replicator)
+    key = _digest("replicator-detection/1", _tree_signature(root), cfg.crop.max_occlusion, preprocess.to_json(),
+                  classes)
+    cache = cache_dir / f"source-det-{key}.npz" if cache_dir else None
+    if cache and cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            return LabelledBoxes.from_arrays(z), tuple(str(c) for c in z["classes"])
+    frames = replicator.scan(root)
+    if not frames:
+        raise ValueError(f"{root}: no Replicator frames found")
+    names = classes or tuple(sorted({b.class_name for f in frames for b in f.boxes}))
+    index = {n: i for i, n in enumerate(names)}
+    images, boxes, ids, occluded = [], [], [], 0
+    for frame in frames:
+        chw, geometry = preprocess.prepare(frame.load_rgb())
+        kept = [b for b in frame.boxes if b.class_name in index]
+        visible = [b for b in kept if b.occlusion is None or b.occlusion <= cfg.crop.max_occlusion]
+        occluded += len(kept) - len(visible)
+        images.append(chw)
+        boxes.append(to_network(np.array([[b.x_min, b.y_min, b.x_max, b.y_max] for b in visible], np.float32),
+                                geometry))
+        ids.append(np.array([index[b.class_name] for b in visible], np.int64))
+    if not any(len(c) for c in ids):
+        raise ValueError(f"{root}: no boxes of classes {list(names)} found (check classes and crop.max_occlusion)")
+    log.info("source detection frames: %d, boxes %d, dropped %d occluded", len(images), sum(map(len, ids)), occluded)
+    data = LabelledBoxes(np.stack(images), boxes, ids)
+    if cache:
+        _save_npz(cache, **data.to_arrays(), classes=np.array(names))
+    return data, names
+
+
+def _save_npz(cache: Path, **arrays: np.ndarray) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.npz")  # concurrent runs never share it
+    np.savez(tmp, **arrays)
+    tmp.replace(cache)
 
 
 def load_bag_frames(bags: tuple[Path, ...], topics: tuple[str, ...], preprocess: Preprocess,
@@ -121,6 +205,36 @@ def load_labelled_bag(bag: Path, labels: Path, topics: tuple[str, ...], preproce
     return LabelledImages(fs.images, to_ours[match.class_ids])
 
 
+def load_detection_bag(bag: Path, labels: Path, topics: tuple[str, ...], preprocess: Preprocess,
+                       classes: tuple[str, ...], cache_dir: Path | None) -> LabelledBoxes:
+    """A bag with a detection label sidecar: labelled frames only, boxes in each frame's network
+    pixels, classes mapped onto ``classes`` (boxes of other classes are dropped)."""
+    (fs,) = load_bag_frames((bag,), topics, preprocess, cache_dir)
+    label_file = LabelFile.load(labels)
+    if label_file.task != "detection":
+        raise ValueError(f"{labels}: a {label_file.task} label file; detection needs boxes")
+    match = label_file.match(fs)
+    if match.unmatched:
+        log.warning("%s: %d of %d frames of %s have no label", labels, match.unmatched, len(fs), bag)
+    to_ours = np.array([classes.index(c) if c in classes else -1 for c in label_file.classes], np.int64)
+    keep = np.flatnonzero(match.matched)
+    boxes, ids = [], []
+    for i in keep:
+        cls = to_ours[match.box_class_ids[i]] if len(match.box_class_ids[i]) else np.zeros(0, np.int64)
+        known = cls >= 0
+        boxes.append(to_network(match.boxes[i], fs.geometry(int(i)))[known])
+        ids.append(cls[known])
+    return LabelledBoxes(fs.images[keep], boxes, ids)
+
+
+def load_detection_source(cfg: SourceConfig, preprocess: Preprocess, classes: tuple[str, ...],
+                          cache_dir: Path | None) -> tuple[LabelledBoxes, tuple[str, ...]]:
+    if cfg.replicator is not None:
+        return load_replicator_detection(cfg, preprocess, classes, cache_dir)
+    names = classes or tuple(LabelFile.load(cfg.labels).classes)
+    return load_detection_bag(cfg.bag, cfg.labels, cfg.topics, preprocess, names, cache_dir), names
+
+
 def load_source(cfg: SourceConfig, preprocess: Preprocess, classes: tuple[str, ...],
                 cache_dir: Path | None) -> tuple[LabelledImages, tuple[str, ...]]:
     if cfg.replicator is not None:
@@ -131,9 +245,9 @@ def load_source(cfg: SourceConfig, preprocess: Preprocess, classes: tuple[str, .
     return LabelledImages(data.images[keep], data.labels[keep]), names
 
 
-def split_validation(data: LabelledImages, fraction: float, seed: int) -> tuple[LabelledImages, LabelledImages]:
-    order = np.random.default_rng(seed).permutation(len(data.labels))
+def split_validation(data, fraction: float, seed: int):
+    """(train, val) subsets of LabelledImages or LabelledBoxes."""
+    order = np.random.default_rng(seed).permutation(len(data))
     n_val = max(1, int(round(len(order) * fraction)))
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return (LabelledImages(data.images[train], data.labels[train]),
-            LabelledImages(data.images[val], data.labels[val]))
+    return data.subset(train), data.subset(val)
