@@ -27,8 +27,9 @@ def _train(args: argparse.Namespace) -> int:
     result = train(cfg, resume=not args.restart)
     if result:
         sel = result["selected"]
-        print(f"selected step {sel['step']} by {result['selection']}: target accuracy "
-              f"{sel.get('target_accuracy', float('nan')):.4f}; model at {Path(cfg.output_dir) / 'model.pt'}")
+        metric = "target_map50" if cfg.task == "detection" else "target_accuracy"
+        print(f"selected step {sel['step']} by {result['selection']}: {metric.replace('_', ' ')} "
+              f"{sel.get(metric, float('nan')):.4f}; model at {Path(cfg.output_dir) / 'model.pt'}")
     return 0
 
 
@@ -37,6 +38,8 @@ def _eval(args: argparse.Namespace) -> int:
     from dann_ros.runtime.predictor import Predictor
 
     predictor = Predictor.load(args.model, backend=args.backend)
+    if predictor.info.task == "detection":
+        return _eval_detection(args, predictor)
     if args.images:
         report = evaluate_image_folder(predictor, args.images)
     else:
@@ -50,14 +53,31 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_detection(args: argparse.Namespace, predictor) -> int:
+    import json
+
+    from dann_ros.evaluation.detection import evaluate_detection_bag, report_table
+
+    if args.images or not args.labels:
+        raise SystemExit("eval of a detection model needs --bag and --labels <detection label file>")
+    report = evaluate_detection_bag(predictor, args.bag, args.labels, tuple(args.topic or ()))
+    print(f"model {args.model} ({predictor.backend.name})")
+    print(report_table(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from dann_ros.export.onnx_export import export_onnx
 
     info, parity = export_onnx(args.checkpoint, args.out, keep_domain=not args.no_domain, opset=args.opset)
     print(f"wrote {args.out}: {info.task}, {len(info.classes)} classes, input {info.preprocess.input_shape}, "
           f"outputs {info.output_names}")
+    boxes = "" if parity.max_box_diff is None else f", best boxes within {parity.max_box_diff:.2e} px"
     print(f"parity vs PyTorch on {parity.frames_from}: max |diff| {parity.max_abs_diff:.2e}, "
-          f"top-1 agreement {100 * parity.top1_agreement:.2f}%")
+          f"top-1 agreement {100 * parity.top1_agreement:.2f}%{boxes}")
     return 0
 
 
@@ -88,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", action="store_true", help="ignore a previous run's last.pt instead of resuming")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("eval", help="accuracy of a model on an ImageFolder or a labelled bag")
+    p = sub.add_parser("eval", help="accuracy of a model on an ImageFolder or a labelled bag (mAP for detection)")
     p.add_argument("--model", required=True, help="model.pt, model.onnx or a TensorRT engine")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="ImageFolder root: <root>/<class name>/<image>")

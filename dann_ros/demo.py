@@ -150,12 +150,43 @@ def run_demo(args: argparse.Namespace) -> int:
                   f"{metrics.get('train_seconds', 0):.0f} s training, "
                   f"{metrics.get('source_images_per_second', 0):.0f} source images/s")
     print_table(results)
+    if not args.no_reports:
+        write_reports(paths, args.seeds, base.seed)
+    if not args.no_replay:
+        replay_through_node(paths)
     (paths.runs / "summary.json").write_text(json.dumps(
         {str(s): {n: {"target_accuracy": m["onnx_target_accuracy"],
                       "oracle_target_accuracy": (m.get("oracle") or {}).get("target_accuracy"),
                       "train_seconds": m.get("train_seconds")} for n, m in r.items()} for s, r in results.items()},
         indent=2))
     return 0
+
+
+def write_reports(paths: DemoPaths, seeds: list[int], config_seed: int) -> None:
+    from dann_ros.evaluation.report import build_report
+
+    for seed in seeds:
+        suffix = "" if seed == config_seed else f"_seed{seed}"  # as demo_configs names the runs
+        for name in ("source_only", "dann", "train_on_target"):
+            run = paths.runs / f"{name}{suffix}"
+            compare = paths.runs / f"source_only{suffix}" if name == "dann" else None
+            build_report(run, compare=compare)
+            print(f"[demo] training report: {run / 'report' / 'report.html'}")
+
+
+def replay_through_node(paths: DemoPaths) -> None:
+    """The last step: the real-digits bag played in real time into dann_node running the DANN model."""
+    try:
+        import rclpy  # noqa: F401
+    except ImportError as exc:
+        print(f"[demo] skipping the node replay: rclpy is not importable ({exc})")
+        return
+    from dann_ros.evaluation.replay import ReplayOptions, replay, summary
+
+    opts = ReplayOptions(bag=paths.test_bag, model=paths.runs / "dann" / "model.onnx",
+                         out=paths.runs / "dann" / "replay")
+    print(f"[demo] replaying {paths.test_bag} through dann_node ({opts.model}) in real time ...")
+    print(summary(replay(opts), opts))
 
 
 def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -168,4 +199,6 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="override train.steps (quick runs)")
     p.add_argument("--synth-frames", type=int, default=20000)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--no-reports", action="store_true", help="skip the training reports")
+    p.add_argument("--no-replay", action="store_true", help="skip replaying the real bag through dann_node")
     p.set_defaults(func=run_demo)

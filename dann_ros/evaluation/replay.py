@@ -744,18 +744,23 @@ def _run_replay(args: argparse.Namespace) -> int:
         labels=False if args.no_labels else (args.labels or None), out=out, qos_reliability=args.qos,
         start_timeout=args.start_timeout, grace=args.grace, max_duration=args.max_duration,
         dds_profile=args.dds_profile, record_bag=not args.no_record)
-    r = replay(opts)
-    f, lat = r["frames"], r["latency_ms"]
-    print(f"replayed {f['published']} frames of {args.bag} at {args.rate:g}x in {r['duration_s']:.2f} s: "
-          f"{f['answered']} answered, {f['dropped']} dropped")
-    if lat["n"]:
-        print(f"latency ms: p50 {lat['p50']:.2f}, p90 {lat['p90']:.2f}, p99 {lat['p99']:.2f}, max {lat['max']:.2f}")
-    if r["accuracy"] is not None:
-        print(f"accuracy {100 * r['accuracy']:.2f}% on {r['scores']['n']} labelled answered frames")
-    if r.get("label_note"):
-        print(r["label_note"])
-    for key in ("node_exit", "read_error", "stopped_early"):
-        if r.get(key):
-            print(f"WARNING: {r[key]}")
-    print(f"wrote {out / 'report.html'}, {out / 'report.json'}")
+    print(summary(replay(opts), opts))
     return 0
+
+
+def summary(r: dict, opts: ReplayOptions) -> str:
+    """The replay result in a few lines, for the CLI and the demo."""
+    f, lat = r["frames"], r["latency_ms"]
+    lines = [f"replayed {f['published']} frames of {opts.bag} at {opts.rate:g}x in {r['duration_s']:.2f} s: "
+             f"{f['answered']} answered, {f['dropped']} dropped"]
+    if lat["n"]:
+        lines.append(f"latency ms: p50 {lat['p50']:.2f}, p90 {lat['p90']:.2f}, p99 {lat['p99']:.2f}, "
+                     f"max {lat['max']:.2f}")
+    if r["accuracy"] is not None:
+        lines.append(f"accuracy {100 * r['accuracy']:.2f}% on {r['scores']['n']} labelled answered frames")
+    if r.get("label_note"):
+        lines.append(r["label_note"])
+    lines += [f"WARNING: {r[key]}" for key in ("node_exit", "read_error", "stopped_early") if r.get(key)]
+    if opts.out is not None:
+        lines.append(f"wrote {opts.out / 'report.html'}, {opts.out / 'report.json'}")
+    return "\n".join(lines)

@@ -129,7 +129,7 @@ class DannNode(LifecycleNode):
         try:
             from dann_ros.ros.outputs import handler_for
 
-            handler = handler_for(predictor.info, params.top_k)
+            handler = handler_for(predictor.info, params.top_k, params.detection_threshold)
         except (ValueError, ImportError) as exc:
             log.error(f"configure failed: {params.model_path}: {exc}")
             return FAILURE
@@ -308,7 +308,8 @@ class DannNode(LifecycleNode):
             return
         batch_array = prepared[0][None] if len(prepared) == 1 else np.stack(prepared)
         try:
-            results = handler.infer(predictor, batch_array)
+            results = handler.infer(predictor, batch_array, [k[3] for k in kept],
+                                    [k[2].shape[:2] for k in kept])
         except Exception as exc:
             reason = f"inference failed: {type(exc).__name__}: {exc}"
             for _, cam, _, _ in kept:

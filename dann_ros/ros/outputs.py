@@ -1,8 +1,9 @@
 """Inference results -> vision_msgs, one handler per model task.
 
 The node asks ``handler_for(info)`` for the task of the loaded model and otherwise only
-talks to the handler's interface (topic, message type, infer, to_message, draw). Detection
-(vision_msgs/Detection2DArray on ``detections``) plugs in as another handler here.
+talks to the handler's interface (topic, message type, infer, to_message, draw):
+classifiers publish vision_msgs/Classification on ``classification``, detectors
+vision_msgs/Detection2DArray on ``detections``.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ import numpy as np
 
 from dann_ros.data.preprocess import Geometry
 from dann_ros.export.metadata import ModelInfo
-from dann_ros.ros.overlay import draw_lines
+from dann_ros.ros.overlay import draw_boxes, draw_lines
 from dann_ros.runtime.predictor import Predictor
-from dann_ros.runtime.results import Classification
+from dann_ros.runtime.results import Classification, Detections
 
 
 class TaskOutput(Protocol):
     topic: str        # relative to the camera's namespace
     msg_type: type
 
-    def infer(self, predictor: Predictor, batch: np.ndarray) -> Sequence[Any]: ...
+    def infer(self, predictor: Predictor, batch: np.ndarray, geometries: Sequence[Geometry],
+              image_sizes: Sequence[tuple[int, int]]) -> Sequence[Any]: ...
 
     def to_message(self, result: Any, header: Any) -> Any: ...
 
@@ -45,7 +47,8 @@ class ClassificationOutput:
         self.top_k = len(self.classes) if top_k <= 0 else min(top_k, len(self.classes))
         self._ids = [str(i) for i in range(len(self.classes))]
 
-    def infer(self, predictor: Predictor, batch: np.ndarray) -> list[Classification]:
+    def infer(self, predictor: Predictor, batch: np.ndarray, geometries: Sequence[Geometry],
+              image_sizes: Sequence[tuple[int, int]]) -> list[Classification]:
         return predictor.classify_prepared(batch)
 
     def to_message(self, result: Classification, header: Any):
@@ -65,11 +68,55 @@ class ClassificationOutput:
         return draw_lines(image, lines)
 
 
-def handler_for(info: ModelInfo, top_k: int = 5) -> TaskOutput:
+class DetectionOutput:
+    """vision_msgs/Detection2DArray: one Detection2D per detection at or above ``threshold``, best first,
+    boxes in the input image's pixels (centre + size), one hypothesis each with class_id = class index
+    as a string (as for Classification; names in label_info)."""
+
+    topic = "detections"
+
+    def __init__(self, classes: Sequence[str], threshold: float = 0.3) -> None:
+        from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+        self.msg_type = Detection2DArray
+        self._detection = Detection2D
+        self._hypothesis = ObjectHypothesisWithPose
+        self.classes = tuple(classes)
+        self.threshold = float(threshold)
+        self._ids = [str(i) for i in range(len(self.classes))]
+
+    def infer(self, predictor: Predictor, batch: np.ndarray, geometries: Sequence[Geometry],
+              image_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+        return predictor.detect_prepared(batch, geometries, image_sizes, self.threshold)
+
+    def to_message(self, result: Detections, header: Any):
+        detections = []
+        for d in result:
+            x1, y1, x2, y2 = d.box
+            msg = self._detection(header=header)
+            msg.bbox.center.position.x, msg.bbox.center.position.y = (x1 + x2) / 2, (y1 + y2) / 2
+            msg.bbox.size_x, msg.bbox.size_y = x2 - x1, y2 - y1
+            hyp = self._hypothesis()
+            hyp.hypothesis.class_id, hyp.hypothesis.score = self._ids[d.class_id], d.score
+            msg.results = [hyp]
+            detections.append(msg)
+        return self.msg_type(header=header, detections=detections)
+
+    def draw(self, image: np.ndarray, result: Detections, geometry: Geometry) -> np.ndarray:
+        draw_boxes(image, [(d.box, f"{d.class_name} {d.score:.2f}") for d in result])
+        lines = [f"{len(result)} detections"]
+        if result.domain_score is not None:
+            lines.append(f"P(synthetic) {result.domain_score:.2f}")
+        return draw_lines(image, lines)
+
+
+def handler_for(info: ModelInfo, top_k: int = 5, detection_threshold: float = 0.3) -> TaskOutput:
     if info.task == "classification":
         return ClassificationOutput(info.classes, top_k)
-    raise ValueError(f"models of task {info.task!r} are not supported by dann_node yet "
-                     "(it publishes vision_msgs/Classification for classifiers)")
+    if info.task == "detection":
+        return DetectionOutput(info.classes, detection_threshold)
+    raise ValueError(f"models of task {info.task!r} are not supported by dann_node "
+                     "(it publishes vision_msgs/Classification and Detection2DArray)")
 
 
 def label_info_message(classes: Sequence[str], stamp: Any = None, threshold: float = 0.0):

@@ -26,6 +26,18 @@ def draw_lines(image: np.ndarray, lines: Sequence[str]) -> np.ndarray:
     return image
 
 
+def draw_boxes(image: np.ndarray, boxes: Sequence[tuple[Sequence[float], str]]) -> np.ndarray:
+    """Rectangles (x1, y1, x2, y2 in image pixels) with a caption above each, in place."""
+    scale = max(0.35, image.shape[1] / 1200.0)
+    thickness = max(1, round(image.shape[1] / 400))
+    for (x1, y1, x2, y2), caption in boxes:
+        p1, p2 = (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))
+        cv2.rectangle(image, p1, p2, (0, 255, 0), thickness)
+        cv2.putText(image, caption, (p1[0], max(p1[1] - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 0),
+                    1, cv2.LINE_AA)
+    return image
+
+
 def image_message(image: np.ndarray, header: Any):
     from sensor_msgs.msg import Image
 

@@ -29,6 +29,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                               "while the topic has a subscriber."),
     "autostart": (True, "Configure and activate at start, for users who do not drive lifecycle transitions."),
     "top_k": (5, "Hypotheses per vision_msgs/Classification, best first; 0 = all classes."),
+    "detection_threshold": (0.3, "Detection models: publish detections scoring at least this (0..1) in "
+                                 "<camera>/detections (vision_msgs/Detection2DArray)."),
     "domain_shift_reference": (0.5, "Monitor output P(synthetic source) expected on frames like the adaptation "
                                     "target; after DANN training about 0.5."),
     "domain_shift_window": (100, "Frames per camera the domain-shift score averages over."),
@@ -54,6 +56,7 @@ class NodeParams:
     publish_overlay: bool
     autostart: bool
     top_k: int
+    detection_threshold: float
     domain_shift_reference: float
     domain_shift_window: int
     domain_shift_warn: float
@@ -80,6 +83,8 @@ class NodeParams:
             raise bad("qos_depth", "must be at least 1")
         if self.top_k < 0:
             raise bad("top_k", "must be 0 (all) or positive")
+        if not 0.0 <= self.detection_threshold <= 1.0:
+            raise bad("detection_threshold", "must lie within 0..1")
         if not 0.0 <= self.domain_shift_reference <= 1.0:
             raise bad("domain_shift_reference", "must lie within 0..1")
         if self.domain_shift_window < 1:

@@ -15,7 +15,7 @@ import numpy as np
 from dann_ros.data.preprocess import Geometry
 from dann_ros.export.metadata import ModelInfo
 from dann_ros.runtime.backends import Backend, open_backend
-from dann_ros.runtime.results import Classification
+from dann_ros.runtime.results import Classification, Detection, Detections
 
 
 class Predictor:
@@ -68,3 +68,37 @@ class Predictor:
 
     def predict(self, image: np.ndarray) -> Classification:
         return self.predict_batch([image])[0]
+
+    # -- detection ---------------------------------------------------------------------------
+    def detect_prepared(self, batch: np.ndarray, geometries: Sequence[Geometry],
+                        image_sizes: Sequence[tuple[int, int]] | None = None,
+                        score_threshold: float = 0.3) -> list[Detections]:
+        """Detections in input-image pixels: the letterbox (or any resize) is undone with each frame's
+        Geometry, and boxes are clipped to its (height, width) when ``image_sizes`` is given."""
+        if self.info.task != "detection":
+            raise ValueError(f"this is a {self.info.task} model; detect() needs a detection model")
+        out = self.run_prepared(batch)
+        boxes, scores, classes = out["boxes"], out["scores"], out["classes"]
+        domain = out.get("domain")
+        results = []
+        for i, geometry in enumerate(geometries):
+            keep = scores[i] >= score_threshold  # candidates come best first
+            image_boxes = geometry.to_image(boxes[i][keep])
+            if image_sizes is not None:
+                h, w = image_sizes[i]
+                image_boxes[:, 0::2] = image_boxes[:, 0::2].clip(0, w)
+                image_boxes[:, 1::2] = image_boxes[:, 1::2].clip(0, h)
+            items = tuple(Detection(tuple(float(v) for v in b), int(c), self.classes[int(c)], float(s))
+                          for b, c, s in zip(image_boxes, classes[i][keep], scores[i][keep]))
+            results.append(Detections(items, None if domain is None else float(domain[i])))
+        return results
+
+    def detect_batch(self, images: Sequence[np.ndarray], score_threshold: float = 0.3) -> list[Detections]:
+        if not len(images):
+            return []
+        prepared = [self.prepare(im) for im in images]
+        return self.detect_prepared(np.stack([p[0] for p in prepared]), [p[1] for p in prepared],
+                                    [im.shape[:2] for im in images], score_threshold)
+
+    def detect(self, image: np.ndarray, score_threshold: float = 0.3) -> Detections:
+        return self.detect_batch([image], score_threshold)[0]

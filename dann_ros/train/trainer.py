@@ -5,6 +5,10 @@ Per step: equal source and target batches go through the extractor together
 source half, and the domain loss on both halves behind the gradient reversal
 layer. Everything random is derived from (seed, step, rank), and the global
 RNG state is checkpointed, so a killed run resumes to the same weights.
+
+Classification and detection share all of it: the task model encodes its
+targets and owns its loss; only evaluation (accuracy vs. mAP) and the data
+loaders differ.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ from torch import nn
 from dann_ros import __version__
 from dann_ros.config import to_dict
 
-from dann_ros.model.builders import build_classifier, build_domain_loss
+from dann_ros.evaluation.detection_metrics import evaluate_detections
+from dann_ros.model.builders import build_domain_loss, build_model
 from dann_ros.model.schedules import dann_lambda, dann_lr_factor
 from dann_ros.train import checkpoint, metrics
 from dann_ros.train.config import TrainConfig
-from dann_ros.train.datasets import (LabelledImages, load_labelled_bag, load_source, load_target,
-                                     split_validation)
+from dann_ros.train.datasets import (LabelledBoxes, LabelledImages, load_detection_bag, load_detection_source,
+                                     load_labelled_bag, load_source, load_target, split_validation)
 from dann_ros.train.distributed import Dist, init_distributed, shutdown
 from dann_ros.train.step import StepModule
 
@@ -43,21 +48,24 @@ class TrainingDiverged(RuntimeError):
 @dataclass
 class Data:
     classes: tuple[str, ...]
-    source: LabelledImages
-    source_val: LabelledImages
+    source: LabelledImages | LabelledBoxes  # LabelledBoxes for detection
+    source_val: LabelledImages | LabelledBoxes
     target: np.ndarray | None
-    eval_target: LabelledImages | None
+    eval_target: LabelledImages | LabelledBoxes | None
 
 
 def load_data(cfg: TrainConfig) -> Data:
     cache = cfg.cache_dir
-    source, classes = load_source(cfg.source, cfg.preprocess, cfg.classes, cache)
+    detection = cfg.task == "detection"
+    load = load_detection_source if detection else load_source
+    source, classes = load(cfg.source, cfg.preprocess, cfg.classes, cache)
     train, val = split_validation(source, cfg.source.val_fraction, cfg.seed)
     target = load_target(cfg.target, cfg.preprocess, cache, cfg.seed) if cfg.target.bags else None
     eval_target = None
     if cfg.eval_target is not None:
         e = cfg.eval_target
-        eval_target = load_labelled_bag(e.bag, e.labels, e.topics, cfg.preprocess, classes, cache)
+        load_bag = load_detection_bag if detection else load_labelled_bag
+        eval_target = load_bag(e.bag, e.labels, e.topics, cfg.preprocess, classes, cache)
     return Data(classes, train, val, target, eval_target)
 
 
@@ -71,13 +79,24 @@ def pick_device(name: str) -> torch.device:
 
 @dataclass
 class Evaluation:
+    """One evaluation; None fields (the other task's metrics) stay out of metrics.json."""
+
     step: int
-    source_val_accuracy: float
+    source_val_accuracy: float | None = None
     target_accuracy: float | None = None
+    source_val_map50: float | None = None  # detection: mAP@0.5 and mAP@[.5:.95]
+    source_val_map: float | None = None
+    target_map50: float | None = None
+    target_map: float | None = None
     im: float | None = None
     snd: float | None = None
     domain_accuracy: float | None = None
     extra: dict = field(default_factory=dict)
+
+
+# metrics.json keys per task: what "source_val" selection maximises, and what the oracle does
+SOURCE_VAL_KEY = {"classification": "source_val_accuracy", "detection": "source_val_map50"}
+TARGET_KEY = {"classification": "target_accuracy", "detection": "target_map50"}
 
 
 @torch.no_grad()
@@ -99,6 +118,38 @@ def predict(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.d
     return torch.cat(probs), torch.cat(feats)
 
 
+@torch.no_grad()
+def pooled_features(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device,
+                    batch_size: int = 512) -> torch.Tensor:
+    """The domain features per image, a feature map averaged over locations (proxy A-distance input)."""
+    was = model.training
+    model.eval()
+    feats = []
+    data = torch.as_tensor(images)
+    for i in range(0, len(data), batch_size):
+        f, _ = model.forward_train(data[i:i + batch_size].to(device).float())
+        feats.append((f.mean((2, 3)) if f.dim() == 4 else f).float().cpu())
+    model.train(was)
+    return torch.cat(feats) if feats else torch.empty(0)
+
+
+@torch.no_grad()
+def detection_report(model: nn.Module, data: LabelledBoxes, device: torch.device, classes: tuple[str, ...],
+                     batch_size: int = 128):
+    """COCO-style mAP of the detector on prepared frames, in network-input pixels."""
+    was = model.training
+    model.eval()
+    boxes, scores, ids = [], [], []
+    images = torch.as_tensor(data.images)
+    for i in range(0, len(images), batch_size):
+        b, s, c = model(images[i:i + batch_size].to(device).float())
+        boxes += list(b.float().cpu().numpy())
+        scores += list(s.float().cpu().numpy())
+        ids += list(c.cpu().numpy())
+    model.train(was)
+    return evaluate_detections(boxes, scores, ids, data.boxes, data.classes, len(classes), class_names=classes)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = True, show_progress: bool = True) -> None:
         self.cfg = cfg
@@ -112,10 +163,10 @@ class Trainer:
         self.show_progress = show_progress and self.dist.is_main
         torch.manual_seed(cfg.seed)
         self.data = load_data(cfg)
-        self.model = build_classifier(cfg.model, len(self.data.classes), cfg.preprocess).to(self.device)
+        self.model = build_model(cfg.model, cfg.task, len(self.data.classes), cfg.preprocess).to(self.device)
         self.adversarial = None
         if cfg.adaptation.method == "dann":
-            self.adversarial = build_domain_loss(cfg.model, self.model.feature_dim).to(self.device)
+            self.adversarial = build_domain_loss(cfg.model, self.model).to(self.device)
         self.step_module: nn.Module = StepModule(self.model, self.adversarial)
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -126,8 +177,10 @@ class Trainer:
         # uint8 frames are small (20k digit crops: 47 MB): on a GPU they live there, so a step
         # costs no host-to-device copy
         on = self.device if self.device.type == "cuda" else torch.device("cpu")
+        self.detection = cfg.task == "detection"
         self.source_images = torch.from_numpy(self.data.source.images).to(on)
-        self.source_labels = torch.from_numpy(self.data.source.labels).to(on)
+        # detection targets are encoded per batch from the boxes (model.encode_targets)
+        self.source_labels = None if self.detection else torch.from_numpy(self.data.source.labels).to(on)
         self.target_images = torch.from_numpy(self.data.target).to(on) if self.data.target is not None else None
         self.eval_target_subset = self._target_subset()
         self.train_seconds = 0.0
@@ -196,13 +249,21 @@ class Trainer:
             g["lr"] = o.lr * g["lr_mult"] * factor
         return lam, o.lr * factor
 
-    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Indices are a pure function of (seed, step, rank): resuming replays the same batches."""
+    def _batch(self, step: int):
+        """Indices are a pure function of (seed, step, rank): resuming replays the same batches.
+
+        Returns source images, their targets (class ids, or a detector's encoded maps) and target images."""
         b = self.cfg.train.batch_size
         g = torch.Generator().manual_seed(((self.cfg.seed * 1_000_003 + step) * 131 + self.dist.rank) & (2**62 - 1))
-        idx = torch.randint(len(self.source_labels), (b,), generator=g).to(self.source_images.device)
+        picked = torch.randint(len(self.data.source), (b,), generator=g)
+        idx = picked.to(self.source_images.device)
         x_s = self.source_images[idx].to(self.device, non_blocking=True).float()
-        y_s = self.source_labels[idx].to(self.device, non_blocking=True)
+        if self.detection:
+            src = self.data.source
+            y_s = self.model.encode_targets([src.boxes[i] for i in picked.tolist()],
+                                            [src.classes[i] for i in picked.tolist()])
+        else:
+            y_s = self.source_labels[idx].to(self.device, non_blocking=True)
         x_t = None
         if self.adversarial is not None:
             idx_t = torch.randint(len(self.target_images), (b,), generator=g).to(self.target_images.device)
@@ -285,6 +346,8 @@ class Trainer:
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self) -> Evaluation:
+        if self.detection:
+            return self._evaluate_detection()
         d = self.data
         probs_v, feats_v = predict(self.model, d.source_val.images, self.device)
         ev = Evaluation(self.step, metrics.accuracy(probs_v.argmax(1).numpy(), d.source_val.labels))
@@ -295,6 +358,15 @@ class Trainer:
         if d.eval_target is not None:
             probs_e, _ = predict(self.model, d.eval_target.images, self.device)
             ev.target_accuracy = metrics.accuracy(probs_e.argmax(1).numpy(), d.eval_target.labels)
+        return ev
+
+    def _evaluate_detection(self) -> Evaluation:
+        d = self.data
+        val = detection_report(self.model, d.source_val, self.device, d.classes)
+        ev = Evaluation(self.step, source_val_map50=val.map50, source_val_map=val.map)
+        if d.eval_target is not None:
+            target = detection_report(self.model, d.eval_target, self.device, d.classes)
+            ev.target_map50, ev.target_map = target.map50, target.map
         return ev
 
     def _evaluate_and_save(self, writer) -> None:
@@ -338,22 +410,23 @@ class Trainer:
         if crit == "last":
             chosen = hist[-1]
         else:
-            key = "source_val_accuracy" if crit == "source_val" else crit
-            chosen = max(hist, key=lambda h: h.get(key, -math.inf))
+            key = SOURCE_VAL_KEY[cfg.task] if crit == "source_val" else crit
+            chosen = max(hist, key=lambda h: _finite(h.get(key)))
         ckpt = self.out / "checkpoints" / f"step_{chosen['step']:06d}.pt"
         shutil.copyfile(ckpt, self.out / "model.pt")
-        labelled = [h for h in hist if h.get("target_accuracy") is not None]
-        oracle = max(labelled, key=lambda h: h["target_accuracy"]) if labelled else None
+        target_key = TARGET_KEY[cfg.task]
+        labelled = [h for h in hist if h.get(target_key) is not None]
+        oracle = max(labelled, key=lambda h: _finite(h[target_key])) if labelled else None
         pad = self._proxy_a_distance(ckpt)
         images = cfg.train.batch_size * cfg.train.steps * self.dist.world_size
         result = {
-            "method": cfg.adaptation.method, "seed": cfg.seed, "classes": list(self.data.classes),
+            "task": cfg.task, "method": cfg.adaptation.method, "seed": cfg.seed, "classes": list(self.data.classes),
             "selection": crit, "selected": chosen, "oracle": oracle, "last": hist[-1],
             "proxy_a_distance": pad, "train_seconds": round(self.train_seconds, 2),
             "source_images_per_second": round(images / max(self.train_seconds, 1e-9), 1),
-            "n_source": int(len(self.source_labels)), "n_target": int(len(self.target_images))
+            "n_source": int(len(self.data.source)), "n_target": int(len(self.target_images))
             if self.target_images is not None else 0,
-            "n_eval_target": int(len(self.data.eval_target.labels)) if self.data.eval_target else 0,
+            "n_eval_target": int(len(self.data.eval_target)) if self.data.eval_target else 0,
             "history": hist, "config_digest": cfg.digest(), "version": __version__,
         }
         (self.out / "metrics.json").write_text(json.dumps(result, indent=2))
@@ -365,10 +438,15 @@ class Trainer:
         state = checkpoint.load(ckpt)
         current = {k: v.clone() for k, v in self.model.state_dict().items()}
         self.model.load_state_dict(state["model"])
-        _, f_s = predict(self.model, self.data.source_val.images, self.device)
-        _, f_t = predict(self.model, self.eval_target_subset, self.device)
+        f_s = pooled_features(self.model, self.data.source_val.images, self.device)
+        f_t = pooled_features(self.model, self.eval_target_subset, self.device)
         self.model.load_state_dict(current)
         return metrics.proxy_a_distance(f_s.numpy(), f_t.numpy(), self.cfg.seed)
+
+
+def _finite(value: float | None) -> float:
+    """Selection key: a missing or NaN metric (e.g. mAP without ground truth) never wins."""
+    return -math.inf if value is None or math.isnan(value) else value
 
 
 def train(cfg: TrainConfig, resume: bool = True, show_progress: bool = True) -> dict | None:

@@ -229,13 +229,27 @@ def test_classification_message_is_top_k_best_first_with_index_ids():
     assert [(c.class_id, c.class_name) for c in info.class_map] == [(0, "cat"), (1, "dog")]
 
 
-def test_detection_models_are_refused_with_a_reason():
+def test_detection_output_message():
+    from std_msgs.msg import Header
+
     from dann_ros.data.preprocess import Preprocess
     from dann_ros.export.metadata import ModelInfo
-    from dann_ros.ros.outputs import handler_for
+    from dann_ros.ros.outputs import DetectionOutput, handler_for
+    from dann_ros.runtime.results import Detection, Detections
 
-    with pytest.raises(ValueError, match="'detection' are not supported"):
-        handler_for(ModelInfo("detection", ("car",), Preprocess(), "d", "0"))
+    handler = handler_for(ModelInfo("detection", ("car", "bike"), Preprocess(), "d", "0"), detection_threshold=0.4)
+    assert isinstance(handler, DetectionOutput) and handler.topic == "detections" and handler.threshold == 0.4
+    result = Detections((Detection((10.0, 20.0, 30.0, 60.0), 1, "bike", 0.9),), domain_score=0.5)
+    msg = handler.to_message(result, Header(frame_id="cam"))
+    assert msg.header.frame_id == "cam" and len(msg.detections) == 1
+    det = msg.detections[0]
+    assert det.header.frame_id == "cam"
+    assert (det.bbox.center.position.x, det.bbox.center.position.y, det.bbox.size_x, det.bbox.size_y) == \
+        (20.0, 40.0, 20.0, 40.0)
+    assert det.results[0].hypothesis.class_id == "1" and det.results[0].hypothesis.score == pytest.approx(0.9)
+    image = np.full((80, 60, 3), 128, np.uint8)
+    handler.draw(image, result, None)
+    assert (image != 128).any()
 
 
 def test_overlay_draws_into_the_frame():

@@ -1,0 +1,61 @@
+"""mAP of a Predictor on a bag with a detection label sidecar, in the bag's own image pixels.
+
+Frames go through the Predictor exactly as on the robot (prepare, run, undo the
+resize with each frame's Geometry), so the score measures the deployed pipeline.
+All candidates are kept (score threshold 0): a threshold only cuts the
+precision-recall curve short.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from dann_ros.data.labels import LabelFile
+from dann_ros.evaluation.detection_metrics import DetectionReport, evaluate_detections
+from dann_ros.runtime.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_detection_bag(predictor: Predictor, bag: str | Path, labels: str | Path, topics: tuple[str, ...] = (),
+                           batch_size: int = 64) -> DetectionReport:
+    from dann_ros.train.datasets import load_bag_frames
+
+    label_file = LabelFile.load(labels)
+    if label_file.task != "detection":
+        raise ValueError(f"{labels}: a {label_file.task} label file; a detection model needs boxes")
+    (fs,) = load_bag_frames((Path(bag),), topics, predictor.preprocess, None)
+    match = label_file.match(fs)
+    if match.unmatched:
+        log.warning("%s: %d of %d frames of %s have no label", labels, match.unmatched, len(fs), bag)
+    ours = {c: i for i, c in enumerate(predictor.classes)}
+    to_ours = np.array([ours.get(c, -1) for c in label_file.classes], np.int64)
+    keep = np.flatnonzero(match.matched)
+    pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes = [], [], [], [], []
+    for start in range(0, len(keep), batch_size):
+        rows = keep[start:start + batch_size]
+        dets = predictor.detect_prepared(fs.images[rows], [fs.geometry(int(i)) for i in rows],
+                                         [tuple(fs.image_sizes[i]) for i in rows], score_threshold=0.0)
+        for i, d in zip(rows, dets):
+            pred_boxes.append(np.array([x.box for x in d], np.float32).reshape(-1, 4))
+            pred_scores.append(np.array([x.score for x in d], np.float64))
+            pred_classes.append(np.array([x.class_id for x in d], np.int64))
+            ids = to_ours[match.box_class_ids[i]] if len(match.box_class_ids[i]) else np.zeros(0, np.int64)
+            gt_boxes.append(match.boxes[i][ids >= 0])
+            gt_classes.append(ids[ids >= 0])
+    return evaluate_detections(pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes, len(predictor.classes),
+                               class_names=predictor.classes)
+
+
+def report_table(report: DetectionReport) -> str:
+    lines = [f"{'class':>10} {'AP50':>7} {'AP':>7}"]
+    for name, ap50 in report.per_class_ap50.items():
+        ap = report.per_class_ap.get(name, float("nan"))
+        fmt = (lambda v: "-" if np.isnan(v) else f"{100 * v:.1f}%")
+        lines.append(f"{name:>10} {fmt(ap50):>7} {fmt(ap):>7}")
+    lines.append(f"{'all':>10} {100 * report.map50:6.1f}% {100 * report.map:6.1f}%   "
+                 f"({report.n_images} frames, {report.n_gt} boxes): mAP@0.5, mAP@[.5:.95]")
+    return "\n".join(lines)
