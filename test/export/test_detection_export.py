@@ -84,6 +84,6 @@ def test_detect_through_pt_and_onnx_agrees(tiny_detector_checkpoint, tiny_detect
         assert 0 <= x1 <= x2 <= 120 and 0 <= y1 <= y2 <= 60
 
 
-def test_classify_on_a_detector_and_detect_on_a_classifier_are_clear_errors(tiny_onnx):
+def test_detect_on_a_classifier_is_a_clear_error(tiny_onnx):
     with pytest.raises(ValueError, match="classification model"):
         Predictor.load(tiny_onnx, backend="onnxruntime").detect(np.zeros((28, 28, 3), np.uint8))

@@ -1,0 +1,64 @@
+"""`dann-ros eval`: ImageFolder and labelled-bag accuracy, same numbers from checkpoint and ONNX."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from dann_ros.cli import main
+from dann_ros.data.make_bag import write_labelled_bag
+from dann_ros.evaluation.classification import evaluate_image_folder, evaluate_labelled_bag
+from dann_ros.runtime.predictor import Predictor
+
+
+def _images(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (int(rng.integers(20, 60)), int(rng.integers(20, 60)), 3), dtype=np.uint8)
+            for _ in range(n)]
+
+
+def test_image_folder_json_matches_predictor(tiny_onnx, tmp_path):
+    root = tmp_path / "folder"
+    images = _images(12)
+    names = ["3", "7", "7"]
+    for i, image in enumerate(images):
+        cls = root / names[i % 3]
+        cls.mkdir(parents=True, exist_ok=True)
+        grey = i % 4 == 0  # grey and colour files alike
+        cv2.imwrite(str(cls / f"{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if grey else image[:, :, ::-1])
+    out = tmp_path / "acc.json"
+    assert main(["eval", "--model", str(tiny_onnx), "--images", str(root), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result) >= {"accuracy", "n", "per_class"} and result["n"] == 12
+    predictor = Predictor.load(tiny_onnx)
+    expected = []
+    for path in sorted(p for p in root.rglob("*.png")):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1]
+        expected.append(predictor.predict(np.ascontiguousarray(image)).class_name == path.parent.name)
+    assert result["accuracy"] == pytest.approx(np.mean(expected))
+    assert result["per_class"]["7"]["n"] == 8 and result["per_class"]["0"]["n"] == 0
+
+
+def test_checkpoint_and_onnx_give_the_same_bag_accuracy(tiny_checkpoint, tiny_onnx, tmp_path):
+    images = _images(40, seed=1)
+    labels = [str(i % 10) for i in range(40)]
+    bag = tmp_path / "bag"
+    write_labelled_bag(bag, images, labels, classes=[str(i) for i in range(10)])
+    a = evaluate_labelled_bag(Predictor.load(tiny_checkpoint), bag, f"{bag}.labels.json")
+    b = evaluate_labelled_bag(Predictor.load(tiny_onnx), bag, f"{bag}.labels.json")
+    assert a.n == b.n == 40
+    assert abs(a.accuracy - b.accuracy) <= 0.002
+
+
+def test_missing_folder_is_a_clear_error(tiny_onnx, tmp_path, capsys):
+    assert main(["eval", "--model", str(tiny_onnx), "--images", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_empty_folder(tiny_onnx, tmp_path):
+    (tmp_path / "a").mkdir()
+    with pytest.raises(ValueError, match="no readable images"):
+        evaluate_image_folder(Predictor.load(tiny_onnx), tmp_path)
