@@ -4,7 +4,9 @@ Steps, each skipped when its output is already there and up to date:
 synthesize the source renders, record the real digits as camera bags, train
 source-only, DANN and train-on-target (the upper bound), export each to ONNX,
 evaluate the ONNX files through the Predictor on the held-out real bag, and
-print the comparison.
+print the comparison. Then the same for detection (unless ``--no-detection``):
+multi-digit renders -> real handwritten digits marked on real CCTV frames,
+source-only vs DANN, scored by mAP on the held-out real scenes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from dann_ros.train.config import TrainConfig, load_train_config
 log = logging.getLogger(__name__)
 
 DEMO_CONFIG = share_file("config", "train_demo.yaml")
+DETECTION_CONFIG = share_file("config", "train_detection_demo.yaml")
 DIGITS_PNG = Path(".cache/data/opencv/digits.png")
+VIDEO = Path(".cache/data/opencv/vtest.avi")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,18 @@ class DemoPaths:
     @property
     def test_bag(self) -> Path:
         return self.data / "real_digits_test"
+
+    @property
+    def synth_det(self) -> Path:
+        return self.data / "synth_det"
+
+    @property
+    def scenes_train_bag(self) -> Path:
+        return self.data / "real_scenes_train"
+
+    @property
+    def scenes_test_bag(self) -> Path:
+        return self.data / "real_scenes_test"
 
 
 def prepare_data(paths: DemoPaths, digits_png: Path, n_synth: int, workers: int) -> None:
@@ -66,6 +82,49 @@ def prepare_data(paths: DemoPaths, digits_png: Path, n_synth: int, workers: int)
         print(f"[demo] recorded real handwritten digits as camera bags {paths.train_bag}, {paths.test_bag}")
 
 
+def prepare_detection_data(paths: DemoPaths, digits_png: Path, video: Path, n_synth: int, workers: int) -> None:
+    from dann_ros.data.compose import record_digit_scenes
+    from dann_ros.data.synth import SynthConfig, render_dataset
+
+    # 160x120 renders with 12-32 px digits letterbox into 128x96 as the 320x240 camera frames with
+    # their 24-64 px digits do: the same digit sizes in network pixels
+    synth_cfg = SynthConfig(n_frames=n_synth, width=160, height=120, digits_per_image=(1, 4),
+                            digit_height=(12.0, 32.0), max_overlap=0.0, seed=0)
+    stamp = paths.synth_det / "synth_config.json"
+    if not stamp.exists() or json.loads(stamp.read_text()).get("config", {}).get("n_frames") != n_synth:
+        t0 = time.perf_counter()
+        render_dataset(paths.synth_det, synth_cfg, workers=workers, overwrite=True, progress=True)
+        print(f"[demo] rendered {n_synth} synthetic detection scenes in {time.perf_counter() - t0:.0f} s "
+              f"-> {paths.synth_det}")
+    bags = (paths.scenes_train_bag, paths.scenes_test_bag)
+    if not all((b / "metadata.yaml").exists() for b in bags):
+        for path in (digits_png, video):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: missing; run `make setup` (it takes digits.png and vtest.avi "
+                                        "from Debian's opencv-doc package)")
+        import shutil
+
+        for b in bags:
+            if b.exists():
+                shutil.rmtree(b)
+        record_digit_scenes(digits_png, video, paths.data, seed=0)
+        print(f"[demo] recorded real digits on real camera frames as bags {bags[0]}, {bags[1]}")
+
+
+def detection_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int | None) -> dict[str, TrainConfig]:
+    common = {"seed": seed, "source.replicator": paths.synth_det, "target.bags": [paths.scenes_train_bag],
+              "eval_target.bag": paths.scenes_test_bag,
+              "eval_target.labels": Path(f"{paths.scenes_test_bag}.labels.json")}
+    if steps:
+        common["train.steps"] = steps
+        common["train.eval_every"] = max(1, min(base.train.eval_every, steps // 4))
+        common["train.checkpoint_every"] = common["train.eval_every"]
+    suffix = "" if seed == base.seed else f"_seed{seed}"
+    runs = {"det_source_only": {"adaptation.method": "none"}, "det_dann": {"adaptation.method": "dann"}}
+    return {name: base.replace(**{**common, **extra}, output_dir=paths.runs / f"{name}{suffix}")
+            for name, extra in runs.items()}
+
+
 def demo_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int | None) -> dict[str, TrainConfig]:
     common = {"seed": seed, "source.replicator": paths.synth, "target.bags": [paths.train_bag],
               "eval_target.bag": paths.test_bag, "eval_target.labels": Path(f"{paths.test_bag}.labels.json")}
@@ -85,6 +144,7 @@ def demo_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int | No
 
 
 def _train_once(cfg: TrainConfig) -> dict:
+    from dann_ros.train import checkpoint
     from dann_ros.train.trainer import train
 
     metrics_file = Path(cfg.output_dir) / "metrics.json"
@@ -92,15 +152,19 @@ def _train_once(cfg: TrainConfig) -> dict:
         metrics = json.loads(metrics_file.read_text())
         if metrics.get("config_digest") == cfg.digest():
             return metrics
+    # resume an interrupted run of this same configuration; a run of another one is replaced
+    last = Path(cfg.output_dir) / "last.pt"
+    resume = last.exists() and checkpoint.load(last).get("digest") == cfg.digest()
     t0 = time.perf_counter()
-    metrics = train(cfg)
+    metrics = train(cfg, resume=resume)
     metrics["wall_seconds"] = round(time.perf_counter() - t0, 1)
     metrics_file.write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
-def _export_and_eval(cfg: TrainConfig, metrics: dict, paths: DemoPaths) -> dict:
+def _export_and_eval(cfg: TrainConfig, metrics: dict) -> dict:
     from dann_ros.evaluation.classification import evaluate_labelled_bag
+    from dann_ros.evaluation.detection import evaluate_detection_bag
     from dann_ros.export.onnx_export import export_onnx
     from dann_ros.runtime.predictor import Predictor
 
@@ -110,9 +174,15 @@ def _export_and_eval(cfg: TrainConfig, metrics: dict, paths: DemoPaths) -> dict:
         _, parity = export_onnx(out / "model.pt", onnx_path)
         metrics["export_parity"] = {"max_abs_diff": parity.max_abs_diff, "top1_agreement": parity.top1_agreement,
                                     "frames": parity.frames}
-    report = evaluate_labelled_bag(Predictor.load(onnx_path, backend="onnxruntime"), paths.test_bag,
-                                   Path(f"{paths.test_bag}.labels.json"))
-    metrics["onnx_target_accuracy"] = report.accuracy
+        if parity.max_box_diff is not None:
+            metrics["export_parity"]["max_box_diff"] = parity.max_box_diff
+    predictor = Predictor.load(onnx_path, backend="onnxruntime")
+    bag, labels = cfg.eval_target.bag, cfg.eval_target.labels
+    if cfg.task == "detection":
+        det = evaluate_detection_bag(predictor, bag, labels)
+        metrics["onnx_target_map50"], metrics["onnx_target_map"] = det.map50, det.map
+    else:
+        metrics["onnx_target_accuracy"] = evaluate_labelled_bag(predictor, bag, labels).accuracy
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
@@ -135,29 +205,62 @@ def print_table(results: dict[int, dict[str, dict]]) -> None:
           "possible on a robot). PAD: proxy A-distance of the selected model's features (lower = domains closer).")
 
 
+def print_detection_table(results: dict[int, dict[str, dict]]) -> None:
+    print("\nDetection on the held-out real scenes bag (ONNX model via the Predictor), mAP@0.5 / mAP@[.5:.95]:")
+    print(f"{'seed':>4}  {'source-only':>15}  {'DANN (selected)':>15}  {'DANN (oracle)':>13}")
+    for seed, r in results.items():
+        so, da = r["det_source_only"], r["det_dann"]
+        oracle = (da.get("oracle") or {}).get("target_map50")
+        print(f"{seed:>4}  {_pct(so['onnx_target_map50'])} / {_pct(so['onnx_target_map'])}  "
+              f"{_pct(da['onnx_target_map50'])} / {_pct(da['onnx_target_map'])}  {_pct(oracle):>13}")
+    print("DANN (selected): by source-val mAP@0.5 (no target labels); oracle: the checkpoint with the best target "
+          "mAP@0.5.")
+
+
+def _summary(m: dict) -> dict:
+    if "onnx_target_map50" in m:
+        return {"target_map50": m["onnx_target_map50"], "target_map": m["onnx_target_map"],
+                "oracle_target_map50": (m.get("oracle") or {}).get("target_map50"),
+                "train_seconds": m.get("train_seconds")}
+    return {"target_accuracy": m["onnx_target_accuracy"],
+            "oracle_target_accuracy": (m.get("oracle") or {}).get("target_accuracy"),
+            "train_seconds": m.get("train_seconds")}
+
+
+def _run_all(configs: dict[str, TrainConfig], seed: int) -> dict[str, dict]:
+    """Train (or reuse), export and evaluate each run."""
+    results = {}
+    for name, cfg in configs.items():
+        print(f"[demo] seed {seed}: training {name} -> {cfg.output_dir}")
+        metrics = _export_and_eval(cfg, _train_once(cfg))
+        results[name] = metrics
+        score = (f"target mAP@0.5 {_pct(metrics['onnx_target_map50'])}" if cfg.task == "detection"
+                 else f"target accuracy {_pct(metrics['onnx_target_accuracy'])}")
+        print(f"[demo]   {name}: {score}, {metrics.get('train_seconds', 0):.0f} s training, "
+              f"{metrics.get('source_images_per_second', 0):.0f} source images/s")
+    return results
+
+
 def run_demo(args: argparse.Namespace) -> int:
     paths = DemoPaths(Path(args.data_dir), Path(args.out))
     base = load_train_config(args.config)
     prepare_data(paths, Path(args.digits), args.synth_frames, args.workers)
-    results: dict[int, dict[str, dict]] = {}
-    for seed in args.seeds:
-        results[seed] = {}
-        for name, cfg in demo_configs(base, paths, seed, args.steps).items():
-            print(f"[demo] seed {seed}: training {name} -> {cfg.output_dir}")
-            metrics = _train_once(cfg)
-            results[seed][name] = _export_and_eval(cfg, metrics, paths)
-            print(f"[demo]   {name}: target accuracy {_pct(results[seed][name]['onnx_target_accuracy'])}, "
-                  f"{metrics.get('train_seconds', 0):.0f} s training, "
-                  f"{metrics.get('source_images_per_second', 0):.0f} source images/s")
+    results = {seed: _run_all(demo_configs(base, paths, seed, args.steps), seed) for seed in args.seeds}
+    detection: dict[int, dict[str, dict]] = {}
+    if args.detection:
+        det_base = load_train_config(args.detection_config)
+        prepare_detection_data(paths, Path(args.digits), Path(args.video), args.detection_frames, args.workers)
+        detection = {seed: _run_all(detection_configs(det_base, paths, seed, args.steps), seed)
+                     for seed in args.seeds}
     print_table(results)
+    if detection:
+        print_detection_table(detection)
     if not args.no_reports:
         write_reports(paths, args.seeds, base.seed)
     if not args.no_replay:
         replay_through_node(paths)
     (paths.runs / "summary.json").write_text(json.dumps(
-        {str(s): {n: {"target_accuracy": m["onnx_target_accuracy"],
-                      "oracle_target_accuracy": (m.get("oracle") or {}).get("target_accuracy"),
-                      "train_seconds": m.get("train_seconds")} for n, m in r.items()} for s, r in results.items()},
+        {str(s): {n: _summary(m) for n, m in {**r, **detection.get(s, {})}.items()} for s, r in results.items()},
         indent=2))
     return 0
 
@@ -199,6 +302,11 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="override train.steps (quick runs)")
     p.add_argument("--synth-frames", type=int, default=20000)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--no-detection", dest="detection", action="store_false",
+                   help="skip the detection part (source-only vs DANN CenterNet on real camera frames)")
+    p.add_argument("--detection-config", default=str(DETECTION_CONFIG))
+    p.add_argument("--detection-frames", type=int, default=3000, help="synthetic detection scenes to render")
+    p.add_argument("--video", default=str(VIDEO), help="OpenCV's vtest.avi (backgrounds of the real scenes)")
     p.add_argument("--no-reports", action="store_true", help="skip the training reports")
     p.add_argument("--no-replay", action="store_true", help="skip replaying the real bag through dann_node")
     p.set_defaults(func=run_demo)
