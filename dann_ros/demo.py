@@ -289,7 +289,29 @@ def replay_through_node(paths: DemoPaths) -> None:
     opts = ReplayOptions(bag=paths.test_bag, model=paths.runs / "dann" / "model.onnx",
                          out=paths.runs / "dann" / "replay")
     print(f"[demo] replaying {paths.test_bag} through dann_node ({opts.model}) in real time ...")
-    print(summary(replay(opts), opts))
+    result = replay(opts)
+    print(summary(result, opts))
+    print_published(Path(result["replay_bag"]["path"]), result.get("classes") or [])
+
+
+def print_published(bag: Path, classes: list[str], n: int = 5) -> None:
+    """The first messages the node published, as recorded during the replay."""
+    from rosbags.highlevel import AnyReader
+
+    from dann_ros.evaluation.result_bag import vision_typestore
+
+    with AnyReader([bag], default_typestore=vision_typestore()) as reader:
+        conns = [c for c in reader.connections if c.msgtype == "vision_msgs/msg/Classification"]
+        for i, (conn, _, raw) in enumerate(reader.messages(connections=conns)):
+            if i == n:
+                break
+            msg = reader.deserialize(raw, conn.msgtype)
+            best = msg.results[0]
+            name = classes[int(best.class_id)] if best.class_id.isdigit() and int(best.class_id) < len(classes) \
+                else best.class_id
+            stamp = msg.header.stamp
+            print(f"[demo]   {conn.topic} stamp {stamp.sec}.{stamp.nanosec:09d} frame_id {msg.header.frame_id!r}: "
+                  f"class {name!r} score {best.score:.3f}")
 
 
 def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
