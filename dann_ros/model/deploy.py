@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 
-def _domain(discriminator: nn.Module, features: torch.Tensor) -> torch.Tensor:
-    return torch.sigmoid(discriminator(features).reshape(features.shape[0], -1).mean(1))
+class _Deployed(nn.Module):
+    """A task model plus, optionally, the discriminator kept as the domain-shift monitor."""
 
+    task_outputs: list[str] = []
 
-class DeployedClassifier(nn.Module):
     def __init__(self, model: nn.Module, discriminator: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model
@@ -28,31 +28,27 @@ class DeployedClassifier(nn.Module):
 
     @property
     def output_names(self) -> list[str]:
-        return ["scores", "domain"] if self.discriminator is not None else ["scores"]
+        return self.task_outputs + (["domain"] if self.discriminator is not None else [])
+
+    def _with_domain(self, outputs: tuple[torch.Tensor, ...], features: torch.Tensor):
+        if self.discriminator is None:
+            return outputs if len(outputs) > 1 else outputs[0]
+        logits = self.discriminator(features).reshape(features.shape[0], -1)
+        return (*outputs, torch.sigmoid(logits.mean(1)))
+
+
+class DeployedClassifier(_Deployed):
+    task_outputs = ["scores"]
 
     def forward(self, images: torch.Tensor):
         features, logits = self.model.forward_train(images)
-        scores = torch.softmax(logits, dim=1)
-        if self.discriminator is None:
-            return scores
-        return scores, _domain(self.discriminator, features)
+        return self._with_domain((torch.softmax(logits, dim=1),), features)
 
 
-class DeployedDetector(nn.Module):
-    def __init__(self, model: nn.Module, discriminator: nn.Module | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self.discriminator = discriminator
-
-    @property
-    def output_names(self) -> list[str]:
-        names = ["boxes", "scores", "classes"]
-        return names + ["domain"] if self.discriminator is not None else names
+class DeployedDetector(_Deployed):
+    task_outputs = ["boxes", "scores", "classes"]
 
     def forward(self, images: torch.Tensor):
         features, outputs = self.model.forward_train(images)
         boxes, scores, classes = self.model.decode(outputs)
-        out = (boxes, scores, classes.to(scores.dtype))
-        if self.discriminator is None:
-            return out
-        return (*out, _domain(self.discriminator, features))
+        return self._with_domain((boxes, scores, classes.to(scores.dtype)), features)
