@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "dann_ros.replay/1"
 CLASSIFICATION = "vision_msgs/msg/Classification"
+DETECTIONS = "vision_msgs/msg/Detection2DArray"
 ENV_KEYS = ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS", "FASTDDS_DEFAULT_PROFILES_FILE",
             "ROS_LOCALHOST_ONLY")
 
@@ -60,8 +61,9 @@ class Camera:
     bag_topic: str
     msgtype: str
     input_topic: str  # where frames are published
-    output_topic: str  # where the node's Classification arrives
+    output_topic: str  # where the node's Classification (or Detection2DArray) arrives
     label_info_topic: str
+    output_msgtype: str = CLASSIFICATION
     published: list[tuple[int, int, int, int]] = field(default_factory=list)  # (index, stamp_ns, mono_ns, wall_ns)
     received: list[tuple[int, int, bytes]] = field(default_factory=list)  # (mono_ns, wall_ns, raw)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -89,6 +91,7 @@ class ReplayOptions:
     dds_profile: str = "auto"  # auto | none | a path
     record_bag: bool = True
     node_parameters: dict = field(default_factory=dict)
+    task: str = "auto"  # classification | detection; auto: from --model's metadata, else classification
 
 
 def header_stamp_ns(raw: bytes | memoryview) -> int:
@@ -159,7 +162,7 @@ class _Ros:
         from sensor_msgs.msg import CompressedImage, Image
 
         try:
-            from vision_msgs.msg import Classification, LabelInfo
+            from vision_msgs.msg import Classification, Detection2DArray, LabelInfo
         except ImportError as exc:
             raise ReplayError(f"vision_msgs is not importable here ({exc}); build it with scripts/build_vision_msgs.sh"
                               ) from None
@@ -183,8 +186,9 @@ class _Ros:
         for cam in cameras:
             self.publishers.append(self.node.create_publisher(CompressedImage if cam.compressed else Image,
                                                               cam.input_topic, camera_qos))
+            output_type = Detection2DArray if cam.output_msgtype == DETECTIONS else Classification
             self.subscriptions.append(self.node.create_subscription(
-                Classification, cam.output_topic, lambda raw, cam=cam: self._on_output(cam, raw), result_qos, raw=True))
+                output_type, cam.output_topic, lambda raw, cam=cam: self._on_output(cam, raw), result_qos, raw=True))
             self.node.create_subscription(LabelInfo, cam.label_info_topic,
                                           lambda msg, cam=cam: self.label_info.__setitem__(cam.bag_topic, msg), latched)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
@@ -337,7 +341,7 @@ def _play(opts: ReplayOptions, cameras: dict[str, Camera], ros: _Ros) -> dict:
 
 
 # --------------------------------------------------------------------------- the replay
-def _cameras(opts: ReplayOptions, image_topics: dict[str, tuple[str, int]]) -> dict[str, Camera]:
+def _cameras(opts: ReplayOptions, image_topics: dict[str, tuple[str, int]], task: str) -> dict[str, Camera]:
     from dann_ros.evaluation.result_bag import output_topics
 
     chosen = list(opts.topics) or sorted(image_topics)
@@ -350,10 +354,30 @@ def _cameras(opts: ReplayOptions, image_topics: dict[str, tuple[str, int]]) -> d
                              "give one per --topic, in the same order")
     inputs = list(opts.input_topics) or chosen
     compressed = [image_topics[t][0].endswith("CompressedImage") for t in chosen]
-    outs = list(opts.output_topics) or list(output_topics(inputs, "classification", compressed).values())
+    kind, msgtype = ("detections", DETECTIONS) if task == "detection" else ("classification", CLASSIFICATION)
+    outs = list(opts.output_topics) or list(output_topics(inputs, kind, compressed).values())
     infos = [o.rsplit("/", 1)[0] + "/label_info" if "/" in o.strip("/") else "label_info" for o in outs] \
         if opts.output_topics else list(output_topics(inputs, "label_info", compressed).values())
-    return {t: Camera(t, image_topics[t][0], i, o, li) for t, i, o, li in zip(chosen, inputs, outs, infos)}
+    return {t: Camera(t, image_topics[t][0], i, o, li, output_msgtype=msgtype)
+            for t, i, o, li in zip(chosen, inputs, outs, infos)}
+
+
+def _task(opts: ReplayOptions) -> str:
+    """What the node will publish: from the model file's own metadata when replay starts the node."""
+    if opts.task != "auto":
+        return opts.task
+    if opts.model is None or not Path(opts.model).exists():
+        return "classification"
+    suffix = Path(opts.model).suffix
+    if suffix == ".onnx":
+        from dann_ros.runtime.backends import onnx_info
+
+        return onnx_info(Path(opts.model)).task
+    if suffix == ".pt":
+        from dann_ros.train.checkpoint import load
+
+        return str(load(opts.model).get("task", "classification"))
+    return "classification"
 
 
 def replay(opts: ReplayOptions) -> dict:
@@ -363,8 +387,12 @@ def replay(opts: ReplayOptions) -> dict:
     meta = bag_info(opts.bag)
     if not meta.image_topics:
         raise BagError(f"bag {opts.bag} has no sensor_msgs Image or CompressedImage topic")
-    cameras = _cameras(opts, meta.image_topics)
-    label_set, label_note = resolve_labels(opts.bag, opts.labels, "classification", list(cameras))
+    task = _task(opts)
+    cameras = _cameras(opts, meta.image_topics, task)
+    if task == "detection":  # latency and drops only: detection accuracy (mAP) is eval-bag's / eval's job
+        label_set, label_note = None, "detection model: replay reports latency and drops; use `dann-ros eval` for mAP"
+    else:
+        label_set, label_note = resolve_labels(opts.bag, opts.labels, "classification", list(cameras))
     if opts.model is not None:
         if len({c.compressed for c in cameras.values()}) > 1:
             raise ValueError("dann_node takes either raw or compressed images; replay raw and compressed topics "
@@ -559,7 +587,7 @@ def _analyse(opts, meta, cameras, played, label_info, diagnostics, label_set, la
                    "drop_rate": (published - answered_n) / published if published else None,
                    "unmatched_outputs": unmatched_outputs},
         "latency_ms": _percentiles(np.asarray(all_lat)),
-        "latency_definition": "publish here -> Classification received here (monotonic clock of this process)",
+        "latency_definition": "publish here -> the node's output received here (monotonic clock of this process)",
         "publish_lag_ms": _percentiles(lag),
         "cameras": per_cam, "read_error": played["read_error"], "read_notes": played["notes"],
         "stopped_early": played["stopped_early"], "node_exit": played.get("node_exit"),
@@ -610,6 +638,7 @@ def _write_record(path: Path, cameras: dict[str, Camera], played: dict) -> dict:
     from dann_ros.evaluation.result_bag import ResultBagWriter
 
     events: list[tuple[int, int, Any]] = [(wall, 0, (topic, raw)) for topic, wall, raw in played["record"]]
+    msgtypes = {cam.output_topic: cam.output_msgtype for cam in cameras.values()}
     for cam in cameras.values():
         events += [(wall, 1, (cam.output_topic, raw)) for _, wall, raw in cam.received]
     events.sort(key=lambda e: (e[0], e[1]))
@@ -619,7 +648,7 @@ def _write_record(path: Path, cameras: dict[str, Camera], played: dict) -> dict:
                 if kind == 0:
                     writer.copy(played["connections"][topic], wall, raw)  # under the topic it was published on
                 else:
-                    writer.write_raw_output(_absolute(topic), CLASSIFICATION, wall, raw)
+                    writer.write_raw_output(_absolute(topic), msgtypes[topic], wall, raw)
             counts = dict(writer.counts)
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
@@ -716,7 +745,10 @@ def add_replay_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--topic", action="append", help="bag camera topic to play (repeatable; default: all)")
     p.add_argument("--input-topic", action="append", help="publish the matching --topic here instead (a running "
                                                           "node's input)")
-    p.add_argument("--output-topic", action="append", help="the node's Classification topic for the matching --topic")
+    p.add_argument("--output-topic", action="append",
+                   help="the node's Classification (or Detection2DArray) topic for the matching --topic")
+    p.add_argument("--task", choices=["auto", "classification", "detection"], default="auto",
+                   help="what the node publishes (auto: from --model, else classification)")
     lab = p.add_mutually_exclusive_group()
     lab.add_argument("--labels", help="label file (default: <bag>.labels.json when it exists)")
     lab.add_argument("--no-labels", action="store_true")
@@ -743,7 +775,7 @@ def _run_replay(args: argparse.Namespace) -> int:
         input_topics=tuple(args.input_topic or ()), output_topics=tuple(args.output_topic or ()),
         labels=False if args.no_labels else (args.labels or None), out=out, qos_reliability=args.qos,
         start_timeout=args.start_timeout, grace=args.grace, max_duration=args.max_duration,
-        dds_profile=args.dds_profile, record_bag=not args.no_record)
+        dds_profile=args.dds_profile, record_bag=not args.no_record, task=args.task)
     print(summary(replay(opts), opts))
     return 0
 

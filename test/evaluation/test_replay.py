@@ -157,3 +157,26 @@ def test_replay_without_a_node_times_out_clearly(tmp_path):
     assert proc.returncode == 2
     assert "no node on /camera/image_raw" in proc.stderr and "is dann_node running" in proc.stderr
     assert time.monotonic() - t < 60
+
+
+def test_replay_through_a_detection_node_records_detection2darray(tiny_detector_onnx, tmp_path):
+    bag = burst_bag(tmp_path / "burst")
+    out = tmp_path / "replay_det"
+    proc = cli(["replay", "--bag", str(bag), "--model", str(tiny_detector_onnx), "--out", str(out), "--rate", "2",
+                "--grace", "1"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    f = report["frames"]
+    assert f["answered"] >= PACED // 2 and f["unmatched_outputs"] == 0 and report["accuracy"] is None
+    assert report["cameras"]["/camera/image_raw"]["output_topic"] == "/camera/detections"
+    published = {f.stamp_ns for f in iter_frames(bag)}
+    with AnyReader([out / "replay_bag"], default_typestore=vision_typestore()) as reader:
+        conns = [c for c in reader.connections if c.msgtype == "vision_msgs/msg/Detection2DArray"]
+        stamps = []
+        for conn, _, raw in reader.messages(connections=conns):
+            msg = reader.deserialize(raw, conn.msgtype)
+            stamps.append(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+            assert msg.header.frame_id == "camera"
+            for det in msg.detections:
+                assert det.bbox.size_x > 0 and det.bbox.size_y > 0 and det.header.stamp == msg.header.stamp
+    assert len(stamps) == f["answered"] and set(stamps) <= published
