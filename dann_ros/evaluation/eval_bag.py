@@ -4,15 +4,17 @@ Frames are read and decoded by dann_ros.data.bags.iter_frames in a decoder threa
 main thread prepares them with the Predictor (the node's own code path) and runs the model on
 full batches, so decoding overlaps with preprocessing and inference. Outputs in ``--out``:
 
-- ``result_bag/``: the camera messages copied byte for byte plus vision_msgs/Classification
-  (and LabelInfo) on the topics dann_node would publish, with the input's header and log time;
+- ``result_bag/``: the camera messages copied byte for byte plus vision_msgs/Classification or
+  Detection2DArray (and LabelInfo) on the topics dann_node would publish, with the input's header
+  and log time;
 - ``report.json`` and ``report.html``: accuracy, per-class precision/recall and confusion matrix
-  (with a label file), class and confidence histograms, the domain-shift score over time (the
+  (classification) or COCO-style mAP and per-class AP (detection) with a label file; class and
+  confidence histograms, the domain-shift score over time (the
   node's definition, dann_ros.ros.diagnostics.DomainShiftMonitor), per-frame latency, and the
   frames that were skipped and why.
 
 A bag that stops being readable part way is evaluated up to there; the report says so.
-Tasks dispatch through :data:`TASKS` (only classification today; detection plugs in there).
+Tasks (classification, detection) dispatch through :data:`TASKS`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numpy as np
 
 from dann_ros.data.bags import BagError, BagSelection, DecodeStats, bag_info, iter_frames
 from dann_ros.data.labels import LabelError, LabelFile, default_labels_path
+from dann_ros.data.preprocess import Geometry
 from dann_ros.evaluation import html as H
 from dann_ros.evaluation import plots
 from dann_ros.evaluation.scores import ClassificationScores, classification_scores, labels_onto_classes
@@ -68,6 +71,10 @@ class FrameTable:
     outputs: dict[str, np.ndarray]  # model outputs, concatenated over batches
     batch_ms: np.ndarray  # model time per batch
     batch_sizes: np.ndarray
+    geometries: np.ndarray  # (N, 4) Geometry.scale_x, scale_y, offset_x, offset_y (detections -> image pixels)
+
+    def geometry(self, row: int) -> Geometry:
+        return Geometry(*(float(v) for v in self.geometries[row]))
 
     def __len__(self) -> int:
         return len(self.topics)
@@ -187,11 +194,12 @@ def run_frames(predictor: Any, bag: Path, selection: BagSelection, batch_size: i
                 raise item.exc
             for frame, decode_ms in item:
                 t = clock()
-                buf[filled], _ = predictor.prepare(frame.image)
+                buf[filled], g = predictor.prepare(frame.image)
                 prepare_ms = (clock() - t) * 1e3
                 filled += 1
                 metas.append((frame.topic, frame.index, frame.stamp_ns, frame.log_time_ns, frame.frame_id,
-                              frame.image.shape[0], frame.image.shape[1], decode_ms, prepare_ms))
+                              frame.image.shape[0], frame.image.shape[1], decode_ms, prepare_ms,
+                              (g.scale_x, g.scale_y, g.offset_x, g.offset_y)))
                 if filled == batch_size:
                     infer(filled)
                     filled = 0
@@ -212,7 +220,8 @@ def run_frames(predictor: Any, bag: Path, selection: BagSelection, batch_size: i
         frame_ids=list(cols[4]), sizes=np.stack([np.asarray(cols[5], np.int64), np.asarray(cols[6], np.int64)], 1),
         decode_ms=np.asarray(cols[7], float), prepare_ms=np.asarray(cols[8], float), inference_ms=per_frame_inf,
         outputs={k: np.concatenate(v) for k, v in outputs.items()},
-        batch_ms=np.asarray(batch_ms), batch_sizes=np.asarray(batch_sizes, np.int64))
+        batch_ms=np.asarray(batch_ms), batch_sizes=np.asarray(batch_sizes, np.int64),
+        geometries=np.asarray(cols[9], float))
     return table, stats
 
 
@@ -351,7 +360,118 @@ class ClassificationTask:
             page.figure(figures[name]["png"], figures[name]["caption"])
 
 
-TASKS: dict[str, Callable[..., Any]] = {"classification": ClassificationTask}
+class DetectionTask:
+    """Detection: the model's top candidates, thresholded for messages and figures (as dann_node
+    publishes them) and all of them for COCO-style mAP; boxes in input-image pixels."""
+
+    name = "detection"
+    output_name = "detections"
+
+    def __init__(self, classes: tuple[str, ...], top_k: int, threshold: float = 0.3) -> None:
+        self.classes = classes
+        self.threshold = threshold
+
+    @staticmethod
+    def image_boxes(frames: FrameTable, row: int) -> np.ndarray:
+        """The row's candidate boxes in its input image's pixels (letterbox undone, clipped)."""
+        b = frames.geometry(row).to_image(frames.outputs["boxes"][row])
+        h, w = frames.sizes[row]
+        b[:, 0::2] = b[:, 0::2].clip(0, w)
+        b[:, 1::2] = b[:, 1::2].clip(0, h)
+        return b
+
+    def predictions(self, frames: FrameTable) -> dict[str, Any]:
+        out = frames.outputs
+        boxes = [self.image_boxes(frames, row) for row in range(len(frames))]
+        scores, classes = out["scores"], out["classes"].astype(np.int64)
+        keep = scores >= self.threshold
+        return {"boxes": boxes, "scores": scores, "classes": classes, "keep": keep,
+                "confidence": scores[:, 0] if scores.shape[1] else np.zeros(len(frames))}
+
+    def write(self, writer: Any, topic: str, row: int, log_ns: int, frames: FrameTable) -> None:
+        scores = frames.outputs["scores"][row]
+        keep = scores >= self.threshold
+        writer.detections(topic, log_ns, int(frames.stamps_ns[row]), frames.frame_ids[row],
+                          self.image_boxes(frames, row)[keep], frames.outputs["classes"][row][keep].astype(np.int64),
+                          scores[keep])
+
+    def score(self, pred: dict[str, Any], labels: Labels, frames: FrameTable) -> tuple[Any, dict]:
+        from dann_ros.evaluation.detection_metrics import evaluate_detections
+
+        match = labels.file.match(frames)
+        to_ours = np.array([self.classes.index(c) if c in self.classes else -1 for c in labels.file.classes] + [-1])
+        rows = np.flatnonzero(match.matched)
+        gt_boxes = [match.boxes[r] for r in rows]
+        gt_classes = [to_ours[match.box_class_ids[r]] for r in rows]
+        report = evaluate_detections([pred["boxes"][r] for r in rows], [pred["scores"][r] for r in rows],
+                                     [pred["classes"][r] for r in rows], gt_boxes, gt_classes, len(self.classes),
+                                     class_names=self.classes)
+        info = {"path": str(labels.path), "automatic": labels.automatic, "topic": labels.file.topic,
+                "matched": int(match.matched.sum()), "unmatched": int(match.unmatched),
+                "matched_by_index": int(match.by_index)}
+        return _DetectionScores(report), info
+
+    def summary(self, pred: dict[str, Any]) -> dict:
+        kept = pred["classes"][pred["keep"]]
+        return {"detections": int(pred["keep"].sum()), "threshold": self.threshold,
+                "class_counts": {c: int((kept == i).sum()) for i, c in enumerate(self.classes)},
+                "confidence": _percentiles(pred["scores"][pred["keep"]])}
+
+    def figures(self, pred: dict[str, Any], scores: Any, label_info: dict | None) -> dict[str, dict]:
+        counts = [int((pred["classes"][pred["keep"]] == i).sum()) for i in range(len(self.classes))]
+        figs = {"class_histogram": {
+            "png": plots.bars(self.classes, {"detections": counts}, f"Detections per class (score >= "
+                              f"{self.threshold:g})", "class", "detections"),
+            "caption": "Detections the node would publish, per class",
+            "json": {"title": "Detections per class", "classes": list(self.classes), "detections": counts}}}
+        edges = np.linspace(0.0, 1.0, 21)
+        top = pred["confidence"]
+        figs["confidence_histogram"] = {
+            "png": plots.histogram({"best candidate per frame": top}, edges, "Detection confidence", "score"),
+            "caption": "Score of each frame's best detection candidate",
+            "json": {"title": "Detection confidence", "bin_edges": edges.tolist(),
+                     "best candidate per frame": np.histogram(top, edges)[0].tolist()}}
+        if scores is not None:
+            ap = [scores.report.per_class_ap50.get(c, float("nan")) for c in self.classes]
+            figs["per_class_ap50"] = {
+                "png": plots.bars(self.classes, {"AP@0.5": [0.0 if a != a else a for a in ap]},
+                                  f"Per-class AP@0.5 (mAP@0.5 {100 * scores.accuracy:.1f}%)", "class", "AP",
+                                  ylim=(0, 1.05)),
+                "caption": "COCO-style AP at IoU 0.5 per class (0 shown for classes without labelled boxes)",
+                "json": {"title": "Per-class AP@0.5", "classes": list(self.classes),
+                         "ap50": [None if a != a else a for a in ap]}}
+        return figs
+
+    def html(self, page: H.Page, report: dict, figures: dict[str, dict]) -> None:
+        if report["scores"] is not None:
+            s, li = report["scores"], report["labels"]
+            page.heading("mAP")
+            page.paragraph(f"Labels: {li['path']} (topic {li['topic']}): {li['matched']} frames matched, "
+                           f"{s['n_gt']} labelled boxes. mAP@0.5 {H.pct(s['map50'])}, mAP@[.5:.95] {H.pct(s['map'])} "
+                           f"(COCO-style, all candidates ranked by score).")
+            page.table(("class", "AP@0.5", "AP@[.5:.95]"),
+                       [(c, H.pct(a), H.pct(s["per_class_ap"].get(c))) for c, a in s["per_class_ap50"].items()])
+
+
+@dataclass
+class _DetectionScores:
+    """DetectionReport in eval-bag's scores slot: ``accuracy`` is mAP@0.5 there."""
+
+    report: Any
+
+    @property
+    def accuracy(self) -> float:
+        return self.report.map50
+
+    @property
+    def n(self) -> int:
+        return self.report.n_images
+
+    def to_json(self) -> dict:
+        return {**self.report.to_dict(), "n": self.report.n_images}
+
+
+TASKS: dict[str, Callable[..., Any]] = {"classification": ClassificationTask, "detection": DetectionTask}
 
 
 def task_for(info: Any, top_k: int) -> Any:
@@ -764,7 +884,11 @@ def _run_eval_bag(args: argparse.Namespace) -> int:
     f, tp = r["frames"], r["throughput"]
     print(f"model {args.model} ({r['model']['backend']}); bag {args.bag}: {f['evaluated']} frames on "
           f"{', '.join(r['bag']['topics'])}, {tp['frames_per_second']:.1f} frames/s")
-    if r["accuracy"] is not None:
+    if r["accuracy"] is not None and r["model"]["task"] == "detection":
+        s = r["scores"]
+        print(f"mAP@0.5 {100 * s['map50']:.2f}%, mAP@[.5:.95] {100 * s['map']:.2f}% on {s['n']} labelled frames "
+              f"({r['labels']['path']})")
+    elif r["accuracy"] is not None:
         print(f"accuracy {100 * r['accuracy']:.2f}% on {r['scores']['n']} labelled frames ({r['labels']['path']})")
     elif r.get("label_note"):
         print(r["label_note"])

@@ -137,6 +137,30 @@ class ResultBagWriter:
                                          results=[hyp(class_id=str(int(i)), score=float(scores[i])) for i in order])
         self.write_raw_output(topic, CLASSIFICATION, log_ns, bytes(self.store.serialize_cdr(msg, CLASSIFICATION)))
 
+    def detections(self, topic: str, log_ns: int, stamp_ns: int, frame_id: str, boxes: np.ndarray,
+                   class_ids: np.ndarray, scores: np.ndarray) -> None:
+        """vision_msgs/Detection2DArray as dann_node builds it: boxes (x1, y1, x2, y2, image pixels) as
+        centre + size, one hypothesis each, class_id = class index as a string."""
+        t = self.types
+        header = self.header(stamp_ns, frame_id)
+        pose = t["geometry_msgs/msg/PoseWithCovariance"](
+            pose=t["geometry_msgs/msg/Pose"](position=t["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
+                                             orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0,
+                                                                                           w=1.0)),
+            covariance=np.zeros(36, dtype=np.float64))
+        dets = []
+        for (x1, y1, x2, y2), c, sc in zip(np.asarray(boxes, float), class_ids, scores):
+            bbox = t["vision_msgs/msg/BoundingBox2D"](
+                center=t["vision_msgs/msg/Pose2D"](position=t["vision_msgs/msg/Point2D"](x=(x1 + x2) / 2,
+                                                                                          y=(y1 + y2) / 2), theta=0.0),
+                size_x=x2 - x1, size_y=y2 - y1)
+            hyp = t["vision_msgs/msg/ObjectHypothesisWithPose"](
+                hypothesis=t["vision_msgs/msg/ObjectHypothesis"](class_id=str(int(c)), score=float(sc)), pose=pose)
+            dets.append(t["vision_msgs/msg/Detection2D"](header=header, results=[hyp], bbox=bbox, id=""))
+        name = "vision_msgs/msg/Detection2DArray"
+        msg = t[name](header=header, detections=dets)
+        self.write_raw_output(topic, name, log_ns, bytes(self.store.serialize_cdr(msg, name)))
+
     def label_info(self, topic: str, log_ns: int, stamp_ns: int, frame_id: str, classes: Sequence[str]) -> None:
         vc = self.types["vision_msgs/msg/VisionClass"]
         msg = self.types[LABEL_INFO](header=self.header(stamp_ns, frame_id),
