@@ -270,9 +270,12 @@ def write_reports(paths: DemoPaths, seeds: list[int], config_seed: int) -> None:
 
     for seed in seeds:
         suffix = "" if seed == config_seed else f"_seed{seed}"  # as demo_configs names the runs
-        for name in ("source_only", "dann", "train_on_target"):
+        for name in ("source_only", "dann", "train_on_target", "det_source_only", "det_dann"):
             run = paths.runs / f"{name}{suffix}"
-            compare = paths.runs / f"source_only{suffix}" if name == "dann" else None
+            if name.startswith("det_") and not (run / "model.pt").exists():
+                continue  # --no-detection
+            baseline = {"dann": "source_only", "det_dann": "det_source_only"}.get(name)
+            compare = paths.runs / f"{baseline}{suffix}" if baseline else None
             build_report(run, compare=compare)
             print(f"[demo] training report: {run / 'report' / 'report.html'}")
 

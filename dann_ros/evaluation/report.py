@@ -41,6 +41,7 @@ CURVES = (  # (tag, title, y label)
 )
 HISTORY = (  # (figure, title, y label, metrics.json history keys)
     ("accuracy", "Accuracy at evaluation steps", "accuracy", ("source_val_accuracy", "target_accuracy")),
+    ("map50", "mAP@0.5 at evaluation steps (detection)", "mAP@0.5", ("source_val_map50", "target_map50")),
     ("im", "Information maximization (IM) on target frames", "IM score", ("im",)),
     ("snd", "Soft neighbourhood density (SND) on target frames", "SND score", ("snd",)),
     ("domain_accuracy", "Discriminator accuracy between evaluations", "accuracy", ("domain_accuracy",)),
@@ -111,7 +112,7 @@ def run_features(run: Run, points: int, seed: int) -> Features:
     from dann_ros.config import from_dict
     from dann_ros.train import checkpoint
     from dann_ros.train.config import TrainConfig
-    from dann_ros.train.trainer import load_data, predict
+    from dann_ros.train.trainer import load_data, pooled_features, predict
 
     model_file = run.path / "model.pt"
     if not model_file.exists():
@@ -138,10 +139,11 @@ def run_features(run: Run, points: int, seed: int) -> Features:
         target, target_from = data.eval_target.images, "eval_target"
     else:
         raise RunError(f"{run.path}: the run's config has neither target bags nor an eval target")
-    _, f_s = predict(deployed.model, sample(source), device)
-    _, f_t = predict(deployed.model, sample(target), device)
+    # the discriminator's features per image (a detector's feature map averaged over locations)
+    f_s = pooled_features(deployed.model, sample(source), device)
+    f_t = pooled_features(deployed.model, sample(target), device)
     confusion = None
-    if data.eval_target is not None:
+    if data.eval_target is not None and info.task == "classification":
         probs, _ = predict(deployed.model, data.eval_target.images, device)
         confusion = classification_scores(probs.argmax(1).numpy(), data.eval_target.labels, info.classes)
     return Features(f_s.numpy(), f_t.numpy(), target_from, confusion, tuple(info.classes))
@@ -297,17 +299,21 @@ def _page(report: dict, figures: dict[str, dict]) -> H.Page:
         return None if v is None else v
 
     page.heading("Summary")
-    page.table(("run", "method", "selection", "selected step", "source val acc", "target acc (selected)",
-                "target acc (oracle)", "PAD metrics.json", "PAD recomputed", "train s"),
+    detection = any(metric(r, "selected", "target_map50") is not None or metric(r, "selected", "source_val_map50")
+                    is not None for r in runs)
+    sv, tg, what = (("source_val_map50", "target_map50", "mAP@0.5") if detection
+                    else ("source_val_accuracy", "target_accuracy", "acc"))
+    page.table(("run", "method", "selection", "selected step", f"source val {what}", f"target {what} (selected)",
+                f"target {what} (oracle)", "PAD metrics.json", "PAD recomputed", "train s"),
                [(r["name"], r["method"], r["selection"], metric(r, "selected", "step"),
-                 H.pct(metric(r, "selected", "source_val_accuracy")), H.pct(metric(r, "selected", "target_accuracy")),
-                 H.pct(metric(r, "oracle", "target_accuracy")), r["proxy_a_distance"]["metrics_json"],
+                 H.pct(metric(r, "selected", sv)), H.pct(metric(r, "selected", tg)),
+                 H.pct(metric(r, "oracle", tg)), r["proxy_a_distance"]["metrics_json"],
                  r["proxy_a_distance"]["recomputed"], r["train_seconds"]) for r in runs], left=3)
     page.paragraph("Proxy A-distance: 2 (1 - 2 err) of a linear domain classifier on the features; 0 = the domains "
                    "cannot be told apart, 2 = perfectly separable. 'oracle' is the best target accuracy over the "
                    "evaluations, which needs target labels and so is not a fair model-selection number.")
     sections = (("Training curves", ("task_loss", "domain_loss", "discriminator_accuracy", "lambda", "lr")),
-                ("Evaluation metrics", ("accuracy", "im", "snd", "domain_accuracy")),
+                ("Evaluation metrics", ("accuracy", "map50", "im", "snd", "domain_accuracy")),
                 ("Feature alignment", ("tsne",)),
                 ("Labelled evaluation target", ("confusion_matrix",)))
     for heading, names in sections:
@@ -347,8 +353,12 @@ def _run_report(args: argparse.Namespace) -> int:
     report = build_report(args.run, args.compare, args.out, args.points, args.seed, not args.no_tsne)
     for r in report["runs"]:
         pad = r["proxy_a_distance"]["recomputed"]
-        acc = (r.get("eval_target") or {}).get("accuracy")
-        print(f"{r['name']}: eval-target accuracy {'-' if acc is None else f'{100 * acc:.2f}%'}, "
+        selected = r.get("selected") or {}
+        if selected.get("target_map50") is not None:
+            label, acc = "eval-target mAP@0.5", selected["target_map50"]
+        else:
+            label, acc = "eval-target accuracy", (r.get("eval_target") or {}).get("accuracy")
+        print(f"{r['name']}: {label} {'-' if acc is None else f'{100 * acc:.2f}%'}, "
               f"proxy A-distance {'-' if pad is None or not math.isfinite(pad) else f'{pad:.3f}'}")
     for n in report["notes"]:
         print(f"note: {n}")

@@ -8,7 +8,8 @@ import shutil
 from dann_ros.cli import main
 from dann_ros.evaluation.report import build_report
 from dann_ros.train.trainer import train
-from test.train.conftest import tiny_config, tiny_domains  # noqa: F401  (tiny_domains is a fixture)
+from test.train.conftest import (tiny_config, tiny_detection_config, tiny_detection_domains,  # noqa: F401
+                                 tiny_domains)  # (fixtures)
 
 STEPS = {"train.steps": 8, "train.eval_every": 4}
 
@@ -69,3 +70,16 @@ def test_report_on_a_folder_that_is_no_run(tmp_path, capsys):
     assert "not a dann-ros training run" in capsys.readouterr().err
     assert main(["report", "--run", str(tmp_path / "missing")]) == 2
     assert "run folder not found" in capsys.readouterr().err
+
+
+def test_report_of_a_detection_run(tiny_detection_domains, tmp_path, capsys):  # noqa: F811
+    dann = train(tiny_detection_config(tiny_detection_domains, tmp_path / "det_dann"), show_progress=False)
+    source_only = train(tiny_detection_config(tiny_detection_domains, tmp_path / "det_so",
+                                              **{"adaptation.method": "none"}), show_progress=False)
+    assert dann["task"] == source_only["task"] == "detection"
+    assert main(["report", "--run", str(tmp_path / "det_dann"), "--compare", str(tmp_path / "det_so"),
+                 "--points", "20"]) == 0
+    assert "eval-target mAP@0.5" in capsys.readouterr().out
+    report = json.loads((tmp_path / "det_dann" / "report" / "report.json").read_text())
+    assert "map50" in report["figures"] and "tsne" in report["figures"]
+    assert "mAP@0.5" in (tmp_path / "det_dann" / "report" / "report.html").read_text()
