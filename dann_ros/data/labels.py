@@ -62,14 +62,20 @@ class LabelMatch:
     by_index: int  # frames matched through the index fallback
 
 
-def default_labels_path(bag_path: str | os.PathLike[str]) -> Path:
-    """``/x/bag`` -> ``/x/bag.labels.json``; a file inside a bag directory maps to the directory."""
+def bag_base(bag_path: str | os.PathLike[str]) -> Path:
+    """The bag as a directory path, whether given as the directory, a file inside it, or a bare .mcap/.db3."""
     path = Path(bag_path)
     if path.is_file() and (path.parent / "metadata.yaml").exists():
-        path = path.parent
-    elif path.suffix in (".mcap", ".db3"):
-        path = path.with_suffix("")
-    return path.with_name(path.name + ".labels.json")
+        return path.parent
+    if path.suffix in (".mcap", ".db3"):
+        return path.with_suffix("")
+    return path
+
+
+def default_labels_path(bag_path: str | os.PathLike[str]) -> Path:
+    """``/x/bag`` -> ``/x/bag.labels.json``; a file inside a bag directory maps to the directory."""
+    base = bag_base(bag_path)
+    return base.with_name(base.name + ".labels.json")
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from dann_ros.data.bags import BagError, BagSelection, DecodeStats, bag_info, iter_frames
-from dann_ros.data.labels import LabelError, LabelFile, default_labels_path
+from dann_ros.data.labels import LabelError, LabelFile, bag_base, default_labels_path
 from dann_ros.data.preprocess import Geometry
 from dann_ros.evaluation import html as H
 from dann_ros.evaluation import plots
@@ -862,12 +862,8 @@ def add_eval_bag_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 
 def default_out_dir(bag: str | Path) -> Path:
-    path = Path(bag)
-    if path.is_file() and (path.parent / "metadata.yaml").exists():
-        path = path.parent
-    elif path.suffix in (".mcap", ".db3"):
-        path = path.with_suffix("")
-    return path.with_name(path.name + ".eval")
+    base = bag_base(bag)
+    return base.with_name(base.name + ".eval")
 
 
 def _run_eval_bag(args: argparse.Namespace) -> int:
