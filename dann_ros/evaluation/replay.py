@@ -41,6 +41,7 @@ from dann_ros.data.bags import BagError, bag_info
 from dann_ros.evaluation import html as H
 from dann_ros.evaluation import plots
 from dann_ros.evaluation.eval_bag import resolve_labels
+from dann_ros.ros.env import ROS_ENV_KEYS
 from dann_ros.evaluation.scores import classification_scores, labels_onto_classes
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,6 @@ log = logging.getLogger(__name__)
 FORMAT = "dann_ros.replay/1"
 CLASSIFICATION = "vision_msgs/msg/Classification"
 DETECTIONS = "vision_msgs/msg/Detection2DArray"
-ENV_KEYS = ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS", "FASTDDS_DEFAULT_PROFILES_FILE",
-            "ROS_LOCALHOST_ONLY")
 
 
 class ReplayError(RuntimeError):
@@ -106,9 +105,9 @@ def header_stamp_ns(raw: bytes | memoryview) -> int:
 def _process_env(values: dict[str, str], isolated: bool) -> Iterator[None]:
     """Set this process's ROS variables for the replay (rclpy.init reads them), restore afterwards.
     ``isolated``: the ROS variables not in ``values`` are removed (a group of our own)."""
-    saved = {k: os.environ.get(k) for k in ENV_KEYS}
+    saved = {k: os.environ.get(k) for k in ROS_ENV_KEYS}
     try:
-        for k in ENV_KEYS:
+        for k in ROS_ENV_KEYS:
             if k in values:
                 os.environ[k] = values[k]
             elif isolated:
@@ -472,7 +471,7 @@ def _environment(opts: ReplayOptions) -> tuple[dict[str, str], dict[str, str] | 
             values["FASTDDS_DEFAULT_PROFILES_FILE"] = str(fastdds_shm_profile() if profile is True else profile)
         return values, None, None
     env = isolated_ros_env(fastdds_profile=profile)
-    return {k: env[k] for k in ENV_KEYS if k in env}, env, int(env["ROS_DOMAIN_ID"])
+    return {k: env[k] for k in ROS_ENV_KEYS if k in env}, env, int(env["ROS_DOMAIN_ID"])
 
 
 def _start_node(opts: ReplayOptions, cameras: dict[str, Camera], env: dict[str, str], out: Path | None) -> NodeProcess:

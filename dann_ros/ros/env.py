@@ -20,6 +20,9 @@ from dann_ros.paths import share_file
 
 # Fast DDS maps a domain to UDP ports 7400 + 250 * id (+ offsets); ids up to 101 keep every
 # port below the Linux ephemeral range (32768+). 0 is everyone's default: never hand it out.
+# what isolated_ros_env() sets or clears: saved and restored around in-process ROS contexts
+ROS_ENV_KEYS = ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS", "FASTDDS_DEFAULT_PROFILES_FILE",
+                "ROS_LOCALHOST_ONLY")
 DOMAIN_IDS = range(1, 102)
 _LOCK_DIR = Path(tempfile.gettempdir()) / "dann_ros_domain_ids"
 _held: dict[int, int] = {}  # domain id -> open fd holding its lock (released when the process exits)

@@ -18,12 +18,12 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
+
+from dann_ros.ros.env import ROS_ENV_KEYS as _ENV_KEYS  # noqa: F401  (used by conftest.py)
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
 TIMEOUT = 30.0  # discovery and first frames on a loaded 2-core machine
-_ENV_KEYS = ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS", "FASTDDS_DEFAULT_PROFILES_FILE",
-             "ROS_LOCALHOST_ONLY")
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition",
