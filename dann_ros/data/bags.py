@@ -1,6 +1,9 @@
 """Camera frames out of rosbag2 bags (sqlite3 .db3 or .mcap), the unlabelled target domain.
 
-A bag is a rosbag2 directory (with metadata.yaml) or a single .mcap/.db3 file. Frames that
+A bag is a rosbag2 directory (with metadata.yaml) whatever its name (``ros2 bag record -o run1.bag``
+makes a folder called run1.bag), or a single .mcap/.db3 file; a ROS 1 .bag file is refused with
+an error that says so. :func:`open_bag` and :func:`iter_messages` are the one reader every tool
+uses (frames, eval-bag's result bag, replay), so they all stop at the same message. Frames that
 cannot be deserialized or decoded are skipped and counted in :class:`DecodeStats`; a bag that
 stops being readable part way (a corrupt chunk or row) keeps what was read before and records
 the failure there too. :func:`load_frames` decodes once and can cache the prepared frames.
@@ -14,7 +17,7 @@ import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -157,6 +160,12 @@ class _ReaderSource:
     def close(self) -> None:
         self.reader.close()
 
+    def __enter__(self) -> _ReaderSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class _McapSalvage:
     """A truncated MCAP file (no footer/summary, e.g. the recorder was killed), read by scanning its
@@ -201,6 +210,12 @@ class _McapSalvage:
         if self.storage.bio is not None:
             self.storage.bio.close()
 
+    def __enter__(self) -> _McapSalvage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _mcap_file(bag_path: Path) -> Path | None:
     if bag_path.is_file():
@@ -209,15 +224,53 @@ def _mcap_file(bag_path: Path) -> Path | None:
     return files[0] if len(files) == 1 else None
 
 
-def _open_source(bag_path: Path) -> _ReaderSource | _McapSalvage:
-    """Open a bag, turning every failure into an error that names it."""
+ROS1_MAGIC = b"#ROSBAG V2.0"
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+BagSource = _ReaderSource | _McapSalvage
+
+
+def _check_format(bag_path: Path) -> None:
+    """Refuse what is not a rosbag2 bag, saying what it is instead."""
+    if bag_path.is_dir():
+        if not (bag_path / "metadata.yaml").exists():
+            raise BagError(f"{bag_path} is a directory without metadata.yaml, not a rosbag2 bag "
+                           "(a recording that was killed has none: pass its .mcap/.db3 file instead)")
+        return
+    with bag_path.open("rb") as f:
+        head = f.read(len(ROS1_MAGIC))
+    if head == ROS1_MAGIC:
+        raise BagError(f"{bag_path} is a ROS 1 bag; dann_ros reads rosbag2 bags (.db3/.mcap). Convert it with "
+                       f"`rosbags-convert --src {bag_path} --dst {bag_path.with_suffix('')}_ros2` (pip install "
+                       "rosbags)")
+    if bag_path.suffix not in (".mcap", ".db3"):
+        what = "an MCAP file" if head.startswith(MCAP_MAGIC) else "not a rosbag2 bag"
+        raise BagError(f"{bag_path}: {what} named {bag_path.suffix or 'without a suffix'}; dann_ros reads a "
+                       "rosbag2 folder (with metadata.yaml) or a .mcap/.db3 storage file")
+
+
+def _any_reader(bag_path: Path) -> AnyReader:
+    """rosbags' AnyReader for one rosbag2 bag. AnyReader takes every path ending in .bag for a ROS 1
+    bag file; a rosbag2 folder named run1.bag is read as the rosbag2 folder it is."""
+    reader = AnyReader([bag_path], default_typestore=get_typestore(ROS2_STORE))
+    if not reader.is2:
+        from rosbags.rosbag2 import Reader as Rosbag2Reader
+
+        reader.is2 = True
+        reader.readers = [Rosbag2Reader(bag_path)]
+    return reader
+
+
+def open_bag(bag_path: str | os.PathLike[str]) -> BagSource:
+    """Open a rosbag2 bag for reading (a context manager); every failure becomes an error naming it.
+
+    A truncated MCAP (no summary: the recorder was killed) is opened by scanning its records."""
+    bag_path = Path(bag_path)
     if not bag_path.exists():
         raise FileNotFoundError(f"bag not found: {bag_path}")
-    if bag_path.is_dir() and not (bag_path / "metadata.yaml").exists():
-        raise BagError(f"{bag_path} is a directory without metadata.yaml, not a rosbag2 bag "
-                       "(a recording that was killed has none: pass its .mcap/.db3 file instead)")
+    _check_format(bag_path)
     try:
-        reader = AnyReader([bag_path], default_typestore=get_typestore(ROS2_STORE))
+        reader = _any_reader(bag_path)
         reader.open()
         return _ReaderSource(reader)
     except Exception as err:  # rosbags, ruamel, apsw and OSError all end up here
@@ -231,7 +284,41 @@ def _open_source(bag_path: Path) -> _ReaderSource | _McapSalvage:
             raise BagError(f"{error} (scanning it as a truncated MCAP failed too: {salvage_err})") from err
 
 
-def _topic_table(source: _ReaderSource | _McapSalvage) -> tuple[dict[str, tuple[str, int]], dict[str, str]]:
+@dataclass(frozen=True)
+class RawMessage:
+    connection: Any  # rosbags Connection (topic, msgtype, ...)
+    log_time_ns: int
+    index: int  # running index of this topic's messages in the bag
+    raw: bytes | memoryview  # as the storage returns it (not copied)
+
+
+def iter_messages(source: BagSource, topics: Iterable[str], stop_ns: int | None = None,
+                  errors: list[str] | None = None, path: str | os.PathLike[str] = "") -> Iterator[RawMessage]:
+    """The raw messages of ``topics`` in recording order, up to the first unreadable one.
+
+    A corrupt chunk or row ends the iteration (what was read before is kept); the reason, naming
+    the bag and how far it got, is appended to ``errors``."""
+    wanted = set(topics)
+    connections = [c for c in source.connections if c.topic in wanted]
+    messages = source.messages(connections, stop_ns)
+    index: dict[str, int] = defaultdict(int)
+    while True:
+        try:
+            connection, log_ns, raw = next(messages)
+        except StopIteration:
+            return
+        except Exception as err:  # a corrupt chunk/row: keep what was read so far
+            if errors is not None:
+                errors.append(f"{path}: reading stopped after {sum(index.values())} messages: "
+                              f"{type(err).__name__}: {err}")
+                log.warning("%s", errors[-1])
+            return
+        i = index[connection.topic]
+        index[connection.topic] = i + 1
+        yield RawMessage(connection, int(log_ns), i, raw)
+
+
+def _topic_table(source: BagSource) -> tuple[dict[str, tuple[str, int]], dict[str, str]]:
     images: dict[str, tuple[str, int]] = {}
     others: dict[str, str] = {}
     for c in source.connections:
@@ -246,7 +333,7 @@ def _topic_table(source: _ReaderSource | _McapSalvage) -> tuple[dict[str, tuple[
 def bag_info(bag_path: str | os.PathLike[str]) -> BagInfo:
     """Topics and time range of a bag, without reading any message (counts are 0 for a truncated MCAP)."""
     path = Path(bag_path)
-    source = _open_source(path)
+    source = open_bag(path)
     try:
         images, others = _topic_table(source)
         return BagInfo(path, source.start_time, source.end_time, images, others)
@@ -287,7 +374,7 @@ class FrameIterator(Iterator[Frame]):
 
     def _frames(self) -> Iterator[Frame]:
         path, sel, stats = self.bag_path, self.selection, self.stats
-        source = _open_source(path)
+        source = open_bag(path)
         try:
             images, others = _topic_table(source)
             for topic in sel.topics:
@@ -301,34 +388,20 @@ class FrameIterator(Iterator[Frame]):
             for note in source.notes:
                 stats.read_errors.append(note)
                 log.warning("%s", note)
-            wanted = set(sel.topics or images)
-            connections = [c for c in source.connections if c.topic in wanted]
             t0 = source.start_time  # None for a truncated MCAP: then the first message's time
             start_ns = stop_ns = None
             if t0 is not None:
                 start_ns = None if sel.start_s is None else t0 + round(sel.start_s * 1e9)
                 stop_ns = None if sel.end_s is None else t0 + round(sel.end_s * 1e9)
             # Read from the bag start even with a window, so `index` stays the index in the whole bag.
-            messages = source.messages(connections, stop_ns)
-            index: dict[str, int] = defaultdict(int)
             in_window: dict[str, int] = defaultdict(int)
-            while True:
-                try:
-                    connection, log_ns, raw = next(messages)
-                except StopIteration:
-                    break
-                except Exception as err:  # a corrupt chunk/row: keep what was read so far
-                    stats.read_errors.append(f"{path}: reading stopped after {sum(index.values())} messages: "
-                                             f"{type(err).__name__}: {err}")
-                    log.warning("%s", stats.read_errors[-1])
-                    break
+            for message in iter_messages(source, sel.topics or images, stop_ns, stats.read_errors, path):
+                connection, log_ns, idx, raw = message.connection, message.log_time_ns, message.index, message.raw
                 if t0 is None:
                     t0 = log_ns
                     start_ns = None if sel.start_s is None else t0 + round(sel.start_s * 1e9)
                     stop_ns = None if sel.end_s is None else t0 + round(sel.end_s * 1e9)
                 topic = connection.topic
-                idx = index[topic]
-                index[topic] += 1
                 if (start_ns is not None and log_ns < start_ns) or (stop_ns is not None and log_ns >= stop_ns):
                     continue
                 position = in_window[topic]

@@ -267,3 +267,70 @@ def test_load_frames_without_frames_is_an_error(tmp_path):
     make_bag(bag, [RGB] * 2, fps=10.0)
     with pytest.raises(BagError, match="no frames decoded"):
         load_frames(bag, BagSelection(start_s=5.0), Preprocess(height=8, width=8).prepare)
+
+
+# --------------------------------------------------------------------------- bags as users name them
+@pytest.mark.parametrize("storage", STORAGES)
+def test_rosbag2_folder_named_like_a_ros1_bag_opens(tmp_path, storage):
+    """`ros2 bag record -o run1.bag` makes a rosbag2 folder called run1.bag (rosbags' AnyReader alone
+    takes it for a ROS 1 file and fails with 'Is a directory')."""
+    bag = tmp_path / "run1.bag"
+    stamps = make_bag(bag, [RGB] * 3, storage=storage)
+    assert bag.is_dir() and (bag / "metadata.yaml").exists()
+    frames = list(iter_frames(bag))
+    assert [f.stamp_ns for f in frames] == stamps and np.array_equal(frames[0].image, RGB)
+    assert bag_info(bag).image_topics == {"/camera/image_raw": ("sensor_msgs/msg/Image", 3)}
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_bare_storage_file_without_metadata_opens(tmp_path, storage):
+    """MCAP (and db3) files are shared on their own, without the folder's metadata.yaml."""
+    bag = tmp_path / "bag"
+    stamps = make_bag(bag, [RGB] * 4, storage=storage)
+    (file,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
+    bare = tmp_path / f"shared{file.suffix}"
+    file.rename(bare)
+    assert [f.stamp_ns for f in iter_frames(bare)] == stamps
+
+
+def test_ros1_bag_is_refused_with_a_clear_error(tmp_path):
+    from rosbags.rosbag1 import Writer as Writer1
+    from rosbags.typesys import Stores
+
+    ts1 = get_typestore(Stores.ROS1_NOETIC)
+    path = tmp_path / "old.bag"
+    with Writer1(path) as writer:
+        conn = writer.add_connection("/cam/image", "sensor_msgs/msg/Image", typestore=ts1)
+        msg = ts1.types["sensor_msgs/msg/Image"](
+            header=ts1.types["std_msgs/msg/Header"](seq=0, stamp=ts1.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0),
+                                                    frame_id="cam"),
+            height=6, width=8, encoding="rgb8", is_bigendian=0, step=24, data=RGB.reshape(-1))
+        writer.write(conn, T0, ts1.serialize_ros1(msg, msg.__msgtype__))
+    for read in (lambda p: list(iter_frames(p)), bag_info):
+        with pytest.raises(BagError, match=r"old\.bag is a ROS 1 bag; dann_ros reads rosbag2 bags.*rosbags-convert"):
+            read(path)
+
+
+def test_file_that_is_no_bag_names_itself(tmp_path):
+    text = tmp_path / "notes.bag"
+    text.write_text("not a bag")
+    with pytest.raises(BagError, match=r"notes\.bag: not a rosbag2 bag"):
+        bag_info(text)
+
+
+def test_open_bag_and_iter_messages_stop_at_the_first_unreadable_message(tmp_path):
+    from dann_ros.data.bags import iter_messages, open_bag
+
+    bag = tmp_path / "bag"
+    make_bag(bag, big_frames(12))
+    with open_bag(bag) as source:
+        whole = [(m.connection.topic, m.index, m.log_time_ns) for m in iter_messages(source, ["/camera/image_raw"])]
+    assert [i for _, i, _ in whole] == list(range(12)) and len({t for t, _, _ in whole}) == 1
+    mcap = next(bag.glob("*.mcap"))
+    os.truncate(mcap, int(mcap.stat().st_size * 0.6))
+    errors: list[str] = []
+    with open_bag(bag) as source:
+        assert source.notes and "without summary" in source.notes[0]
+        kept = [m.index for m in iter_messages(source, ["/camera/image_raw"], errors=errors, path=bag)]
+    assert kept == list(range(6))
+    assert len(errors) == 1 and errors[0].startswith(f"{bag}: reading stopped after 6 messages")
