@@ -144,6 +144,19 @@ else
     }
 fi
 
+# --- 6. Chromium for the report render checks (issue 10) -----------------------------------
+# test/evaluation renders every HTML report in headless Chromium (scripts/check_report.sh); without
+# a browser those checks are reported as skipped. Installed as root; otherwise a warning says how.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 &&
+    ! command -v google-chrome >/dev/null 2>&1; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        apt_install_or_die "Chromium (headless report checks)" chromium
+    else
+        warn "Chromium is not installed: the report render checks will be skipped." \
+            "Install it with: sudo apt-get install chromium"
+    fi
+fi
+
 if [[ -n "${DID_SOMETHING:-}" ]]; then
     step "ready in $((SECONDS - START)) s"
 else
