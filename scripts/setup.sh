@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One-shot, idempotent set-up of a checkout (what `make setup` runs):
 #   1. .venv with python3 >= 3.10          4. vision_msgs interface package (built if missing)
-#   2. requirements.txt into .venv          5. demo data: digits.png + vtest.avi from opencv-doc
-#   3. `pip install -e .` (dann_ros)
+#   2. requirements.txt into .venv          5. ROS 2 tools (ros2, launch) from shared/third_party
+#   3. `pip install -e .` (dann_ros)        6. demo data: digits.png + vtest.avi from opencv-doc
 # Each step leaves a stamp keyed on a hash of its inputs, so a rerun with nothing changed
 # only compares hashes (well under 2 s). Details of every step go to .cache/setup.log.
 # Environment: PYTHON=/path/to/python3 picks the interpreter for a new .venv.
@@ -71,27 +71,36 @@ fi
 
 # --- 3. dann_ros itself (editable) ----------------------------------------------------------
 # An editable install skips setup.py's data_files, so the ament index entry, package.xml,
-# launch/ and config/ are linked into the venv prefix by hand (links: edits show at once).
-link_data_files() {
+# launch/ and config/ go into the venv prefix by hand, as real folders holding links to each
+# file (edits show at once; `ros2 launch` walks share/dann_ros with os.walk, which does not
+# enter a linked folder). lib/dann_ros/dann_node is where `ros2 run dann_ros dann_node`
+# looks. A .pth file puts the venv on AMENT_PREFIX_PATH for every Python process of the venv
+# (what sourcing a ROS workspace does), so ament_index, `ros2 launch` and `ros2 run` find it.
+install_data_files() {
     local share="$VENV/share/dann_ros" index="$VENV/share/ament_index/resource_index/packages"
-    local src dst
-    mkdir -p "$share" "$index"
-    for src in resource/dann_ros package.xml launch config; do
-        dst="$share/$src"
-        [[ $src == resource/dann_ros ]] && dst="$index/dann_ros"
-        [[ -e "$dst" && ! -L "$dst" ]] && rm -rf "$dst" # left by a non-editable install
-        ln -sfn "$ROOT/$src" "$dst"
+    local f sp
+    rm -rf "$share" "$VENV/lib/dann_ros"
+    mkdir -p "$share/launch" "$share/config" "$index" "$VENV/lib/dann_ros"
+    ln -sfn "$ROOT/resource/dann_ros" "$index/dann_ros"
+    ln -sfn "$ROOT/package.xml" "$share/package.xml"
+    for f in launch/*.py config/*; do
+        [[ -f $f ]] && ln -sfn "$ROOT/$f" "$share/$f"
     done
+    ln -sfn "$VENV/bin/dann_node" "$VENV/lib/dann_ros/dann_node"
+    sp="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    cat >"$sp/dann_ros_ament_prefix.pth" <<'PTH'
+import os, sys; _p = [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]; sys.prefix in _p or os.environ.__setitem__('AMENT_PREFIX_PATH', os.pathsep.join([sys.prefix] + _p))
+PTH
 }
-key_pkg="$(hash_files setup.py setup.cfg package.xml)-$key_req"
-if stamp_ok package "$key_pkg" && [[ -x "$VENV/bin/dann-ros" && -e "$VENV/share/dann_ros/package.xml" ]]; then
+key_pkg="$(hash_files setup.py setup.cfg package.xml)-$(declare -f install_data_files | sha256sum | cut -c1-8)-$(ls launch config | sha256sum | cut -c1-16)-$key_req"
+if stamp_ok package "$key_pkg" && [[ -x "$VENV/bin/dann-ros" && -x "$VENV/lib/dann_ros/dann_node" ]]; then
     :
 else
     step "installing dann_ros (pip install -e .)"
     run_logged "$VENV/bin/python" -m pip install --disable-pip-version-check -q \
         --no-deps --no-build-isolation -e . ||
         die "'pip install -e .' failed (full log: .cache/setup.log)."
-    link_data_files
+    install_data_files
     stamp_set package "$key_pkg"
 fi
 
@@ -130,7 +139,28 @@ else
     stamp_set vision_msgs "$key_vm"
 fi
 
-# --- 5. demo data ---------------------------------------------------------------------------
+# --- 5. ROS 2 command-line and launch tools (for the tests) -------------------------------
+# `ros2`, launch and launch_ros have no wheels: where no ROS installation provides them they
+# come from their upstream sources in shared/third_party (beside the checkout: ../shared, or
+# DANN_ROS_THIRD_PARTY). Without either, the tests that run them skip and say why.
+THIRD_PARTY="${DANN_ROS_THIRD_PARTY:-$ROOT/../shared/third_party}"
+if [[ -f "$THIRD_PARTY/ros2-ros2cli.tar.gz" ]]; then
+    key_tools="$(cat "$THIRD_PARTY"/*.tar.gz scripts/install_ros_tools.sh | sha256sum | cut -c1-16)-$ros_wheels"
+    if stamp_ok ros_tools "$key_tools" && [[ -x "$VENV/bin/ros2" ]]; then
+        :
+    else
+        step "installing the ROS 2 tools (ros2, launch, launch_ros) from $THIRD_PARTY (about 1 min)"
+        run_logged bash "$ROOT/scripts/install_ros_tools.sh" "$VENV" "$THIRD_PARTY" "$CACHE/build/ros_tools" ||
+            die "installing the ROS 2 tools failed (full log: .cache/setup.log)."
+        stamp_set ros_tools "$key_tools"
+    fi
+elif ! "$VENV/bin/python" -c 'import launch_ros, ros2cli' 2>/dev/null; then
+    [[ -f "$STAMPS/ros_tools-skipped" ]] ||
+        warn "no ROS 2 tools: neither a sourced ROS nor $THIRD_PARTY; the tests that run 'ros2' will skip."
+    mkdir -p "$STAMPS" && : >"$STAMPS/ros_tools-skipped"
+fi
+
+# --- 6. demo data ---------------------------------------------------------------------------
 if [[ -s "$DATA/digits.png" && -s "$DATA/vtest.avi" ]]; then
     :
 else
