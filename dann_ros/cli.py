@@ -72,7 +72,8 @@ def _eval_detection(args: argparse.Namespace, predictor) -> int:
 def _export(args: argparse.Namespace) -> int:
     from dann_ros.export.onnx_export import export_onnx
 
-    info, parity = export_onnx(args.checkpoint, args.out, keep_domain=not args.no_domain, opset=args.opset)
+    info, parity = export_onnx(args.checkpoint, args.out, keep_domain=not args.no_domain, opset=args.opset,
+                               fp16=args.fp16)
     print(f"wrote {args.out}: {info.task}, {len(info.classes)} classes, input {info.preprocess.input_shape}, "
           f"outputs {info.output_names}")
     boxes = "" if parity.max_box_diff is None else f", best boxes within {parity.max_box_diff:.2e} px"
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     from dann_ros.evaluation.eval_bag import add_eval_bag_parser
     from dann_ros.evaluation.replay import add_replay_parser
     from dann_ros.evaluation.report import add_report_parser
-    from dann_ros.export.tensorrt import add_build_engine_parser
+    from dann_ros.runtime.tensorrt_backend import add_build_engine_parser
 
     parser = argparse.ArgumentParser(prog="dann-ros", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -124,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--no-domain", action="store_true", help="drop the domain-shift monitor output")
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--fp16", action="store_true", help="FP16 weights and compute behind fp32 inputs/outputs (the "
+                                                        "FP16 route of TensorRT 11, which has no BuilderFlag.FP16)")
     p.set_defaults(func=_export)
 
     from dann_ros.demo import add_demo_parser

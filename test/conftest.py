@@ -1,17 +1,50 @@
-"""Shared fixtures: small real models (random weights) as checkpoint and ONNX files."""
+"""Shared fixtures: small real models (random weights) as checkpoint and ONNX files.
+
+With DANN_ROS_BLOCK_TORCH=1 (``make test-torchless``) torch is unimportable: the ONNX
+fixtures then come from DANN_ROS_TEST_MODELS (written beforehand, with torch, by
+``python -m test.make_test_models``) and the checkpoint fixtures skip.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 DIGITS = tuple(str(i) for i in range(10))
+TORCH_BLOCKED = os.environ.get("DANN_ROS_BLOCK_TORCH") == "1"
+if TORCH_BLOCKED:  # also when this interpreter did not start with test/torchless on PYTHONPATH
+    sys.path.insert(0, str(Path(__file__).parent / "torchless"))
+    from torch_blocker import install
+
+    install()
+
+
+def _needs_torch() -> None:
+    if TORCH_BLOCKED:
+        pytest.skip("torch is blocked (DANN_ROS_BLOCK_TORCH=1): this test needs a checkpoint")
+
+
+def _prebuilt_model(name: str, tmp_path_factory) -> Path:
+    """An ONNX test model written before torch was blocked (copied with its parity frames)."""
+    folder = os.environ.get("DANN_ROS_TEST_MODELS")
+    if not folder or not (Path(folder) / name).is_file():
+        pytest.fail(f"DANN_ROS_BLOCK_TORCH=1 needs DANN_ROS_TEST_MODELS=<folder> holding {name}, written first with "
+                    "`python -m test.make_test_models <folder>` (see `make test-torchless`)")
+    out = tmp_path_factory.mktemp("prebuilt") / name
+    shutil.copy(Path(folder) / name, out)
+    frames = Path(folder) / (Path(name).stem + ".parity.npz")
+    if frames.exists():
+        shutil.copy(frames, out.with_name(frames.name))
+    return out
 
 
 def make_classifier_checkpoint(path: Path, preprocess=None, with_domain: bool = True, seed: int = 0) -> Path:
+    import torch
+
     from dann_ros.data.preprocess import Preprocess
     from dann_ros.model.builders import build_classifier, build_discriminator
     from dann_ros.model.config import ModelConfig
@@ -32,6 +65,8 @@ def make_classifier_checkpoint(path: Path, preprocess=None, with_domain: bool = 
 
 def make_detector_checkpoint(path: Path, preprocess=None, with_domain: bool = True, seed: int = 0) -> Path:
     """A CenterNet detector (lenet, random weights) on a letterboxed 48 x 64 input."""
+    import torch
+
     from dann_ros.data.preprocess import Preprocess
     from dann_ros.model.builders import build_discriminator, build_model
     from dann_ros.model.config import ModelConfig
@@ -49,13 +84,17 @@ def make_detector_checkpoint(path: Path, preprocess=None, with_domain: bool = Tr
 
 @pytest.fixture(scope="session")
 def tiny_detector_checkpoint(tmp_path_factory) -> Path:
+    _needs_torch()
     return make_detector_checkpoint(tmp_path_factory.mktemp("det_model") / "model.pt")
 
 
 @pytest.fixture(scope="session")
-def tiny_detector_onnx(tiny_detector_checkpoint, tmp_path_factory) -> Path:
+def tiny_detector_onnx(tmp_path_factory, request) -> Path:
+    if TORCH_BLOCKED:
+        return _prebuilt_model("detector.onnx", tmp_path_factory)
     from dann_ros.export.onnx_export import export_onnx
 
+    tiny_detector_checkpoint = request.getfixturevalue("tiny_detector_checkpoint")
     out = tmp_path_factory.mktemp("det_onnx") / "model.onnx"
     export_onnx(tiny_detector_checkpoint, out)
     return out
@@ -63,13 +102,17 @@ def tiny_detector_onnx(tiny_detector_checkpoint, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
+    _needs_torch()
     return make_classifier_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
+def tiny_onnx(tmp_path_factory, request) -> Path:
+    if TORCH_BLOCKED:
+        return _prebuilt_model("classifier.onnx", tmp_path_factory)
     from dann_ros.export.onnx_export import export_onnx
 
+    tiny_checkpoint = request.getfixturevalue("tiny_checkpoint")
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
     export_onnx(tiny_checkpoint, out)
     return out
@@ -78,6 +121,9 @@ def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _few_threads():
     """Tests run in parallel on 2 cores: one intra-op thread each avoids oversubscription."""
-    torch.set_num_threads(1)
+    if not TORCH_BLOCKED:
+        import torch
+
+        torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     yield

@@ -29,6 +29,7 @@ class ModelInfo:
     config_digest: str
     version: str
     has_domain: bool = False
+    precision: Literal["fp32", "fp16"] = "fp32"  # of the graph's weights/compute; inputs and outputs stay fp32
 
     @property
     def output_names(self) -> list[str]:
@@ -47,6 +48,7 @@ class ModelInfo:
             "dann_ros.outputs": json.dumps(self.output_names),
             "dann_ros.config_digest": self.config_digest,
             "dann_ros.version": self.version,
+            "dann_ros.precision": self.precision,
         }
 
     @classmethod
@@ -65,10 +67,13 @@ class ModelInfo:
             if task not in ("classification", "detection"):
                 raise MetadataError(f"{source}: metadata field 'dann_ros.task' has unknown value {task!r}")
             outputs = json.loads(field("outputs"))
+            precision = props.get("dann_ros.precision", "fp32")  # absent in models exported before FP16 export
+            if precision not in ("fp32", "fp16"):
+                raise MetadataError(f"{source}: metadata field 'dann_ros.precision' has unknown value {precision!r}")
             return cls(task=task, classes=tuple(json.loads(field("classes"))),
                        preprocess=Preprocess.from_json(field("preprocess")),
                        config_digest=field("config_digest"), version=field("version"),
-                       has_domain="domain" in outputs)
+                       has_domain="domain" in outputs, precision=precision)
         except (json.JSONDecodeError, TypeError, ValueError) as exc:
             if isinstance(exc, MetadataError):
                 raise

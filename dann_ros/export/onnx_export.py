@@ -5,21 +5,26 @@ Runtime on real frames from the training data next to PyTorch; an export
 whose outputs disagree is an error, never a silent deployment. For a
 detector the best detection of each frame must agree (class, and box within
 ``box_tolerance`` pixels), and scores position by position: candidates come
-sorted best first, so near-ties may swap places without changing the result.
+sorted best first, so near-ties may swap places without changing the result
+(the rules live in dann_ros.export.parity, shared with the TensorRT engine check).
+With ``fp16`` the graph computes in half precision behind float32 inputs and
+outputs: the FP16 route of TensorRT 11, which has no BuilderFlag.FP16.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dann_ros.export.metadata import INPUT_NAME, ModelInfo
+from dann_ros.export.parity import TOLERANCES, ParityReport, Tolerance, compare, save_parity_frames
 from dann_ros.train.checkpoint import load, load_model
 
 log = logging.getLogger(__name__)
@@ -29,24 +34,42 @@ class ExportParityError(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
-class ParityReport:
-    frames: int
-    max_abs_diff: float
-    top1_agreement: float  # detection: the best detection's class and box agree
-    frames_from: str
-    max_box_diff: float | None = None  # detection: pixels between each frame's best boxes
+class _Fp16Graph(torch.nn.Module):
+    """The model in half precision behind fp32 inputs and outputs: the runtime's contract stays the same,
+    and TensorRT 11 (strongly typed only, no BuilderFlag.FP16) builds FP16 kernels from it."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = copy.deepcopy(module).half()
+
+    def forward(self, x: torch.Tensor):
+        out = self.inner(x.half())
+        out = out if isinstance(out, tuple) else (out,)
+        out = tuple(o.float() if o.is_floating_point() else o for o in out)
+        return out if len(out) > 1 else out[0]
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = True, opset: int = 17,
-                parity_frames: np.ndarray | None = None, tolerance: float = 1e-3,
-                box_tolerance: float = 0.05) -> tuple[ModelInfo, ParityReport]:
+                parity_frames: np.ndarray | None = None, tolerance: float | None = None,
+                box_tolerance: float | None = None, fp16: bool = False) -> tuple[ModelInfo, ParityReport]:
+    """Write ``out`` (and ``<out stem>.parity.npz``, the frames it was checked on) or raise.
+
+    ``fp16``: weights and compute in half precision, inputs/outputs float32 (metadata precision
+    "fp16"); checked against the fp32 PyTorch model with the fp16 tolerances. Default
+    tolerances: :data:`dann_ros.export.parity.TOLERANCES` ("onnx", or "fp16").
+    """
     checkpoint, out = Path(checkpoint), Path(out)
     module, info = load_model(checkpoint)
     if not keep_domain and module.discriminator is not None:
         module.discriminator = None
-        info = ModelInfo(info.task, info.classes, info.preprocess, info.config_digest, info.version, False)
+        info = dataclasses.replace(info, has_domain=False)
     module.eval()
+    limits = TOLERANCES["fp16" if fp16 else "onnx"]
+    tolerance = limits.max_abs_diff if tolerance is None else tolerance
+    box_tolerance = limits.box_px if box_tolerance is None else box_tolerance
+    if fp16:
+        info = dataclasses.replace(info, precision="fp16")
+    graph = _Fp16Graph(module).eval() if fp16 else module
     c, h, w = info.preprocess.input_shape
     dummy = torch.rand(2, c, h, w) * 255
     names = info.output_names
@@ -54,7 +77,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = Tru
     tmp = out.with_name(f".{out.name}.tmp")
     with warnings.catch_warnings():  # the detector's decode reads its map size as ints on purpose (static K)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(module, (dummy,), str(tmp), input_names=[INPUT_NAME], output_names=names,
+        torch.onnx.export(graph, (dummy,), str(tmp), input_names=[INPUT_NAME], output_names=names,
                           dynamic_axes={n: {0: "batch"} for n in [INPUT_NAME, *names]}, opset_version=opset,
                           dynamo=False)
     import onnx
@@ -63,7 +86,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = Tru
     for key, value in info.to_props().items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    model.doc_string = f"dann_ros {info.task} model: classes {list(info.classes)}"
+    model.doc_string = f"dann_ros {info.task} model ({info.precision}): classes {list(info.classes)}"
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(tmp))
     tmp.replace(out)
@@ -71,13 +94,14 @@ def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = Tru
     if frames is None:
         frames, origin = training_frames(checkpoint, info)
     report = check_parity(module, out, frames, origin, info.task, box_tolerance)
-    log.info("parity on %d frames (%s): max |diff| %.2e, top-1 agreement %.4f", report.frames, origin,
-             report.max_abs_diff, report.top1_agreement)
-    if report.max_abs_diff > tolerance or report.top1_agreement < 0.995:
+    log.info("parity on %s", report.summary())
+    failures = report.failures(Tolerance(tolerance, box_tolerance))
+    if failures:
         out.unlink()
-        raise ExportParityError(f"{out}: ONNX Runtime disagrees with PyTorch on {origin}: max |diff| "
-                                f"{report.max_abs_diff:.3g} (tolerance {tolerance}), top-1 agreement "
-                                f"{report.top1_agreement:.4f}; the file was removed")
+        raise ExportParityError(f"{out}: ONNX Runtime ({info.precision}) disagrees with PyTorch on {origin}: "
+                                f"{'; '.join(failures)} (max |diff| {report.max_abs_diff:.3g}, tolerance "
+                                f"{tolerance}); the file was removed")
+    save_parity_frames(out, frames, origin)
     return info, report
 
 
@@ -106,6 +130,7 @@ def training_frames(checkpoint: Path, info: ModelInfo, limit: int = 256) -> tupl
 
 def check_parity(module: torch.nn.Module, onnx_path: Path, frames: np.ndarray, origin: str,
                  task: str = "classification", box_tolerance: float = 0.05) -> ParityReport:
+    """PyTorch (fp32) vs ONNX Runtime (CPU) on ``frames``, by the rules of dann_ros.export.parity."""
     import onnxruntime as ort
 
     batch = np.ascontiguousarray(frames, dtype=np.float32)
@@ -114,24 +139,4 @@ def check_parity(module: torch.nn.Module, onnx_path: Path, frames: np.ndarray, o
     ref = [r.numpy() for r in (ref if isinstance(ref, tuple) else (ref,))]
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {INPUT_NAME: batch})
-    if task == "detection":
-        return _detection_parity(ref, got, len(batch), origin, box_tolerance)
-    diff = max(float(np.abs(r - g).max()) for r, g in zip(ref, got))
-    agree = float((ref[0].argmax(1) == got[0].argmax(1)).mean())
-    return ParityReport(len(batch), diff, agree, origin)
-
-
-def _detection_parity(ref: list[np.ndarray], got: list[np.ndarray], n: int, origin: str,
-                      box_tolerance: float, score_tolerance: float = 1e-3) -> ParityReport:
-    """Outputs boxes, scores, classes[, domain]. Each frame's best ONNX detection must have a PyTorch
-    candidate of (nearly) the same score with its class and box: ties may come in another order."""
-    (r_boxes, r_scores, r_classes, *r_rest), (g_boxes, g_scores, g_classes, *g_rest) = ref, got
-    diff = max([float(np.abs(r_scores - g_scores).max())] + [float(np.abs(r - g).max()) for r, g in zip(r_rest, g_rest)])
-    agree, box_diff = 0, 0.0
-    for i in range(n):
-        tied = np.abs(r_scores[i] - g_scores[i, 0]) <= score_tolerance
-        same = tied & (r_classes[i] == g_classes[i, 0])
-        dist = np.abs(r_boxes[i][same] - g_boxes[i, 0]).max(axis=1) if same.any() else np.array([np.inf])
-        box_diff = max(box_diff, float(dist.min()))
-        agree += bool(dist.min() <= box_tolerance)
-    return ParityReport(n, diff, agree / max(n, 1), origin, box_diff)
+    return compare(ref, got, task, origin, box_tolerance)

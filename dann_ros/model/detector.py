@@ -1,8 +1,8 @@
 """Anchor-free CenterNet detector (Zhou et al., "Objects as Points", 2019) on one backbone stride.
 
 Chosen because its whole decode, peak picking included, is plain tensor algebra:
-sigmoid -> 3x3 max-pool "NMS" (a location is kept only where it equals its
-neighbourhood maximum) -> flatten -> TopK -> gather. No NonMaxSuppression,
+3x3 max-pool "NMS" on the logits (a location is kept only where it equals its
+neighbourhood maximum) -> flatten -> TopK -> sigmoid -> gather. No NonMaxSuppression,
 NonZero or other data-dependent shapes enter the graph, so the exported ONNX
 (opset 17) builds in TensorRT without plugins. The output always holds
 ``max_detections`` candidates per image, best first, with their scores: the
@@ -131,18 +131,23 @@ class CenterNetDetector(nn.Module):
 
 def decode_centernet(heatmap: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, stride: int,
                      max_detections: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Peak picking with a 3x3 max-pool, then a flat TopK over classes x locations.
+    """Peak picking with a 3x3 max-pool on the logits, then a flat TopK, then the sigmoid.
 
+    Peaks are picked on the logits, not on sigmoid scores: in float16 the sigmoid
+    saturates (sigmoid(7.6) and sigmoid(8.0) round to the same value), so
+    ``peaks == heat`` would keep both of two confident neighbours and give duplicate
+    boxes. The sigmoid is monotonic, so in float32 the result is unchanged.
     Only static shapes: K of TopK and the map size are Python ints, the batch stays symbolic.
     Index arithmetic uses truncating division of non-negative ints (plain ONNX Div, no Mod).
     """
     n, k, h, w = heatmap.shape
     hw = int(h) * int(w)
     m = min(int(max_detections), int(k) * hw)
-    heat = torch.sigmoid(heatmap)
-    peaks = F.max_pool2d(heat, 3, stride=1, padding=1)
-    heat = heat * (peaks == heat).to(heat.dtype)
-    scores, idx = torch.topk(heat.reshape(n, -1), m, dim=1)
+    peaks = F.max_pool2d(heatmap, 3, stride=1, padding=1)
+    lowest = torch.finfo(heatmap.dtype).min  # sigmoid(lowest) == 0: a non-peak scores 0, as before
+    logits = torch.where(peaks == heatmap, heatmap, torch.full_like(heatmap, lowest))
+    top, idx = torch.topk(logits.reshape(n, -1), m, dim=1)
+    scores = torch.sigmoid(top)
     classes = torch.div(idx, hw, rounding_mode="trunc")
     spatial = idx - classes * hw
     ys = torch.div(spatial, int(w), rounding_mode="trunc")
@@ -150,8 +155,8 @@ def decode_centernet(heatmap: torch.Tensor, size: torch.Tensor, offset: torch.Te
     gather_idx = spatial.unsqueeze(1).expand(-1, 2, -1)  # (N, 2, M)
     wh = torch.gather(size.reshape(n, 2, hw), 2, gather_idx).clamp(min=0)
     off = torch.gather(offset.reshape(n, 2, hw), 2, gather_idx)
-    cx = (xs.to(heat.dtype) + off[:, 0]) * stride
-    cy = (ys.to(heat.dtype) + off[:, 1]) * stride
+    cx = (xs.to(heatmap.dtype) + off[:, 0]) * stride
+    cy = (ys.to(heatmap.dtype) + off[:, 1]) * stride
     half_w, half_h = wh[:, 0] * (stride / 2), wh[:, 1] * (stride / 2)
     boxes = torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=2)
     return boxes, scores, classes

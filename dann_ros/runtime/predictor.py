@@ -31,8 +31,9 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", device: str | None = None,
-             warmup: bool = True) -> "Predictor":
-        b = open_backend(path, backend, device)
+             warmup: bool = True, precision: str = "auto", max_batch: int = 8) -> "Predictor":
+        """``precision`` and ``max_batch`` reach a TensorRT engine built from an .onnx."""
+        b = open_backend(path, backend, device, precision=precision, max_batch=max_batch)
         return cls(b, b.info, warmup=warmup)
 
     @property

@@ -1,0 +1,38 @@
+"""Writes the test models as ONNX files (with their parity frames) into a folder, using torch.
+
+The torch-free test leg runs this first, then the tests with torch blocked and
+DANN_ROS_TEST_MODELS pointing at the folder: the same small random-weight models
+as the ``tiny_onnx`` / ``tiny_detector_onnx`` fixtures, made before blocking.
+
+    python -m test.make_test_models .cache/test-models
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+MODELS = {"classifier.onnx": "make_classifier_checkpoint", "detector.onnx": "make_detector_checkpoint"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    from dann_ros.export.onnx_export import export_onnx
+    from test import conftest
+
+    out = Path(argv[0])
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, maker in MODELS.items():
+            checkpoint = getattr(conftest, maker)(Path(tmp) / (Path(name).stem + ".pt"))
+            info, parity = export_onnx(checkpoint, out / name)
+            print(f"{out / name}: {info.task}, parity {parity.summary()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
