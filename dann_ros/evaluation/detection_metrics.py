@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-from torchvision.ops import box_iou
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # COCO's 0.50:0.05:0.95
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -41,8 +39,20 @@ class DetectionReport:
                 "n_detections": self.n_detections}
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, 4) x (M, 4) x1, y1, x2, y2 -> (N, M) IoU; numpy, as torchvision.ops.box_iou (no torch on the robot)."""
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
 def _as_np(x, dtype, shape_tail: tuple[int, ...] = ()) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
+    if hasattr(x, "detach"):  # a torch tensor, without importing torch
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=dtype).reshape(-1, *shape_tail)
 
@@ -107,7 +117,7 @@ def evaluate_detections(pred_boxes: Sequence, pred_scores: Sequence, pred_classe
             n_det_total += len(det_s)
             tp = np.zeros((len(det_s), n_thr), np.float64)
             if len(det_s) and g.any():
-                iou = box_iou(torch.from_numpy(det_b), torch.from_numpy(gb[g])).numpy().astype(np.float64)
+                iou = box_iou(det_b, gb[g]).astype(np.float64)
                 taken = np.zeros((n_thr, iou.shape[1]), bool)  # all IoU thresholds at once
                 rows = np.arange(n_thr)
                 for j in range(len(det_s)):
