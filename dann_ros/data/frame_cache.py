@@ -1,0 +1,195 @@
+"""Decode once into a :class:`~dann_ros.data.frame_store.FrameStore`: bags, Replicator crops and frames.
+
+Each builder streams: one frame is decoded, prepared (``Preprocess.prepare``, the deployed
+node's own function) and appended to the store at a time, so memory stays flat however long the
+bag or large the render set. The cache key is the input files (names, sizes, mtimes), the
+selection and the preprocessing, as for the in-RAM caches; a store whose key or checks fail is
+rebuilt. Builds report frames/s, ETA and skipped frames (``progress``) and log the skip reasons.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dann_ros.data import replicator
+from dann_ros.data.bags import BagError, BagSelection, DecodeStats, bag_info, iter_frames
+from dann_ros.data.frame_store import FrameStore, ProgressFn, log_progress, open_or_build
+from dann_ros.data.preprocess import Preprocess
+
+log = logging.getLogger(__name__)
+
+
+def _files_signature(path: Path) -> list[list[Any]]:
+    resolved = path.resolve()
+    if resolved.is_dir():
+        files = sorted(p for p in resolved.rglob("*") if p.is_file())
+    else:
+        files = [resolved]
+    return [[str(p.relative_to(resolved) if p != resolved else p.name), p.stat().st_size, p.stat().st_mtime_ns]
+            for p in files]
+
+
+def _tree_digest(root: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(_files_signature(root)).encode()).hexdigest()
+
+
+def estimate_bag_frames(bag: str | os.PathLike[str], selection: BagSelection) -> int | None:
+    """An upper estimate of the frames a selection takes from a bag (None when the bag has no counts)."""
+    info = bag_info(bag)
+    topics = selection.topics or tuple(info.image_topics)
+    counts = [info.image_topics[t][1] for t in topics if t in info.image_topics]
+    if not counts or not any(counts):
+        return None
+    share = 1.0
+    if info.start_ns is not None and info.end_ns is not None and info.end_ns > info.start_ns:
+        duration = (info.end_ns - info.start_ns) / 1e9
+        start = selection.start_s or 0.0
+        end = min(selection.end_s if selection.end_s is not None else duration, duration)
+        share = min(1.0, max(0.0, end - start) / duration + 0.02)
+    return sum(math.ceil(c * share / selection.stride) + 1 for c in counts)
+
+
+def bag_store(bag: str | os.PathLike[str], selection: BagSelection, preprocess: Preprocess,
+              cache_dir: str | os.PathLike[str], progress: ProgressFn | None = log_progress) -> FrameStore:
+    """The prepared frames of one bag. Columns: stamps_ns, log_times_ns, indices (message index in the
+    bag), topic_ids (into ``meta['notes']['topics']``), image_sizes (h, w), geometries (sx, sy, ox, oy)."""
+    path = Path(bag)
+    key = {"kind": "bag", "bag": str(path.resolve()), "files": _files_signature(path),
+           "selection": dataclasses.asdict(selection), "preprocess": preprocess.to_json()}
+
+    def build(make_writer) -> FrameStore:
+        expected = estimate_bag_frames(path, selection)
+        stats = DecodeStats()
+        topics: dict[str, int] = {}
+        with make_writer(preprocess.input_shape, expected, f"bag {path}", progress) as writer:
+            frames = iter_frames(path, selection, stats)
+            for frame in frames:
+                chw, g = preprocess.prepare(frame.image)
+                writer.append(chw, {
+                    "stamps_ns": frame.stamp_ns, "log_times_ns": frame.log_time_ns, "indices": frame.index,
+                    "topic_ids": topics.setdefault(frame.topic, len(topics)),
+                    "image_sizes": frame.image.shape[:2], "geometries": (g.scale_x, g.scale_y, g.offset_x, g.offset_y)})
+                writer.skipped = stats.skipped
+            writer.skipped = stats.skipped
+            if not stats.ok:
+                log.warning("bag %s: %s", path, stats.summary())
+            if not len(writer):
+                raise BagError(f"no frames decoded from bag {path} for {selection}: {stats.summary()}")
+            writer.notes.update(topics=list(topics), decode_stats=json.loads(stats.to_json()))
+            return writer.finish()
+
+    return open_or_build(cache_dir, f"bag-{path.resolve().name}", key, build)
+
+
+def decode_stats(store: FrameStore) -> DecodeStats:
+    """What was skipped (and why) when a bag store was built, also when it is read back from the cache."""
+    return DecodeStats.from_json(json.dumps(store.meta["notes"]["decode_stats"]))
+
+
+def crop_store(root: str | os.PathLike[str], spec: replicator.CropSpec, classes: tuple[str, ...],
+               preprocess: Preprocess, cache_dir: str | os.PathLike[str],
+               progress: ProgressFn | None = log_progress) -> FrameStore:
+    """Object crops of a Replicator set for classification. Column ``class_ids`` indexes
+    ``meta['notes']['class_names']`` (``classes`` if given, else every name found, sorted)."""
+    root = Path(root)
+    key = {"kind": "replicator-crops", "root": str(root.resolve()), "files": _tree_digest(root),
+           "crop": dataclasses.asdict(spec), "classes": list(classes), "preprocess": preprocess.to_json()}
+
+    def build(make_writer) -> FrameStore:
+        frames = replicator.scan(root)
+        names = classes or tuple(sorted({b.class_name for f in frames for b in f.boxes}))
+        index = {n: i for i, n in enumerate(names)}
+        expected = sum(1 for f in frames for b in f.boxes if b.class_name in index)
+        with make_writer(preprocess.input_shape, expected, f"Replicator crops {root}", progress) as writer:
+            crops = replicator.iter_crops(frames, spec, set(names))
+            for crop, name in crops:
+                writer.append(preprocess.prepare(crop)[0], {"class_ids": index[name]})
+                writer.skipped = sum(crops.stats.skipped.values())
+            stats = crops.stats
+            writer.skipped = sum(stats.skipped.values()) + stats.bad_frames
+            log.info("source crops %s: %d kept, skipped %s, unreadable frames %d", root, len(writer),
+                     dict(stats.skipped), stats.bad_frames)
+            if not len(writer):
+                raise ValueError(f"{root}: no labelled source images found (check the classes and crop settings)")
+            writer.notes.update(class_names=list(names), skipped=dict(stats.skipped), bad_frames=stats.bad_frames)
+            return writer.finish()
+
+    return open_or_build(cache_dir, f"crops-{root.resolve().name}", key, build)
+
+
+def frame_label_store(root: str | os.PathLike[str], label_file: str | os.PathLike[str], classes: tuple[str, ...],
+                      preprocess: Preprocess, cache_dir: str | os.PathLike[str],
+                      progress: ProgressFn | None = log_progress) -> FrameStore:
+    """Whole Replicator frames with a class per frame (``source.frame_labels``); column ``class_ids``."""
+    root, label_file = Path(root), Path(label_file)
+    key = {"kind": "replicator-frame-labels", "root": str(root.resolve()), "files": _tree_digest(root),
+           "labels": _files_signature(label_file), "classes": list(classes), "preprocess": preprocess.to_json()}
+
+    def build(make_writer) -> FrameStore:
+        pairs = replicator.frame_labels(root, label_file)
+        names = classes or tuple(sorted({n for _, n in pairs}))
+        index = {n: i for i, n in enumerate(names)}
+        with make_writer(preprocess.input_shape, len(pairs), f"Replicator frames {root}", progress) as writer:
+            for frame, name in pairs:
+                if name not in index:
+                    writer.skip()
+                    continue
+                writer.append(preprocess.prepare(frame.load_rgb())[0], {"class_ids": index[name]})
+            writer.notes.update(class_names=list(names))
+            return writer.finish()
+
+    return open_or_build(cache_dir, f"frames-{root.resolve().name}", key, build)
+
+
+def detection_store(root: str | os.PathLike[str], max_occlusion: float, classes: tuple[str, ...],
+                    preprocess: Preprocess, cache_dir: str | os.PathLike[str],
+                    progress: ProgressFn | None = log_progress) -> FrameStore:
+    """Whole Replicator frames with their tight boxes for detection. Ragged columns ``boxes``
+    ((K, 4) float32 x1, y1, x2, y2 in network-input pixels) and ``box_classes`` ((K,) int64);
+    boxes hidden more than ``max_occlusion`` are dropped; frames without boxes stay as negatives;
+    unreadable frames are skipped and counted."""
+    root = Path(root)
+    key = {"kind": "replicator-detection", "root": str(root.resolve()), "files": _tree_digest(root),
+           "max_occlusion": max_occlusion, "classes": list(classes), "preprocess": preprocess.to_json()}
+
+    def build(make_writer) -> FrameStore:
+        frames = replicator.scan(root)
+        names = classes or tuple(sorted({b.class_name for f in frames for b in f.boxes}))
+        index = {n: i for i, n in enumerate(names)}
+        occluded, bad = 0, []
+        with make_writer(preprocess.input_shape, len(frames), f"Replicator frames {root}", progress) as writer:
+            for frame in frames:
+                try:
+                    image = frame.load_rgb()
+                except replicator.ReplicatorFormatError as err:
+                    bad.append(str(err))
+                    writer.skip()
+                    continue
+                chw, g = preprocess.prepare(image)
+                kept = [b for b in frame.boxes if b.class_name in index]
+                visible = [b for b in kept if b.occlusion is None or b.occlusion <= max_occlusion]
+                occluded += len(kept) - len(visible)
+                boxes = np.array([[b.x_min, b.y_min, b.x_max, b.y_max] for b in visible], np.float32).reshape(-1, 4)
+                boxes[:, 0::2] = boxes[:, 0::2] * g.scale_x + g.offset_x
+                boxes[:, 1::2] = boxes[:, 1::2] * g.scale_y + g.offset_y
+                writer.append(chw, {"geometries": (g.scale_x, g.scale_y, g.offset_x, g.offset_y)},
+                              {"boxes": boxes, "box_classes": np.array([index[b.class_name] for b in visible],
+                                                                       np.int64)})
+            if bad:
+                log.warning("%s: %d unreadable frames skipped, e.g. %s", root, len(bad), bad[0])
+            if not len(writer):
+                raise ValueError(f"{root}: no readable Replicator frames")
+            writer.notes.update(class_names=list(names), occluded_boxes=occluded, unreadable=bad[:5])
+            return writer.finish()
+
+    return open_or_build(cache_dir, f"detection-{root.resolve().name}", key, build)

@@ -1,0 +1,244 @@
+"""The on-disk frame cache: round trips against the in-RAM loaders, damage of every kind is
+rebuilt (never trusted), a build that dies leaves nothing finished, a cache too big for its
+disk is refused before writing, and one that runs out of space mid-write is a clear error."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dann_ros.data import replicator
+from dann_ros.data.bags import BagSelection, load_frames
+from dann_ros.data.frame_cache import bag_store, crop_store, decode_stats, detection_store, estimate_bag_frames
+from dann_ros.data.frame_store import (CacheTooBigError, FrameStore, FrameStoreDamaged, MemoryStore, Progress,
+                                       Subset, open_or_build)
+from dann_ros.data.make_bag import make_bag
+from dann_ros.data.preprocess import Preprocess
+from dann_ros.data.synth import SynthConfig, render_dataset
+
+PP = Preprocess(height=24, width=32)
+
+
+def _frames(n: int, seed: int = 0, size=(40, 56)) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("bags") / "cam.bag"
+    make_bag(path, _frames(30), compressed="png", fps=10.0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def renders(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("renders")
+    render_dataset(root, SynthConfig(n_frames=6, width=96, height=72, digits_per_image=(2, 3), seed=5))
+    return root
+
+
+def test_bag_store_round_trip_matches_the_in_ram_loader(bag, tmp_path):
+    selection = BagSelection(stride=2, start_s=0.5)
+    reports: list[Progress] = []
+    store = bag_store(bag, selection, PP, tmp_path / "cache", progress=reports.append)
+    ram = load_frames(bag, selection, PP.prepare)
+    assert len(store) == len(ram) == 13 and store.record_shape == (3, 24, 32)
+    np.testing.assert_array_equal(store.read(np.arange(len(store))), ram.images)
+    np.testing.assert_array_equal(store.read([5, 0, 5]), ram.images[[5, 0, 5]])
+    for name in ("stamps_ns", "log_times_ns", "indices", "image_sizes"):
+        np.testing.assert_array_equal(store.columns[name], getattr(ram, name))
+    np.testing.assert_allclose(store.columns["geometries"], ram.geometries)
+    assert store.meta["notes"]["topics"] == ["/camera/image_raw"] and decode_stats(store).decoded == 13
+    # the last report is the finished build: all frames, a rate, a total estimated up front
+    assert reports and reports[-1].done == 13 and reports[-1].frames_per_s > 0
+    assert reports[-1].total is not None and reports[-1].total >= 13 and "frames/s" in reports[-1].line()
+
+    # opened again from the cache, not rebuilt (same files, untouched)
+    stamp = (store.path / "images.u8").stat().st_mtime_ns
+    again = bag_store(bag, selection, PP, tmp_path / "cache", progress=reports.append)
+    assert again.path == store.path and (again.path / "images.u8").stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(again.read([3]), ram.images[[3]])
+    # another selection or preprocessing is another store
+    other = bag_store(bag, BagSelection(stride=3), PP, tmp_path / "cache")
+    assert other.path != store.path and len(other) == 10
+    assert not list((tmp_path / "cache").glob(".*.tmp")), "no temporary folders left behind"
+
+
+def test_memory_store_and_subset_read_like_the_disk_store(bag, tmp_path):
+    store = bag_store(bag, BagSelection(), PP, tmp_path)
+    ram = store.load()
+    assert isinstance(ram, MemoryStore) and len(ram) == len(store) == 30
+    idx = np.array([7, 2, 29])
+    np.testing.assert_array_equal(ram.read(idx), store.read(idx))
+    part = Subset(store, np.arange(10, 20))
+    np.testing.assert_array_equal(part.read([0, 9]), store.read([10, 19]))
+    np.testing.assert_array_equal(part.columns["indices"], np.arange(10, 20))
+
+
+def _damage_flip_record(path: Path) -> None:
+    with (path / "images.u8").open("r+b") as f:
+        f.seek(5 * PP.height * PP.width * 3 + 17)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def _damage_truncate(path: Path) -> None:
+    with (path / "images.u8").open("r+b") as f:
+        f.truncate(f.seek(0, os.SEEK_END) - 100)
+
+
+def _damage_meta(path: Path) -> None:
+    meta = json.loads((path / "meta.json").read_text())
+    meta["count"] += 1  # a plausible but wrong header: its checksum no longer matches
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
+def _damage_column(path: Path) -> None:
+    data = bytearray((path / "stamps_ns.npy").read_bytes())
+    data[-3] ^= 0x55
+    (path / "stamps_ns.npy").write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "truncated data": _damage_truncate,
+    "header edited": _damage_meta,
+    "header garbage": lambda p: (p / "meta.json").write_bytes(b"\x00\xff{not json"),
+    "header missing": lambda p: (p / "meta.json").unlink(),
+    "crc file missing": lambda p: (p / "crc32.npy").unlink(),
+    "column bit flip": _damage_column,
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_store_is_refused_and_rebuilt(bag, tmp_path, damage, caplog):
+    store = bag_store(bag, BagSelection(), PP, tmp_path)
+    want = store.read(np.arange(len(store)))
+    DAMAGE[damage](store.path)
+    with pytest.raises(FrameStoreDamaged, match=str(store.path)):
+        FrameStore(store.path, verify=True)
+    with caplog.at_level(logging.WARNING):
+        rebuilt = bag_store(bag, BagSelection(), PP, tmp_path)
+    assert "rebuilding the frame cache" in caplog.text
+    assert rebuilt.path == store.path
+    np.testing.assert_array_equal(rebuilt.read(np.arange(len(rebuilt))), want)
+    FrameStore(rebuilt.path, verify=True)  # passes every check again
+
+
+def test_flipped_pixel_is_caught_on_read_and_the_store_rebuilt_next_time(bag, tmp_path, caplog):
+    store = bag_store(bag, BagSelection(), PP, tmp_path)
+    want = store.read([5])
+    _damage_flip_record(store.path)
+    opened = FrameStore(store.path)  # sizes and header are fine: only the record's CRC tells
+    np.testing.assert_array_equal(opened.read([4]), store.read([4]))
+    with pytest.raises(FrameStoreDamaged, match="record 5: CRC mismatch"):
+        opened.read([3, 5])
+    with caplog.at_level(logging.WARNING):
+        rebuilt = bag_store(bag, BagSelection(), PP, tmp_path)
+    assert "rebuilding the frame cache" in caplog.text
+    np.testing.assert_array_equal(rebuilt.read([5]), want)
+
+
+def test_store_of_other_inputs_is_not_trusted(bag, tmp_path):
+    store = bag_store(bag, BagSelection(), PP, tmp_path)
+    with pytest.raises(FrameStoreDamaged, match="key mismatch"):
+        FrameStore(store.path, key_digest="0" * 64)
+
+
+def test_a_build_that_dies_leaves_no_store(tmp_path):
+    def build(make_writer):
+        with make_writer((3, 8, 8), expected=10) as writer:
+            for i in range(3):
+                writer.append(np.full((3, 8, 8), i, np.uint8), {"label": i})
+            raise KeyboardInterrupt  # killed part way
+
+    with pytest.raises(KeyboardInterrupt):
+        open_or_build(tmp_path, "dies", {"x": 1}, build)
+    assert list(tmp_path.iterdir()) == []
+
+    def good(make_writer):
+        with make_writer((3, 8, 8), expected=10, progress=None) as writer:
+            for i in range(10):
+                writer.append(np.full((3, 8, 8), i, np.uint8), {"label": i})
+            return writer.finish()
+
+    store = open_or_build(tmp_path, "dies", {"x": 1}, good)
+    assert len(store) == 10 and store.read([7])[0, 0, 0, 0] == 7 and store.columns["label"][7] == 7
+
+
+def test_records_must_keep_their_shape_and_columns(tmp_path):
+    def build(make_writer):
+        with make_writer((3, 8, 8), progress=None) as writer:
+            writer.append(np.zeros((3, 8, 8), np.uint8), {"a": 1})
+            writer.append(np.zeros((3, 8, 9), np.uint8), {"a": 1})
+
+    with pytest.raises(ValueError, match=r"record 1 is uint8 \(3, 8, 9\), the store holds uint8 \(3, 8, 8\)"):
+        open_or_build(tmp_path, "shape", {}, build)
+
+
+def test_cache_too_big_for_the_disk_is_refused_before_writing(bag, tmp_path):
+    free = __import__("shutil").disk_usage(tmp_path).free
+    frames = estimate_bag_frames(bag, BagSelection())
+    side = int(np.sqrt(free / frames / 3)) + 64  # 30 frames at this input size need more than the disk holds
+    huge = Preprocess(height=side, width=side)
+    with pytest.raises(CacheTooBigError, match=r"needs about .* GB but .* free; point cache_dir at a larger disk"):
+        bag_store(bag, BagSelection(), huge, tmp_path / "cache")
+    assert not any((tmp_path / "cache").iterdir()), "nothing written"
+
+
+def test_running_out_of_space_while_writing_is_a_clear_error(bag, tmp_path):
+    """A file-size limit (RLIMIT_FSIZE) makes the disk 'full' after 20 kB for a real write."""
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        from pathlib import Path
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+        from dann_ros.data.bags import BagSelection
+        from dann_ros.data.frame_cache import bag_store
+        from dann_ros.data.frame_store import CacheTooBigError
+        from dann_ros.data.preprocess import Preprocess
+        try:
+            bag_store({str(bag)!r}, BagSelection(), Preprocess(height=24, width=32), {str(tmp_path / "c")!r})
+        except CacheTooBigError as err:
+            print("ERROR:", err)
+            sys.exit(3)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 3, run.stderr
+    assert "ran out of disk space" in run.stdout and "after" in run.stdout
+    assert not any((tmp_path / "c").iterdir()), "the partial store was removed"
+
+
+def test_crop_store_matches_the_crop_stream(renders, tmp_path):
+    spec = replicator.CropSpec()
+    store = crop_store(renders, spec, (), Preprocess(), tmp_path)
+    crops = list(replicator.iter_crops(replicator.scan(renders), spec))
+    names = store.meta["notes"]["class_names"]
+    assert len(store) == len(crops) > 6
+    assert [names[i] for i in store.columns["class_ids"]] == [n for _, n in crops]
+    np.testing.assert_array_equal(store.read([2])[0], Preprocess().prepare(crops[2][0])[0])
+
+
+def test_detection_store_keeps_boxes_in_network_pixels(renders, tmp_path):
+    pp = Preprocess(height=48, width=48, resize="letterbox")
+    store = detection_store(renders, 1.0, (), pp, tmp_path)
+    frames = replicator.scan(renders)
+    assert len(store) == len(frames) == 6
+    names = store.meta["notes"]["class_names"]
+    for i, frame in enumerate(frames):
+        boxes, ids = store.ragged("boxes", i), store.ragged("box_classes", i)
+        assert [names[c] for c in ids] == [b.class_name for b in frame.boxes]
+        _, g = pp.prepare(frame.load_rgb())
+        np.testing.assert_allclose(g.to_image(boxes), [[b.x_min, b.y_min, b.x_max, b.y_max] for b in frame.boxes],
+                                   atol=1e-3)
+    ram = store.load()
+    np.testing.assert_array_equal(ram.ragged("boxes", 3), store.ragged("boxes", 3))
