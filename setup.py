@@ -11,6 +11,12 @@ from setuptools import find_packages, setup
 PACKAGE = 'dann_ros'
 
 
+def requirements(name):
+    """Requirement lines of a requirements file (comments and blank lines dropped)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)) as f:
+        return [ln.split('#')[0].strip() for ln in f if ln.split('#')[0].strip()]
+
+
 def files(pattern):
     """Files only (sorted): data_files entries cannot be directories."""
     return sorted(f for f in glob(pattern) if os.path.isfile(f))
@@ -32,6 +38,8 @@ setup(
         ('share/' + PACKAGE + '/msg/vision_msgs/msg', files('msg/vision_msgs/msg/*.msg')),
     ],
     install_requires=['setuptools', 'numpy', 'pyyaml'],
+    # `pip install .[runtime]`: the robot side (node, eval-bag, replay, build-engine) without torch
+    extras_require={'runtime': requirements('requirements-runtime.txt')},
     zip_safe=False,
     entry_points={
         'console_scripts': [

@@ -43,6 +43,7 @@ def _prebuilt_model(name: str, tmp_path_factory) -> Path:
 
 
 def make_classifier_checkpoint(path: Path, preprocess=None, with_domain: bool = True, seed: int = 0) -> Path:
+    _needs_torch()
     import torch
 
     from dann_ros.data.preprocess import Preprocess
@@ -65,6 +66,7 @@ def make_classifier_checkpoint(path: Path, preprocess=None, with_domain: bool = 
 
 def make_detector_checkpoint(path: Path, preprocess=None, with_domain: bool = True, seed: int = 0) -> Path:
     """A CenterNet detector (lenet, random weights) on a letterboxed 48 x 64 input."""
+    _needs_torch()
     import torch
 
     from dann_ros.data.preprocess import Preprocess

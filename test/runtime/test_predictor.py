@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-import torch
+from onnx import TensorProto, helper
 
 from dann_ros.data.preprocess import Preprocess
 from dann_ros.runtime.backends import ModelLoadError
@@ -103,8 +103,11 @@ def test_corrupt_model_file(tmp_path, name):
 
 def test_onnx_without_dann_ros_metadata(tmp_path):
     path = tmp_path / "plain.onnx"
-    torch.onnx.export(torch.nn.Conv2d(3, 4, 3).eval(), (torch.zeros(1, 3, 16, 16),), str(path),
-                      input_names=["images"], output_names=["scores"], dynamo=False)
+    weight = helper.make_tensor("w", TensorProto.FLOAT, (4, 3, 3, 3), np.zeros(108, np.float32))
+    graph = helper.make_graph([helper.make_node("Conv", ["images", "w"], ["scores"])], "plain",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, (1, 3, 16, 16))],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, (1, 4, 14, 14))], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(ModelLoadError, match="'dann_ros.schema' is missing") as err:
         Predictor.load(path, backend="onnxruntime")
     assert str(path) in str(err.value)
