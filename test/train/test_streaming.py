@@ -1,0 +1,164 @@
+"""Batches from frame stores, assembled in DataLoader workers: exact resume after a kill, the same
+batches in RAM and on disk, and disjoint records for the ranks of a real 2-process gloo run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dann_ros.data import replicator
+from dann_ros.data.bags import BagSelection
+from dann_ros.data.frame_cache import bag_store, crop_store
+from dann_ros.data.make_bag import make_bag
+from dann_ros.data.preprocess import Preprocess
+from dann_ros.data.synth import SynthConfig, render_dataset
+from dann_ros.train.streaming import StepBatches, Stream, step_loader, to_device
+
+PP = Preprocess()  # 3 x 28 x 28, the demo's input
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("streaming")
+    render_dataset(tmp / "renders", SynthConfig(n_frames=40, width=64, height=64, seed=2))
+    rng = np.random.default_rng(0)
+    for name, n in (("a.bag", 40), ("b.bag", 15)):
+        make_bag(tmp / name, (rng.integers(0, 256, (32, 40, 3), dtype=np.uint8) for _ in range(n)), compressed=True)
+    source = crop_store(tmp / "renders", replicator.CropSpec(), (), PP, tmp / "cache", progress=None)
+    targets = [bag_store(tmp / name, BagSelection(), PP, tmp / "cache", progress=None) for name in ("a.bag", "b.bag")]
+    return source, targets
+
+
+def _flip(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """A random horizontal flip per image: augmentation drawn from the step's generator."""
+    flip = torch.rand(len(images), generator=g) < 0.5
+    images = images.clone()
+    images[flip] = images[flip].flip(-1)
+    return images
+
+
+def _batches(source, targets, start, steps, workers, seed=7, batch=8):
+    src = Stream.of([source], seed, batch, label="class_ids")
+    tgt = Stream.of(targets, seed + 1, batch, weights=[1.0, 1.0])
+    return list(step_loader(StepBatches(src, tgt, seed, transform=_flip), start, steps, num_workers=workers))
+
+
+def _same(a, b) -> None:
+    assert a["step"] == b["step"]
+    for domain in ("source", "target"):
+        for key in a[domain]:
+            torch.testing.assert_close(a[domain][key], b[domain][key], rtol=0, atol=0)
+
+
+def test_resumed_loader_with_workers_replays_the_same_batches(stores):
+    source, targets = stores
+    full = _batches(source, targets, 0, 12, workers=2)
+    assert [b["step"] for b in full] == list(range(12))
+    resumed = _batches(source, targets, 7, 12, workers=2)  # a new loader, as after a kill at step 7
+    for a, b in zip(full[7:], resumed, strict=True):
+        _same(a, b)
+    for a, b in zip(full, _batches(source, targets, 0, 12, workers=0), strict=True):
+        _same(a, b)  # worker processes change nothing
+    first = full[0]
+    assert first["source"]["images"].dtype == torch.uint8 and first["source"]["images"].shape == (8, 3, 28, 28)
+    ids = first["source"]["ids"][:, 1].numpy()
+    np.testing.assert_array_equal(first["source"]["labels"].numpy(), source.columns["class_ids"][ids])
+    # the two target bags are mixed 1:1 (the smaller one repeats its epochs sooner)
+    parts = torch.cat([b["target"]["ids"][:, 0] for b in full])
+    assert 0.35 < float(parts.float().mean()) < 0.65
+
+
+def test_in_ram_store_gives_the_disk_store_s_batches(stores):
+    source, targets = stores
+    disk = _batches(source, targets, 3, 6, workers=0)
+    ram = _batches(source.load(), [t.load() for t in targets], 3, 6, workers=0)
+    for a, b in zip(disk, ram, strict=True):
+        _same(a, b)
+    on = to_device(ram[0], torch.device("cpu"))
+    assert on["source"]["images"].dtype == torch.float32 and on["source"]["labels"].dtype == torch.int64
+
+
+def _train(source, targets, start, stop, state=None, workers=2):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 28 * 28, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    if state is not None:
+        model.load_state_dict(state[0])
+        opt.load_state_dict(state[1])
+    for batch in _batches(source, targets, start, stop, workers):
+        b = to_device(batch, torch.device("cpu"))
+        loss = torch.nn.functional.cross_entropy(model(b["source"]["images"] / 255), b["source"]["labels"])
+        loss = loss + model(b["target"]["images"] / 255).logsumexp(1).mean() * 0.1
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.state_dict(), opt.state_dict()
+
+
+def test_training_killed_and_resumed_reaches_the_same_weights(stores):
+    source, targets = stores
+    straight = _train(source, targets, 0, 10)
+    import copy
+
+    half = copy.deepcopy(_train(source, targets, 0, 4))  # "checkpoint" at step 4, then the process dies
+    resumed = _train(source, targets, 4, 10, state=half)
+    for k in straight[0]:
+        torch.testing.assert_close(resumed[0][k], straight[0][k], rtol=0, atol=0)
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import torch.distributed as dist
+    from dann_ros.data.frame_store import FrameStore
+    from dann_ros.train.distributed import init_distributed, shutdown
+    from dann_ros.train.streaming import StepBatches, Stream, step_loader
+
+    d = init_distributed("cpu")
+    store = FrameStore(sys.argv[1])
+    steps = int(sys.argv[2])
+    stream = Stream.of([store], seed=3, batch_size=4, world_size=d.world_size)
+    ids = []
+    for batch in step_loader(StepBatches(stream, None, 3, rank=d.rank), 0, steps, num_workers=1):
+        ids += batch["source"]["ids"][:, 1].tolist()
+    gathered = [None] * d.world_size
+    dist.all_gather_object(gathered, {"rank": d.rank, "world": d.world_size, "ids": ids})
+    if d.rank == 0:
+        print("RESULT " + json.dumps(gathered))
+    shutdown(d)
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_ranks_read_disjoint_records_in_a_real_gloo_run(stores, tmp_path):
+    _, (bag_a, _) = stores
+    script = tmp_path / "ddp_shards.py"
+    script.write_text(DDP_SCRIPT)
+    steps = len(bag_a) // (2 * 4)  # one epoch of bag a over 2 ranks, 4 records a step each
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2",
+           "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(script), str(bag_a.path), str(steps)],
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    line = next(ln for ln in outs[0][0].splitlines() if ln.startswith("RESULT "))
+    result = json.loads(line[len("RESULT "):])
+    assert [r["world"] for r in result] == [2, 2]
+    a, b = (set(r["ids"]) for r in sorted(result, key=lambda r: r["rank"]))
+    assert len(a) == len(b) == steps * 4 and not a & b
+    assert a | b == set(range(len(bag_a)))
