@@ -5,10 +5,17 @@ fields). Raw images are decoded here rather than by ``rosbags.image.image_to_cvi
 because that ignores ``step`` (padded rows come out sheared) and scales 16-bit data by a
 float multiply; compressed images go through ``rosbags.image.compressed_image_to_cvimage``.
 16-bit data becomes 8-bit as ``value >> 8`` (the full 16-bit range maps onto 0..255).
+
+Size limit: a frame with more than ``max_pixels`` pixels is refused before any pixel is
+touched. For raw images the message says its size; for compressed ones the PNG IHDR or the
+JPEG SOF segment does, read here without decoding: a 400 KB PNG can declare 20000 x 20000
+(1.2 GB and seconds to decode), which on a robot is an outage, not a frame. Only PNG and
+JPEG (what image_transport's compressed publisher writes) are decoded.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Literal
 
 import cv2
@@ -16,6 +23,15 @@ import numpy as np
 from rosbags.image import ImageError, compressed_image_to_cvimage
 
 from dann_ros.data.preprocess import check_rgb8
+
+
+# 4096 x 3072: the largest common camera sensor output (12.6 MP); dann_node's max_input_pixels.
+DEFAULT_MAX_INPUT_PIXELS = 4096 * 3072
+# Progressive JPEGs need a few to ~20 scans; thousands make libjpeg spend seconds on a tiny file.
+MAX_JPEG_SCANS = 1000
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic)
+_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
 
 
 class FrameDecodeError(ValueError):
@@ -61,11 +77,63 @@ WRITABLE_ENCODINGS: tuple[str, ...] = (
 COMPRESSED_FORMATS = {"jpeg": "rgb8; jpeg compressed bgr8", "png": "rgb8; png compressed bgr8"}
 
 
-def message_to_rgb8(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image or CompressedImage (rosbags or rclpy) -> (H, W, 3) uint8 RGB."""
+def message_to_rgb8(msg: Any, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
+    """sensor_msgs/Image or CompressedImage (rosbags or rclpy) -> (H, W, 3) uint8 RGB.
+
+    Frames above ``max_pixels`` (width x height; None = no limit) raise FrameDecodeError.
+    """
     if hasattr(msg, "format"):
-        return _compressed_to_rgb8(msg)
-    return _raw_to_rgb8(msg)
+        return _compressed_to_rgb8(msg, max_pixels)
+    return _raw_to_rgb8(msg, max_pixels)
+
+
+def _check_size(width: int, height: int, max_pixels: int | None, what: str) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise FrameDecodeError(f"{what} is {width}x{height} = {width * height} pixels, more than "
+                               f"max_input_pixels {max_pixels}")
+
+
+def compressed_dimensions(data: Any) -> tuple[str, int, int]:
+    """("png" | "jpeg", width, height) from the header of PNG or JPEG bytes, without decoding.
+
+    Raises FrameDecodeError for anything else, or a header that is cut short or malformed.
+    """
+    buf = memoryview(_as_bytes(data))
+    n = len(buf)
+    if bytes(buf[:8]) == _PNG_MAGIC:
+        if n < 24 or bytes(buf[12:16]) != b"IHDR":
+            raise FrameDecodeError(f"PNG without an IHDR chunk ({n} bytes)")
+        width, height = struct.unpack_from(">II", buf, 16)
+        return "png", width, height
+    if bytes(buf[:2]) != b"\xff\xd8":
+        raise FrameDecodeError(f"neither JPEG nor PNG data ({n} bytes starting {bytes(buf[:4]).hex()}); "
+                               f"only these are decoded")
+    i = 2
+    while i < n:
+        if buf[i] != 0xFF:
+            raise FrameDecodeError(f"corrupt JPEG: no marker at byte {i}")
+        while i < n and buf[i] == 0xFF:  # fill bytes
+            i += 1
+        if i >= n:
+            break
+        marker = buf[i]
+        i += 1
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # standalone markers
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            raise FrameDecodeError("corrupt JPEG: no frame header (SOF) before the image data")
+        if i + 2 > n:
+            break
+        length = (buf[i] << 8) | buf[i + 1]
+        if length < 2:
+            raise FrameDecodeError(f"corrupt JPEG: segment length {length} at byte {i}")
+        if marker in _JPEG_SOF:
+            if i + 7 > n:
+                break
+            height, width = struct.unpack_from(">HH", buf, i + 3)
+            return "jpeg", width, height
+        i += length
+    raise FrameDecodeError(f"JPEG header cut short ({n} bytes, no frame header)")
 
 
 def _as_bytes(data: Any) -> np.ndarray:
@@ -75,7 +143,7 @@ def _as_bytes(data: Any) -> np.ndarray:
         return np.asarray(data, dtype=np.uint8)
 
 
-def _raw_to_rgb8(msg: Any) -> np.ndarray:
+def _raw_to_rgb8(msg: Any, max_pixels: int | None) -> np.ndarray:
     encoding = str(msg.encoding)
     if encoding not in _RAW:
         raise FrameDecodeError(
@@ -84,6 +152,7 @@ def _raw_to_rgb8(msg: Any) -> np.ndarray:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise FrameDecodeError(f"empty image: {width}x{height} ({encoding})")
+    _check_size(width, height, max_pixels, f"the {encoding} image")
     row_bytes = width * channels * np.dtype(dtype).itemsize
     if step < row_bytes:
         raise FrameDecodeError(f"step {step} is smaller than width {width} x {row_bytes // width} bytes ({encoding})")
@@ -104,12 +173,23 @@ def _raw_to_rgb8(msg: Any) -> np.ndarray:
     return np.array(pixels, dtype=np.uint8, copy=True)  # own the memory; the message buffer may be reused
 
 
-def _compressed_to_rgb8(msg: Any) -> np.ndarray:
+def _compressed_to_rgb8(msg: Any, max_pixels: int | None) -> np.ndarray:
     fmt = str(msg.format)
     if "compresseddepth" in fmt.lower():
         raise FrameDecodeError(f"compressedDepth images are not camera frames (format {fmt!r})")
-    if _as_bytes(msg.data).size == 0:
+    data = _as_bytes(msg.data)
+    if data.size == 0:
         raise FrameDecodeError(f"empty compressed image (format {fmt!r})")
+    try:
+        kind, width, height = compressed_dimensions(data)
+    except FrameDecodeError as exc:
+        raise FrameDecodeError(f"cannot decode compressed image data (format {fmt!r}, {data.size} bytes): "
+                               f"{exc.reason}") from None
+    if width <= 0 or height <= 0:
+        raise FrameDecodeError(f"{kind.upper()} header declares an empty {width}x{height} image")
+    _check_size(width, height, max_pixels, f"the {kind.upper()} image (header)")
+    if kind == "jpeg" and data.tobytes().count(b"\xff\xda") > MAX_JPEG_SCANS:
+        raise FrameDecodeError(f"JPEG with more than {MAX_JPEG_SCANS} scans (a decoder stall, not a camera frame)")
     try:
         image = compressed_image_to_cvimage(msg)
     except (AssertionError, cv2.error, ImageError):

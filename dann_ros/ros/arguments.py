@@ -1,8 +1,8 @@
-"""The one place that says how dann_node is started: launch file, tests and benchmark share it.
+"""How the tests and the benchmark start dann_node: ``python -m dann_ros.ros.node --ros-args ...``.
 
-launch/dann_ros.launch.py passes exactly these ROS arguments (through an OpaqueFunction),
-and the tests start ``python -m dann_ros.ros.node`` with them, so what the tests check is
-what ``ros2 launch dann_ros dann_ros.launch.py`` runs.
+The same parameters file, overrides, namespace and remapping that launch/dann_ros.launch.py
+gives the node through launch_ros; test/ros/test_ros_cli.py runs the launch file itself with
+the real ``ros2 launch``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,16 @@
 """dann_node: a lifecycle node that runs a dann_ros model on camera topics.
 
-configure  loads the model (engine, ONNX or checkpoint through Predictor.load) and checks the
-           parameters; a missing or unusable model fails the transition with the reason logged.
-activate   subscribes to the cameras and publishes results, label_info and overlays.
-deactivate unsubscribes, stops the worker and releases the publishers; cleanup drops the model.
+configure  loads the model (engine, ONNX or checkpoint through Predictor.load), checks the
+           parameters and creates the output publishers; a missing or unusable model fails
+           the transition with the reason logged.
+activate   enables the publishers, subscribes to the cameras and publishes label_info.
+deactivate unsubscribes and stops the worker; cleanup drops the publishers and the model.
 With ``autostart`` (default) the node configures and activates itself at start.
+
+Outputs are lifecycle publishers (create_lifecycle_publisher): they exist from configure on, so
+subscribers match before activation, and publish only while active. /diagnostics is a plain
+publisher on purpose: it reports the node's state, "inactive" included.
+Distribution differences (Humble, Jazzy, Kilted) are handled in compat.py.
 
 Threading: subscription callbacks only put the message into a one-slot-per-camera buffer
 (newest frame wins, overwritten frames count as drops) and wake a worker thread, which
@@ -24,12 +30,13 @@ from typing import Any
 
 import numpy as np
 import rclpy
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from dann_ros.data.images import FrameDecodeError, message_to_rgb8
 from dann_ros.ros import qos
+from dann_ros.ros.compat import (ExternalShutdownException, PublisherEventCallbacks, SubscriptionEventCallbacks,
+                                 destroy_lifecycle_publisher, event_callbacks, resolve_topic_name, try_shutdown)
 from dann_ros.ros.arguments import NODE_NAME
 from dann_ros.ros.cdr import CdrError, view
 from dann_ros.ros.diagnostics import CameraStats, DomainShiftMonitor, OK, camera_status, to_status
@@ -114,7 +121,7 @@ class DannNode(LifecycleNode):
             log.error(f"configure failed: {exc}")
             return FAILURE
         try:
-            names = [self.resolve_topic_name(t.input) for t in topics]
+            names = [resolve_topic_name(self, t.input) for t in topics]
         except RuntimeError as exc:  # rclpy's RCLError
             log.error(f"configure failed: parameter 'input_topics': {exc}")
             return FAILURE
@@ -139,6 +146,7 @@ class DannNode(LifecycleNode):
                                if predictor.info.has_domain else None,
                                skip_log=ThrottledWarning(log, f"input {n!r}: skipped a frame"))
                         for t, n in zip(topics, names)]
+        self._create_publishers()
         self._diag_pub = self.create_publisher(_msgs().DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS_QOS)
         self._diag_last = time.monotonic()
         self._diag_timer = self.create_timer(params.diagnostics_period, self._publish_diagnostics)
@@ -149,23 +157,26 @@ class DannNode(LifecycleNode):
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if super().on_activate(state) != SUCCESS:  # enables the lifecycle publishers
+            return FAILURE
         try:
             self._start()
         except Exception:
             self.get_logger().error(f"activate failed:\n{traceback.format_exc()}")
             self._stop()
+            super().on_deactivate(state)
             return FAILURE
         self.active = True
         self.get_logger().info(
-            "active: " + "; ".join(f"{c.name} -> {self.resolve_topic_name(c.topics.output(self.handler.topic))}"
+            "active: " + "; ".join(f"{c.name} -> {resolve_topic_name(self, c.topics.output(self.handler.topic))}"
                                    for c in self.cameras))
-        return super().on_activate(state)
+        return SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.active = False
         self._stop()
         self.get_logger().info("inactive: unsubscribed, worker stopped")
-        return super().on_deactivate(state)
+        return super().on_deactivate(state)  # disables the lifecycle publishers
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop()
@@ -196,31 +207,45 @@ class DannNode(LifecycleNode):
             return False
         return True
 
+    # ---------------------------------------------------------------- publishers
+    def _create_publishers(self) -> None:
+        p, handler, msgs = self.params, self.handler, _msgs()
+        pub_events = event_callbacks(PublisherEventCallbacks, incompatible_qos=self._on_output_incompatible_qos)
+        for cam in self.cameras:
+            out = cam.topics.output
+            cam.result_pub = self.create_lifecycle_publisher(handler.msg_type, out(handler.topic), qos.RESULT_QOS,
+                                                             event_callbacks=pub_events)
+            if p.publish_overlay:
+                cam.overlay_pub = self.create_lifecycle_publisher(msgs.Image, out("overlay"), qos.OVERLAY_QOS,
+                                                                  event_callbacks=pub_events)
+            cam.label_pub = self.create_lifecycle_publisher(msgs.LabelInfo, out("label_info"), qos.LABEL_INFO_QOS)
+
+    def _destroy_publishers(self) -> None:
+        for cam in self.cameras:
+            for attr in ("result_pub", "overlay_pub", "label_pub"):
+                pub = getattr(cam, attr)
+                if pub is not None:
+                    destroy_lifecycle_publisher(self, pub)
+                    setattr(cam, attr, None)
+
     # ---------------------------------------------------------------- activation
     def _start(self) -> None:
         from dann_ros.ros.outputs import label_info_message
 
-        p, handler = self.params, self.handler
+        p = self.params
         msgs = _msgs()
         in_type = msgs.CompressedImage if p.compressed else msgs.Image
         in_qos = qos.input_qos(p.qos_reliability, p.qos_depth)
         label_info = label_info_message(self.predictor.info.classes, self.get_clock().now().to_msg())
-        pub_events = PublisherEventCallbacks(incompatible_qos=self._on_output_incompatible_qos)
         for cam in self.cameras:
-            out = cam.topics.output
-            cam.result_pub = self.create_publisher(handler.msg_type, out(handler.topic), qos.RESULT_QOS,
-                                                   event_callbacks=pub_events)
-            if p.publish_overlay:
-                cam.overlay_pub = self.create_publisher(msgs.Image, out("overlay"), qos.OVERLAY_QOS,
-                                                        event_callbacks=pub_events)
-            cam.label_pub = self.create_publisher(msgs.LabelInfo, out("label_info"), qos.LABEL_INFO_QOS)
             cam.label_pub.publish(label_info)
         self._frames = LatestFrames(len(self.cameras))
         self._worker = threading.Thread(target=self._work, args=(self._frames,), name="dann_node_inference",
                                         daemon=True)
         self._worker.start()
         for cam in self.cameras:  # last: the worker and publishers are ready when frames arrive
-            events = SubscriptionEventCallbacks(
+            events = event_callbacks(
+                SubscriptionEventCallbacks,
                 incompatible_qos=lambda info, cam=cam: self._on_input_incompatible_qos(cam, info),
                 incompatible_type=lambda info, cam=cam: self._on_input_incompatible_type(cam, info))
             # raw=True: the callback gets the serialized bytes; the worker reads them without
@@ -241,14 +266,9 @@ class DannNode(LifecycleNode):
             if self._worker.is_alive():  # e.g. an inference call that never returns
                 self.get_logger().error("the inference worker did not stop within 30 s; leaving it behind")
         self._frames = self._worker = None
-        for cam in self.cameras:
-            for attr in ("result_pub", "overlay_pub", "label_pub"):
-                pub = getattr(cam, attr)
-                if pub is not None:
-                    self.destroy_publisher(pub)
-                    setattr(cam, attr, None)
 
     def _release(self) -> None:
+        self._destroy_publishers()
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
@@ -294,7 +314,7 @@ class DannNode(LifecycleNode):
             cam = self.cameras[frame.camera]
             try:
                 frame.msg = self._message(frame.msg)
-                image = message_to_rgb8(frame.msg)
+                image = message_to_rgb8(frame.msg, self.params.max_input_pixels)
                 chw, geometry = predictor.prepare(image)
             except FrameDecodeError as exc:
                 self._skip(cam, exc.reason)
@@ -429,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
                 node.destroy_node()
             except Exception as exc:  # the context may already be gone after a signal
                 print(f"dann_node: shutdown: {type(exc).__name__}: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
+        try_shutdown()
     return 0
 
 

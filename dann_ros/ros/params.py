@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dann_ros.data.images import DEFAULT_MAX_INPUT_PIXELS
+
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 RELIABILITIES = ("best_effort", "reliable")
 
@@ -25,6 +27,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "qos_reliability": ("best_effort", "Input QoS reliability: best_effort (sensor data) | reliable. A reliable "
                                        "subscription receives nothing from a best-effort publisher."),
     "qos_depth": (1, "Input QoS history depth (KEEP_LAST). The node keeps only the newest frame per camera anyway."),
+    "max_input_pixels": (DEFAULT_MAX_INPUT_PIXELS, "Frames with more pixels (width x height, read from the message or the "
+                                                   "PNG/JPEG header before decoding) are skipped and counted as decode "
+                                                   "errors; default 4096 x 3072."),
     "publish_overlay": (True, "Publish <camera>/overlay (sensor_msgs/Image with the result drawn in); drawn only "
                               "while the topic has a subscriber."),
     "autostart": (True, "Configure and activate at start, for users who do not drive lifecycle transitions."),
@@ -53,6 +58,7 @@ class NodeParams:
     compressed: bool
     qos_reliability: str
     qos_depth: int
+    max_input_pixels: int
     publish_overlay: bool
     autostart: bool
     top_k: int
@@ -81,6 +87,8 @@ class NodeParams:
             raise bad("qos_reliability", f"must be one of {', '.join(RELIABILITIES)}")
         if self.qos_depth < 1:
             raise bad("qos_depth", "must be at least 1")
+        if self.max_input_pixels < 1:
+            raise bad("max_input_pixels", "must be at least 1 (width x height of the largest frame to accept)")
         if self.top_k < 0:
             raise bad("top_k", "must be 0 (all) or positive")
         if not 0.0 <= self.detection_threshold <= 1.0:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import types
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -84,7 +83,7 @@ def test_fastdds_profile_has_a_16mb_shm_segment_and_loopback_udp():
 
 
 # ---------------------------------------------------------------- arguments and parameters
-def test_node_arguments_are_the_launch_files_command_line():
+def test_node_arguments_are_a_ros_command_line():
     args = node_arguments("/m/model.onnx", namespace="front", image="/camera/image_raw",
                           parameters={"compressed": True, "input_topics": ["a/image", "b/image"], "qos_depth": 2})
     assert args[0] == "--ros-args"
@@ -306,57 +305,3 @@ def test_camera_status_levels():
     stats.decode_error("unsupported encoding 'x'")
     level, message, values = status([0.5])
     assert level == WARN and "1 undecodable" in message and dict(values)["decode errors"] == "1"
-
-
-# ---------------------------------------------------------------- launch file
-def test_launch_file_passes_node_arguments(monkeypatch):
-    """launch/launch_ros are not installable here: run the launch file against stand-ins."""
-    recorded: dict = {}
-
-    class Action:
-        def __init__(self, *args, **kwargs):
-            self.args, self.kwargs = args, kwargs
-
-    class LaunchConfiguration(Action):
-        def perform(self, context):
-            return context[self.args[0]]
-
-    launch = types.ModuleType("launch")
-    launch.LaunchDescription = lambda actions: actions
-    actions = types.ModuleType("launch.actions")
-    actions.DeclareLaunchArgument = type("DeclareLaunchArgument", (Action,), {})
-    actions.OpaqueFunction = type("OpaqueFunction", (Action,), {})
-    actions.SetEnvironmentVariable = type("SetEnvironmentVariable", (Action,), {})
-    substitutions = types.ModuleType("launch.substitutions")
-    substitutions.LaunchConfiguration = LaunchConfiguration
-    launch_ros = types.ModuleType("launch_ros")
-    launch_ros_actions = types.ModuleType("launch_ros.actions")
-
-    def node(**kwargs):
-        recorded.update(kwargs)
-        return kwargs
-
-    launch_ros_actions.Node = node
-    for name, module in {"launch": launch, "launch.actions": actions,
-                         "launch.substitutions": substitutions, "launch_ros": launch_ros,
-                         "launch_ros.actions": launch_ros_actions}.items():
-        monkeypatch.setitem(sys.modules, name, module)
-
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("dann_ros_launch", ROOT / "launch" / "dann_ros.launch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    description = module.generate_launch_description()
-    declared = {a.args[0]: a.kwargs["default_value"] for a in description
-                if type(a).__name__ == "DeclareLaunchArgument"}
-    assert declared["params_file"] == str(default_params_file())
-    assert declared["dds_profile"] == str(ros_env.fastdds_shm_profile())
-    opaque = next(a for a in description if type(a).__name__ == "OpaqueFunction")
-    context = dict(declared, model_path="/m.onnx", namespace="front", image="/cam/image_raw")
-    env_action, _ = opaque.kwargs["function"](context)
-    assert env_action.args == ("FASTDDS_DEFAULT_PROFILES_FILE", str(ros_env.fastdds_shm_profile()))
-    assert recorded["package"] == "dann_ros" and recorded["executable"] == "dann_node"
-    assert recorded["arguments"] == node_arguments("/m.onnx", namespace="front", image="/cam/image_raw",
-                                                   params_file=declared["params_file"])
-    assert len(opaque.kwargs["function"](dict(context, dds_profile=""))) == 1  # '' leaves the variable alone
