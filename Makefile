@@ -10,12 +10,14 @@ PYTEST_ARGS ?=
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test bench clean distclean
+.PHONY: help setup demo test bench clean distclean test-torchless robot-setup
 
 help:
 	@echo "make demo       set up, then run the demo on the built-in real data"
 	@echo "make test       set up, then run the test suite (pytest, 2 workers; TESTS=, PYTEST_ARGS=)"
 	@echo "make setup      .venv + requirements + dann_ros (editable) + vision_msgs + demo data"
+	@echo "make test-torchless  the ROS node, eval-bag and replay tests with torch made unimportable"
+	@echo "make robot-setup     on the robot: venv (system site-packages) + pip install -e .[runtime], no torch"
 	@echo "make bench      set up, then run benchmarks/*.py"
 	@echo "make clean      remove build outputs and caches (keeps .venv and downloaded data)"
 	@echo "make distclean  clean, and remove .venv and .cache too"
@@ -28,6 +30,23 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS) $(TESTS)
+
+# --- robot side without torch (issue 13) ----------------------------------------------------
+# Test models are exported with torch first, then the tests run with torch blocked in every
+# process (test/torchless/sitecustomize.py), subprocesses such as dann_node included.
+TORCHLESS_TESTS ?= test/ros test/runtime test/export/test_tensorrt.py test/evaluation/test_eval_bag.py \
+	test/evaluation/test_eval_bag_detection.py test/evaluation/test_replay.py
+test-torchless: setup
+	rm -rf .cache/test-models && $(PY) -m test.make_test_models .cache/test-models
+	DANN_ROS_BLOCK_TORCH=1 DANN_ROS_TEST_MODELS=$(CURDIR)/.cache/test-models \
+		PYTHONPATH=$(CURDIR)/test/torchless$${PYTHONPATH:+:$$PYTHONPATH} \
+		$(PY) -m pytest -n 2 -q $(PYTEST_ARGS) $(TORCHLESS_TESTS)
+
+ROBOT_VENV ?= .venv
+robot-setup:
+	python3 -m venv --system-site-packages $(ROBOT_VENV)
+	$(ROBOT_VENV)/bin/python -m pip install --upgrade pip
+	$(ROBOT_VENV)/bin/python -m pip install -e '.[runtime]'
 
 bench: setup
 	@shopt -s nullglob; set -e; ran=0; \
