@@ -1,7 +1,7 @@
 """Inference latency and throughput of every backend the node can use, measured in one run.
 
     python benchmarks/inference.py [--model model.pt] [--onnx model.onnx] [--iters 200]
-                                   [--warmup 20] [--threads N] [--json out.json]
+                                   [--warmup 20] [--threads N] [--json out.json] [--smoke]
 
 Times the backends of dann_ros.runtime.backends (what the Predictor and the
 ROS node run): the raw ``backend.run`` on prepared float32 batches of 1 and 8
@@ -11,6 +11,10 @@ run in the same process on the same inputs, so their ratio (ORT speed-up =
 torch p50 / ORT p50) is comparable; CUDA rows (torch, the ONNX Runtime CUDA
 provider) and TensorRT rows are added where available. Without --model a
 random-weight model of the demo architecture (small_cnn, 28x28 RGB) is built.
+Without torch (the robot-side install) give --onnx: only ONNX Runtime and
+TensorRT rows are measured. ``--smoke`` runs a few iterations of everything
+(the test suite runs it; its numbers mean nothing). GPU rows need cuda-python
+(the GPU query, TensorRT buffers), never torch.
 """
 
 from __future__ import annotations
@@ -63,28 +67,43 @@ def measure(fn, iters: int, warmup: int, batch: int) -> dict[str, float]:
             "mean_ms": float(ms.mean()), "images_per_s": float(batch * iters / times.sum())}
 
 
-def open_backends(checkpoint: Path, onnx: Path, threads: int, cuda: bool, log) -> list:
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def open_backends(checkpoint: Path | None, onnx: Path, threads: int, cuda: bool, log) -> list:
     """(label, backend) for every backend this machine can run; failures are reported, not fatal."""
     import onnxruntime as ort
-    import torch
 
+    from dann_ros.cuda import why_no_gpu
     from dann_ros.runtime.backends import OnnxRuntimeBackend, TorchBackend
-    from dann_ros.runtime.tensorrt_backend import TensorRTBackend, tensorrt_available
+    from dann_ros.runtime.tensorrt_backend import TensorRTBackend, tensorrt_unavailable_reason
 
-    candidates = [("torch-cpu", lambda: TorchBackend(checkpoint, "cpu")),
-                  ("onnxruntime-cpu", lambda: OnnxRuntimeBackend(onnx, "cpu", threads))]
-    if cuda and torch.cuda.is_available():
-        candidates.append(("torch-cuda", lambda: TorchBackend(checkpoint, "cuda")))
+    torch = _torch()
+    candidates = [("onnxruntime-cpu", lambda: OnnxRuntimeBackend(onnx, "cpu", threads))]
+    if torch is not None and checkpoint is not None:
+        candidates.insert(0, ("torch-cpu", lambda: TorchBackend(checkpoint, "cpu")))
+    else:
+        log.append("torch rows: skipped (no torch or no checkpoint: the robot-side install)")
+    gpu_reason = why_no_gpu()
+    if cuda and gpu_reason is None:
+        if torch is not None and checkpoint is not None and torch.cuda.is_available():
+            candidates.append(("torch-cuda", lambda: TorchBackend(checkpoint, "cuda")))
         if "CUDAExecutionProvider" in ort.get_available_providers():
             candidates.append(("onnxruntime-cuda", lambda: OnnxRuntimeBackend(onnx, "cuda", threads)))
         else:
             log.append("onnxruntime-cuda: skipped (this onnxruntime has no CUDAExecutionProvider)")
-        if tensorrt_available():
+        reason = tensorrt_unavailable_reason()
+        if reason is None:
             candidates.append(("tensorrt", lambda: TensorRTBackend(onnx)))
         else:
-            log.append("tensorrt: skipped (TensorRT is not installed)")
+            log.append(f"tensorrt: skipped ({reason.split(';')[0]})")
     elif cuda:
-        log.append("CUDA rows: skipped (torch sees no CUDA GPU)")
+        log.append(f"CUDA rows: skipped ({gpu_reason})")
     backends = []
     for label, make in candidates:
         try:
@@ -95,27 +114,32 @@ def open_backends(checkpoint: Path, onnx: Path, threads: int, cuda: bool, log) -
 
 
 def run(args: argparse.Namespace) -> dict:
-    import torch
-
-    torch.set_num_threads(args.threads)
+    torch = _torch()
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    elif not args.onnx:
+        raise SystemExit("without torch give --onnx model.onnx (a random demo model needs torch to be exported)")
     with tempfile.TemporaryDirectory(prefix="dann_ros_bench_") as tmp:
         return _run(args, Path(tmp))
 
 
 def _run(args: argparse.Namespace, tmp: Path) -> dict:
     import onnxruntime as ort
-    import torch
 
-    from dann_ros.export.onnx_export import export_onnx
+    from dann_ros.cuda import gpu_info, why_no_gpu
     from dann_ros.runtime.predictor import Predictor
 
-    checkpoint = Path(args.model) if args.model else demo_checkpoint(tmp / "demo.pt")
+    torch = _torch()
+    checkpoint = None
+    if torch is not None:
+        checkpoint = Path(args.model) if args.model else demo_checkpoint(tmp / "demo.pt")
     if args.onnx:
         onnx = Path(args.onnx)
     else:
-        onnx = tmp / f"{checkpoint.stem}.onnx"
+        from dann_ros.export.onnx_export import export_onnx
         from dann_ros.train.checkpoint import load_model
 
+        onnx = tmp / f"{checkpoint.stem}.onnx"
         _, info = load_model(checkpoint)
         frames = np.random.default_rng(0).integers(0, 256, (16, *info.preprocess.input_shape), dtype=np.uint8)
         export_onnx(checkpoint, onnx, parity_frames=frames)
@@ -131,7 +155,8 @@ def _run(args: argparse.Namespace, tmp: Path) -> dict:
             stats = measure(lambda: backend.run(x), args.iters, args.warmup, batch)
             rows.append({"backend": label, "name": backend.name, "what": "run", "batch": batch, **stats})
         predictor = Predictor(backend, info, warmup=False)
-        stats = measure(lambda: predictor.predict_batch([camera]), args.iters, args.warmup, 1)
+        call = predictor.detect_batch if info.task == "detection" else predictor.predict_batch
+        stats = measure(lambda: call([camera]), args.iters, args.warmup, 1)
         rows.append({"backend": label, "name": backend.name, "what": "predict 640x480", "batch": 1, **stats})
     ratios = []
     for device in ("cpu", "cuda"):
@@ -143,19 +168,20 @@ def _run(args: argparse.Namespace, tmp: Path) -> dict:
             if ref is not None:
                 ratios.append({"device": device, "what": row["what"], "batch": row["batch"],
                                "ort_speedup": ref["p50_ms"] / row["p50_ms"]})
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"model": str(args.model or "random demo model (small_cnn)"), "onnx": str(args.onnx or "temporary export"),
+    gpu = gpu_info().name if why_no_gpu() is None else None
+    return {"model": str(args.model or ("random demo model (small_cnn)" if checkpoint else args.onnx)),
+            "onnx": str(args.onnx or "temporary export"),
             "input_shape": list(info.preprocess.input_shape), "threads": args.threads, "iters": args.iters,
             "warmup": args.warmup, "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "gpu": gpu, "torch": torch.__version__, "onnxruntime": ort.__version__, "rows": rows,
-            "ort_speedup": ratios, "notes": notes}
+            "gpu": gpu, "torch": torch.__version__ if torch is not None else None, "onnxruntime": ort.__version__,
+            "rows": rows, "ort_speedup": ratios, "notes": notes}
 
 
 def table(result: dict) -> str:
     lines = [f"model: {result['model']}  input {tuple(result['input_shape'])}  threads {result['threads']}  "
              f"iters {result['iters']} (+{result['warmup']} warm-up)  cpu_count {result['cpu_count']}  "
              f"gpu {result['gpu'] or '-'}",
-             f"torch {result['torch']}  onnxruntime {result['onnxruntime']}",
+             f"torch {result['torch'] or '-'}  onnxruntime {result['onnxruntime']}",
              f"{'backend':<18}{'what':<17}{'batch':>5}{'p50 ms':>10}{'p99 ms':>10}{'img/s':>11}"]
     for r in result["rows"]:
         lines.append(f"{r['name']:<18}{r['what']:<17}{r['batch']:>5}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}"
@@ -177,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--no-cuda", action="store_true", help="CPU rows only")
     parser.add_argument("--json", help="write all numbers here")
+    parser.add_argument("--smoke", action="store_true", help="a few iterations of everything (a test, not a measure)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.iters, args.warmup, args.batches = 3, 1, [1, 2]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result = run(args)
     print(table(result))
