@@ -1,31 +1,36 @@
 #!/usr/bin/env bash
-# One prepared run of everything that needs a GPU (issue 13), for a GPU machine or a Jetson:
-#   bash benchmarks/gpu_check.sh [out_dir]
-# 1. what the machine offers (nvidia-smi, cuda-python's view, TensorRT, ONNX Runtime providers)
-# 2. the GPU tests: cuda-python buffers/stream, TensorRT engines (build, parity, cache), skips say why
-# 3. the inference benchmark with every backend it can open (ORT CUDA, TensorRT)
-# Needs .venv (make setup) or any venv with dann_ros[runtime]; PY=... picks the interpreter.
+# All GPU checks in one run, for a CUDA machine (the project's own machines have none):
+#   1. training throughput on CUDA, DANN vs source-only (bf16 autocast as the trainer uses it)
+#   2. the demo end to end on CUDA, seeds 0 1 2 in parallel: source-only / DANN / train-on-target,
+#      ONNX export with parity check, evaluation of the ONNX files through the Predictor
+#   3. inference latency: PyTorch CUDA vs ONNX Runtime (CPU, CUDA if present) vs TensorRT if present
+# Missing pure-Python packages (rosbags...) can be given as wheels in .whl/; digits.png must be in
+# .cache/data/opencv/. Writes small logs and JSON into ${OUT:-gpu_check_out}.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-PY="${PY:-.venv/bin/python}"
-OUT="${1:-${OUT:-.cache/gpu_check}}"
-mkdir -p "$OUT"
-{
-    date -u
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || echo "nvidia-smi: not available"
-    "$PY" - <<'PY'
-import onnxruntime as ort
-from dann_ros import cuda
-from dann_ros.runtime.tensorrt_backend import tensorrt_unavailable_reason
-print("cuda-python:", cuda.why_no_gpu() or cuda.gpu_info())
-print("tensorrt:", tensorrt_unavailable_reason() or __import__("tensorrt").__version__)
-print("onnxruntime", ort.__version__, ort.get_available_providers())
-PY
-} 2>&1 | tee "$OUT/machine.txt"
-"$PY" -m pytest -q -rs -p no:randomly test/runtime/test_cuda.py test/export/test_tensorrt.py \
-    test/runtime/test_predictor.py 2>&1 | tee "$OUT/tests.txt"
-tests=${PIPESTATUS[0]}
-"$PY" benchmarks/inference.py --iters 200 --warmup 20 --json "$OUT/inference.json" 2>&1 | tee "$OUT/inference.txt"
-bench=${PIPESTATUS[0]}
-echo "tests rc=$tests benchmark rc=$bench; outputs in $OUT"
-exit $(( tests != 0 || bench != 0 ))
+out=${OUT:-gpu_check_out}
+mkdir -p "$out"
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+
+echo "== 1. training throughput (CUDA)"
+python3 benchmarks/train_throughput.py --device cuda --backbone small_cnn --discriminator-hidden 1024 \
+  --steps 200 --warmup 20 --repeats 2 2>&1 | tee "$out/train_throughput.txt"
+
+echo "== 2. demo on CUDA, 3 seeds"
+python3 -c "
+from pathlib import Path
+from dann_ros.demo import DemoPaths, prepare_data
+prepare_data(DemoPaths(Path('.cache/demo'), Path('runs')), Path('.cache/data/opencv/digits.png'), 20000, 12)"
+for seed in 0 1 2; do
+  ( /usr/bin/time -f "seed $seed wall %e s" python3 -m dann_ros.cli demo --seeds $seed --out runs/gpu_seed$seed \
+      > "$out/demo_seed$seed.txt" 2>&1 ) &
+done
+wait
+for seed in 0 1 2; do grep -v "it/s" "$out/demo_seed$seed.txt" | tail -8; cp runs/gpu_seed$seed/summary.json "$out/summary_seed$seed.json"; done
+
+echo "== 3. inference latency"
+python3 benchmarks/inference.py --model runs/gpu_seed0/dann/model.pt --iters 300 2>&1 | tee "$out/inference.txt"
