@@ -8,6 +8,7 @@ with node_arguments(...): exactly what launch/dann_ros.launch.py passes.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -119,14 +120,18 @@ class Ros:
 
 
 class NodeProcess:
-    """dann_node in its own process, output captured in a log file."""
+    """dann_node (or ``ros2 launch``/``ros2 run`` starting it) in its own process group, output in a log file.
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    stop() sends SIGINT to the whole group, as Ctrl-C in a terminal does, so a launch process and
+    the node it started both get it; whatever is left after 10 s is killed.
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")
         env = dict(env, RCUTILS_LOGGING_BUFFERED_STREAM="0", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
         self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=Path(__file__).resolve().parents[2])
+                                     cwd=cwd or Path(__file__).resolve().parents[2], start_new_session=True)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -140,14 +145,21 @@ class NodeProcess:
 
     def stop(self) -> int:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self._signal_group(signal.SIGINT)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self._signal_group(signal.SIGKILL)
                 self.proc.wait(5)
+        self._signal_group(signal.SIGKILL)  # children the group leader left behind
         self._log.close()
         return self.proc.returncode
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def rgb_frame(seed: int = 0, width: int = 64, height: int = 48) -> np.ndarray:
@@ -182,3 +194,90 @@ def diagnostic_values(array, status_name: str) -> dict[str, str] | None:
             values["_message"] = status.message
             return values
     return None
+
+
+# ---------------------------------------------------------------- the real ros2 command
+def find_ros2() -> Path | None:
+    """The ``ros2`` command: this interpreter's venv (scripts/setup.sh installs it there), else PATH."""
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / "ros2"
+    if beside.is_file():
+        return beside
+    found = shutil.which("ros2")
+    return Path(found) if found else None
+
+
+NO_ROS2 = ("the ros2 command is not installed: no ROS 2 is sourced and no shared/third_party lies beside "
+           "the checkout (../shared, or DANN_ROS_THIRD_PARTY) for scripts/setup.sh to install it from")
+
+
+class Ros2Cli:
+    """Runs ``ros2 ...`` as a user would, in the test module's domain.
+
+    The verbs that discover nodes through the ros2 daemon (param, lifecycle) start one for the
+    domain on first use; close() stops it so no daemon outlives the tests.
+    """
+
+    def __init__(self, ros2: Path, env: dict[str, str]) -> None:
+        self.ros2, self.env = ros2, dict(env, PYTHONUNBUFFERED="1")
+
+    def run(self, *args: str, timeout: float = TIMEOUT, check: bool = True) -> str:
+        proc = subprocess.run([str(self.ros2), *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout, cwd=Path(__file__).resolve().parents[2])
+        out = proc.stdout + proc.stderr
+        if check and proc.returncode != 0:
+            pytest.fail(f"ros2 {' '.join(args)} exited with {proc.returncode}:\n{out}")
+        return out
+
+    def run_until(self, *args: str, expect: str, timeout: float = TIMEOUT) -> str:
+        """Repeat ``ros2 args`` until its output matches ``expect`` (discovery takes a moment)."""
+        outputs: list[str] = []
+
+        def matched():
+            outputs.append(self.run(*args, check=False))
+            return re.search(expect, outputs[-1])
+
+        try:
+            wait_for(matched, timeout, f"'ros2 {' '.join(args)}' to print {expect!r}", interval=0.5)
+        except pytest.fail.Exception:
+            pytest.fail(f"'ros2 {' '.join(args)}' never printed {expect!r}; last output:\n"
+                        f"{outputs[-1] if outputs else ''}")
+        return outputs[-1]
+
+    def start(self, *args: str, log_path: Path, cwd: Path | None = None) -> NodeProcess:
+        return NodeProcess([str(self.ros2), *args], self.env, log_path, cwd=cwd)
+
+    def close(self) -> None:
+        try:
+            self.run("daemon", "stop", check=False, timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def child_pid(launch_log: str, name: str = "dann_node") -> int:
+    """The pid ``ros2 launch`` reports for the process it started ('[dann_node-1]: process started with pid [N]')."""
+    match = re.search(rf"\[{re.escape(name)}-\d+\]: process started with pid \[(\d+)\]", launch_log)
+    assert match, f"no 'process started' line for {name} in the launch output:\n{launch_log}"
+    return int(match.group(1))
+
+
+def process_env(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size so far (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
