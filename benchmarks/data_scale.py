@@ -1,0 +1,478 @@
+"""Data at robot scale: peak RSS and source images/s of the streamed data path, in one run.
+
+1. Writes a large synthetic target bag (JPEG camera frames panning over a scene) and a large
+   Replicator set (BasicWriter layout: rgb PNGs, tight boxes, labels), then decodes both once
+   into frame stores at a large network input (default 384 x 512: 590 KB a frame). Prints the
+   decode rate (frames/s) and the build's peak RSS.
+2. Trains a few hundred steps streaming from those stores (DataLoader workers; a light
+   stride-8 CNN with a task head on the source and a domain head behind a gradient reversal
+   layer, since a real detector at this input size is too slow for a CPU benchmark: what is
+   measured is the data path's memory and feed rate). Prints peak RSS of the process and its
+   workers against what the in-RAM path would hold (the frames themselves; today's loader peaks
+   near twice that while stacking them).
+3. On a small set (the demo's 28 x 28 digit crops and target frames) runs the real DANN step
+   (lenet classifier + domain discriminator, 128 + 128 images a step) with today's in-RAM path
+   (uint8 tensors indexed in the training process) and with the streamed path, alternately in
+   fresh processes, and prints peak RSS and source images/s of both and their ratio.
+
+Every measurement runs in its own process (peak RSS is per process). Figures are wall-clock on
+whatever machine runs this: compare the ratios printed, not absolute numbers across machines.
+
+    python benchmarks/data_scale.py [--big] [--smoke] [--target-frames N] [--source-frames N]
+                                    [--steps N] [--rounds N] [--workers N] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@dataclass(frozen=True)
+class Sizes:
+    target_frames: int = 3000  # large target bag, 640 x 480 JPEG
+    source_frames: int = 1500  # large Replicator set, 640 x 480 PNG
+    input_hw: tuple[int, int] = (384, 512)
+    large_steps: int = 200
+    large_batch: int = 16
+    small_source_frames: int = 4000  # demo-like digit renders (one crop each)
+    small_target_frames: int = 2000
+    small_steps: int = 200
+    small_batch: int = 128
+    rounds: int = 2
+    distinct: int = 48  # distinct Replicator renders, repeated (hard links) up to source_frames
+
+
+PRESETS = {
+    "default": Sizes(),
+    # 30 minutes of one 30 Hz camera and a 50,000-frame Replicator set (the issue's example: ~62 GB)
+    "big": Sizes(target_frames=54_000, source_frames=50_000),
+    "smoke": Sizes(target_frames=40, source_frames=24, input_hw=(96, 128), large_steps=4, large_batch=4,
+                   small_source_frames=120, small_target_frames=60, small_steps=4, small_batch=16, rounds=1,
+                   distinct=6),
+}
+
+
+def _status_kb(pid: int | str, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM: per address space, so not inherited from the parent)."""
+    return _status_kb("self", "VmHWM") / 1024
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class MemoryWatch:
+    """Samples the proportional set size (PSS) of this process and its children (DataLoader workers)
+    every ``every_s``: forked workers share the parent's pages, which their RSS would count again."""
+
+    def __init__(self, every_s: float = 0.1) -> None:
+        import threading
+
+        self.peak_total_kb = self.peak_worker_hwm_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every_s: float) -> None:
+        me = os.getpid()
+        while not self._stop.is_set():
+            kids = _children(me)
+            self.peak_total_kb = max(self.peak_total_kb, _pss_kb(me) + sum(_pss_kb(k) for k in kids))
+            for k in kids:
+                self.peak_worker_hwm_kb = max(self.peak_worker_hwm_kb, _status_kb(k, "VmHWM"))
+            self._stop.wait(every_s)
+
+    def stop(self) -> tuple[float, float]:
+        """(peak PSS of this process + its workers, largest worker VmHWM), MB."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak_total_kb / 1024, self.peak_worker_hwm_kb / 1024
+
+
+# --------------------------------------------------------------------------- data
+
+def _scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    import cv2
+
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([(x / w) * 200 + 30, (y / h) * 160 + 40, ((x + y) / (w + h)) * 120 + 60], -1)
+    img = img.astype(np.uint8)
+    for _ in range(60):
+        c = tuple(int(v) for v in rng.integers(0, 256, 3))
+        cv2.circle(img, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(8, 60)), c, -1)
+        cv2.rectangle(img, tuple(int(v) for v in rng.integers(0, (w, h))), tuple(int(v) for v in rng.integers(0, (w, h))),
+                      c, int(rng.integers(2, 6)))
+    return img
+
+
+def write_target_bag(path: Path, frames: int, seed: int = 0) -> Path:
+    """A camera panning across a textured scene: every frame different, JPEG-compressed like a real log."""
+    from dann_ros.data.make_bag import make_bag
+
+    if (path / "metadata.yaml").exists():
+        return path
+    rng = np.random.default_rng(seed)
+    scene = _scene(rng, 480 * 2, 640 * 2)
+
+    def images():
+        for i in range(frames):
+            t = i / max(frames - 1, 1) * 2 * np.pi * 7
+            oy, ox = int((np.sin(t) + 1) / 2 * 480), int((np.cos(t * 0.7) + 1) / 2 * 640)
+            yield np.ascontiguousarray(scene[oy:oy + 480, ox:ox + 640])
+
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    make_bag(tmp, images(), compressed="jpeg", fps=30.0, jpeg_quality=85)
+    os.replace(tmp, path)
+    return path
+
+
+def write_replicator_set(root: Path, frames: int, distinct: int, hw: tuple[int, int], seed: int = 1) -> Path:
+    """``distinct`` BasicWriter-layout renders (dann-ros synth), each repeated as hard links up to
+    ``frames`` frames: every frame is still read and decoded on its own."""
+    from dann_ros.data.synth import SynthConfig, render_dataset
+
+    done = root / "complete.json"
+    if done.exists() and json.loads(done.read_text()) == {"frames": frames, "distinct": distinct, "hw": list(hw)}:
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    base = root.with_name(root.name + ".base")
+    shutil.rmtree(base, ignore_errors=True)
+    render_dataset(base, SynthConfig(n_frames=distinct, width=hw[1], height=hw[0], digits_per_image=(2, 5),
+                                     seed=seed))
+    root.mkdir(parents=True)
+    kinds = [("rgb_", ".png"), ("bounding_box_2d_tight_", ".npy"), ("bounding_box_2d_tight_labels_", ".json")]
+    for i in range(frames):
+        for prefix, suffix in kinds:
+            os.link(base / f"{prefix}{i % distinct:04d}{suffix}", root / f"{prefix}{i:06d}{suffix}")
+    done.write_text(json.dumps({"frames": frames, "distinct": distinct, "hw": list(hw)}))
+    return root
+
+
+def write_small_set(work: Path, sizes: Sizes) -> tuple[Path, Path]:
+    """Demo-sized data: 64 x 64 single-digit renders (cropped to 28 x 28) and a 64 x 64 target bag."""
+    from dann_ros.data.make_bag import make_bag
+    from dann_ros.data.synth import SynthConfig, render_dataset
+
+    renders, bag = work / "small_renders", work / "small_target.bag"
+    marker = renders / "complete.json"
+    if not (marker.exists() and json.loads(marker.read_text()) == {"frames": sizes.small_source_frames}):
+        shutil.rmtree(renders, ignore_errors=True)
+        render_dataset(renders, SynthConfig(n_frames=sizes.small_source_frames, seed=4))
+        marker.write_text(json.dumps({"frames": sizes.small_source_frames}))
+    if not (bag / "metadata.yaml").exists():
+        rng = np.random.default_rng(5)
+        scene = _scene(rng, 256, 256)
+        images = (np.ascontiguousarray(255 - scene[i % 192:i % 192 + 64, (7 * i) % 192:(7 * i) % 192 + 64])
+                  for i in range(sizes.small_target_frames))
+        make_bag(bag, images, compressed="jpeg", fps=30.0)
+    return renders, bag
+
+
+# --------------------------------------------------------------------------- phases (each in a child)
+
+def _stores(args) -> dict:
+    from dann_ros.data import replicator
+    from dann_ros.data.bags import BagSelection
+    from dann_ros.data.frame_cache import bag_store, crop_store, detection_store
+    from dann_ros.data.preprocess import Preprocess
+
+    work, cache = Path(args.work), Path(args.work) / "cache"
+    if args.set == "large":
+        pp = Preprocess(height=args.hw[0], width=args.hw[1], resize="letterbox")
+        source = detection_store(work / "large_renders", 0.6, (), pp, cache)
+        target = bag_store(work / "large_target.bag", BagSelection(), pp, cache)
+    else:
+        pp = Preprocess()
+        source = crop_store(work / "small_renders", replicator.CropSpec(), (), pp, cache)
+        target = bag_store(work / "small_target.bag", BagSelection(), pp, cache)
+    return {"source": source, "target": target}
+
+
+def phase_build(args) -> dict:
+    t0 = time.perf_counter()
+    stores = _stores(args)
+    seconds = time.perf_counter() - t0
+    frames = sum(len(s) for s in stores.values())
+    built = {k: s.meta.get("build_seconds") for k, s in stores.items()}
+    return {"frames": frames, "seconds": seconds, "frames_per_s": frames / seconds,
+            "store_bytes": sum(len(s) * s.record_bytes for s in stores.values()),
+            "build_seconds": built, "rss_mb": peak_rss_mb(),
+            "records": {k: [len(s), list(s.record_shape)] for k, s in stores.items()}}
+
+
+def _light_model(channels: int, classes: int):
+    """A stride-8 CNN with a task head and a domain head behind a gradient reversal layer."""
+    import torch
+    from torch import nn
+
+    from dann_ros.model.grl import GradientReverseLayer
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(channels, 16, 8, 8), nn.ReLU(), nn.Conv2d(16, 32, 3, 2),
+                                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            self.task = nn.Linear(32, classes)
+            self.grl = GradientReverseLayer()
+            self.domain = nn.Linear(32, 1)
+
+        def forward(self, x_s, y_s, x_t):
+            f = self.features(torch.cat([x_s, x_t]) / 127.5 - 1)
+            n = len(x_s)
+            task = nn.functional.cross_entropy(self.task(f[:n]), y_s)
+            d = self.domain(self.grl(f)).squeeze(1)
+            dom = nn.functional.binary_cross_entropy_with_logits(d, torch.cat([torch.ones(n), torch.zeros(len(x_t))]))
+            return task, dom
+
+    return Probe()
+
+
+def _first_box_class(boxes: list, classes: list, none: int):
+    import torch
+
+    return torch.tensor([int(c[0]) if len(c) else none for c in classes], dtype=torch.int64)
+
+
+def phase_train(args) -> dict:
+    import torch
+
+    from dann_ros.train.streaming import StepBatches, Stream, step_loader, to_device
+
+    torch.manual_seed(0)
+    watch = MemoryWatch()
+    rss_start = peak_rss_mb()
+    stores = _stores(args)
+    source, target = stores["source"], stores["target"]
+    large = args.set == "large"
+    if large:
+        classes = len(source.meta["notes"]["class_names"]) + 1
+        model = _light_model(source.record_shape[0], classes)
+        step_fn = model
+        params = list(model.parameters())
+    else:
+        from dann_ros.data.preprocess import Preprocess
+        from dann_ros.model.builders import build_classifier, build_domain_loss
+        from dann_ros.model.config import ModelConfig
+
+        classes = len(source.meta["notes"]["class_names"])
+        cfg = ModelConfig(backbone="lenet")
+        net = build_classifier(cfg, classes, Preprocess())
+        adv = build_domain_loss(cfg, net.feature_dim)
+        adv.coeff = 0.5
+
+        def step_fn(x_s, y_s, x_t):  # the DANN step: one pass over source + target, task + domain loss
+            features, logits = net.forward_train(torch.cat([x_s, x_t]))
+            n = len(x_s)
+            return net.task_loss(logits[:n], y_s), adv(features[:n], features[n:])
+
+        params = list(net.parameters()) + list(adv.parameters())
+        net.train()
+    opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    batch, steps, warmup = args.batch, args.steps, max(2, min(10, args.steps // 10))
+    device = torch.device("cpu")
+
+    def train_step(x_s, y_s, x_t):
+        task, dom = step_fn(x_s, y_s, x_t)
+        opt.zero_grad(set_to_none=True)
+        (task + dom).backward()
+        opt.step()
+
+    if args.path == "ram":
+        # today's trainer: every frame in RAM as a uint8 tensor, batches indexed in the training process
+        src_images = torch.from_numpy(source.load().images)
+        labels = torch.from_numpy(source.columns["class_ids"].astype(np.int64))
+        tgt_images = torch.from_numpy(target.load().images)
+        rss_data = peak_rss_mb()
+
+        def batches():
+            for step in range(steps):
+                g = torch.Generator().manual_seed(step)
+                i = torch.randint(len(src_images), (batch,), generator=g)
+                yield src_images[i].float(), labels[i], tgt_images[torch.randint(len(tgt_images), (batch,),
+                                                                                  generator=g)].float()
+    else:
+        rss_data = peak_rss_mb()
+        ragged = ("box_classes",) if large else ()
+        src = Stream.of([source], 0, batch, label=None if large else "class_ids", ragged=ragged)
+        tgt = Stream.of([target], 1, batch)
+        loader = step_loader(StepBatches(src, tgt, 0), 0, steps, num_workers=args.workers)
+
+        def batches():
+            for item in loader:
+                b = to_device(item, device)
+                s = b["source"]
+                y = _first_box_class([], s["box_classes"], classes - 1) if large else s["labels"]
+                yield s["images"], y, b["target"]["images"]
+
+    t0 = None
+    for n, (x_s, y_s, x_t) in enumerate(batches()):
+        if n == warmup:
+            t0 = time.perf_counter()
+        train_step(x_s, y_s, x_t)
+    seconds = time.perf_counter() - t0
+    total, worker = watch.stop()
+    main = peak_rss_mb()
+    return {"set": args.set, "path": args.path, "steps": steps - warmup, "batch": batch, "workers":
+            args.workers if args.path == "stream" else 0, "source_images_per_s": (steps - warmup) * batch / seconds,
+            "rss_mb": main, "worker_rss_mb": worker, "total_mb": max(total, main),
+            "rss_after_imports_mb": rss_start, "rss_after_data_mb": rss_data,
+            "frames": {"source": len(source), "target": len(target)}, "threads": torch.get_num_threads()}
+
+
+def child(phase: str, **kw) -> dict:
+    cmd = [sys.executable, __file__, "--phase", phase]
+    for k, v in kw.items():
+        cmd += [f"--{k.replace('_', '-')}", *(map(str, v) if isinstance(v, (list, tuple)) else [str(v)])]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.stderr.write(run.stderr)
+        raise SystemExit(f"phase {phase} failed ({run.returncode})")
+    for line in run.stderr.splitlines():
+        if "frames/s" in line:
+            print("   ", line.split(":", 2)[-1].strip() if "INFO" in line else line, file=sys.stderr)
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- main
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--big", action="store_true", help="the issue's robot-scale sizes (54,000 + 50,000 frames, ~62 GB "
+                    "of stores; hours of decoding)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, a few steps: checks the script runs")
+    ap.add_argument("--target-frames", type=int)
+    ap.add_argument("--source-frames", type=int)
+    ap.add_argument("--steps", type=int, help="training steps of the large streamed run")
+    ap.add_argument("--small-steps", type=int)
+    ap.add_argument("--rounds", type=int, help="alternations of in-RAM and streamed on the small set")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workdir", default=str(ROOT / ".cache" / "bench" / "data_scale"))
+    ap.add_argument("--fresh", action="store_true", help="delete the frame stores first (measures the decode)")
+    ap.add_argument("--json")
+    # internal: one measured phase in a child process
+    ap.add_argument("--phase", choices=["build", "train"], help=argparse.SUPPRESS)
+    ap.add_argument("--set", choices=["large", "small"], help=argparse.SUPPRESS)
+    ap.add_argument("--path", choices=["ram", "stream"], default="stream", help=argparse.SUPPRESS)
+    ap.add_argument("--work", help=argparse.SUPPRESS)
+    ap.add_argument("--hw", type=int, nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.phase:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        result = phase_build(args) if args.phase == "build" else phase_train(args)
+        print(json.dumps(result))
+        return
+
+    preset = "smoke" if args.smoke else "big" if args.big else "default"
+    base = PRESETS[preset]
+    sizes = Sizes(**{**asdict(base), **{k: v for k, v in {
+        "target_frames": args.target_frames, "source_frames": args.source_frames, "large_steps": args.steps,
+        "small_steps": args.small_steps, "rounds": args.rounds}.items() if v is not None}})
+    work = Path(args.workdir) / preset
+    work.mkdir(parents=True, exist_ok=True)
+    if args.fresh:
+        shutil.rmtree(work / "cache", ignore_errors=True)
+    from importlib.metadata import version  # torch itself stays out of this process: children fork from it
+
+    print(f"data-scale benchmark ({preset}): {os.cpu_count()} CPUs, torch {version('torch')}; work folder {work}")
+
+    t0 = time.perf_counter()
+    write_target_bag(work / "large_target.bag", sizes.target_frames)
+    write_replicator_set(work / "large_renders", sizes.source_frames, sizes.distinct, (480, 640))
+    write_small_set(work, sizes)
+    bag_mb = sum(p.stat().st_size for p in (work / "large_target.bag").rglob("*") if p.is_file()) / 2**20
+    print(f"data written/reused in {time.perf_counter() - t0:.0f} s: target bag {sizes.target_frames} JPEG frames "
+          f"640x480 ({bag_mb:.0f} MB), Replicator set {sizes.source_frames} frames 640x480 "
+          f"({sizes.distinct} distinct renders)")
+
+    hw = list(sizes.input_hw)
+    build = child("build", set="large", work=work, hw=hw)
+    child("build", set="small", work=work, hw=hw)
+    data_mb = build["store_bytes"] / 2**20
+    print(f"large set at {hw[0]}x{hw[1]} input: {build['frames']} frames, {data_mb:,.0f} MB of prepared frames; "
+          f"decode once {build['seconds']:.0f} s ({build['frames_per_s']:.0f} frames/s incl. open), "
+          f"build peak RSS {build['rss_mb']:.0f} MB")
+
+    large = child("train", set="large", path="stream", work=work, hw=hw, batch=sizes.large_batch,
+                  steps=sizes.large_steps, workers=args.workers)
+    in_ram_need = large["rss_after_imports_mb"] + data_mb
+    print(f"large set streamed, {large['steps']} steps of {sizes.large_batch}+{sizes.large_batch} frames, "
+          f"{args.workers} workers: {large['source_images_per_s']:.0f} source img/s; peak RSS {large['rss_mb']:.0f} "
+          f"MB (a worker {large['worker_rss_mb']:.0f} MB, mostly pages shared with the trainer); process + workers "
+          f"{large['total_mb']:.0f} MB (peak PSS, sampled)")
+    print(f"  in RAM the same frames need >= {in_ram_need:,.0f} MB (imports + frames; today's loader peaks near "
+          f"{large['rss_after_imports_mb'] + 2 * data_mb:,.0f} MB while stacking): "
+          f"{in_ram_need / large['total_mb']:.1f}x the streamed path's total")
+
+    small: dict[str, list[dict]] = {"ram": [], "stream": []}
+    for _ in range(sizes.rounds):  # alternated so drifting load on a shared machine hits both alike
+        for path in small:
+            small[path].append(child("train", set="small", path=path, work=work, hw=hw, batch=sizes.small_batch,
+                                     steps=sizes.small_steps, workers=args.workers))
+    best = {p: max(r["source_images_per_s"] for r in runs) for p, runs in small.items()}
+    rss = {p: max(r["total_mb"] for r in runs) for p, runs in small.items()}
+    frames = small["ram"][0]["frames"]
+    print(f"small set ({frames['source']} source crops + {frames['target']} target frames, 3x28x28; lenet DANN, "
+          f"{sizes.small_batch}+{sizes.small_batch} a step, {small['ram'][0]['steps']} timed steps, best of "
+          f"{sizes.rounds}):")
+    for p, name in (("ram", "in RAM (today)"), ("stream", f"streamed ({args.workers} workers)")):
+        runs = ", ".join(f"{r['source_images_per_s']:.0f}" for r in small[p])
+        print(f"  {name:<22} {best[p]:>7.0f} source img/s  (runs {runs}); peak memory {rss[p]:.0f} MB "
+              f"(process + workers)")
+    ratio = best["stream"] / best["ram"]
+    print(f"  streamed / in-RAM throughput: {ratio:.2f} (goal >= 0.90); large-set streamed peak RSS "
+          f"{large['total_mb']:.0f} MB (goal < 4096 MB whatever the data size)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"preset": preset, "sizes": asdict(sizes), "build": build,
+                                               "large": large, "in_ram_need_mb": in_ram_need, "small": small,
+                                               "small_best": best, "small_rss": rss, "throughput_ratio": ratio},
+                                              indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""benchmarks/data_scale.py --smoke: the whole benchmark (data, decode, streamed and in-RAM training
+in their own processes) runs and reports what it promises."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_data_scale_smoke(tmp_path):
+    out = tmp_path / "result.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_scale.py"), "--smoke", "--workers", "1",
+                          "--workdir", str(tmp_path / "work"), "--json", str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["preset"] == "smoke"
+    build = result["build"]
+    assert build["frames"] == 24 + 40 and build["records"]["source"] == [24, [3, 96, 128]]
+    assert build["store_bytes"] == 64 * 3 * 96 * 128 and build["frames_per_s"] > 0
+    large = result["large"]
+    assert large["path"] == "stream" and large["workers"] == 1 and large["source_images_per_s"] > 0
+    assert 0 < large["total_mb"] < 4096 and large["worker_rss_mb"] > 0  # a worker process really ran
+    for path in ("ram", "stream"):
+        (r,) = result["small"][path]
+        assert r["frames"] == {"source": 120, "target": 60} and r["source_images_per_s"] > 0 and r["total_mb"] > 0
+    assert result["throughput_ratio"] == pytest.approx(result["small_best"]["stream"] / result["small_best"]["ram"])
+    assert "streamed / in-RAM throughput" in run.stdout and "peak RSS" in run.stdout
