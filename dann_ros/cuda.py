@@ -108,6 +108,7 @@ class Stream:
     """A dedicated non-blocking stream: TensorRT warns about (and syncs on) the legacy default stream."""
 
     def __init__(self) -> None:
+        self._handle = None
         rt = cudart()
         self._handle = call("cudaStreamCreateWithFlags", rt.cudaStreamNonBlocking)
 
@@ -125,8 +126,14 @@ class Stream:
 
     def close(self) -> None:
         if self._handle is not None:
-            call("cudaStreamDestroy", self._handle)
-            self._handle = None
+            handle, self._handle = self._handle, None
+            call("cudaStreamDestroy", handle)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown or a dead context: nothing left to free
+            pass
 
 
 class DeviceBuffer:
@@ -158,9 +165,15 @@ class DeviceBuffer:
         call("cudaMemcpyAsync", out.ctypes.data, self.ptr, out.nbytes, kind, stream.raw)
 
     def close(self) -> None:
-        if self.ptr:
-            call("cudaFree", self.ptr)
-        self.ptr, self.nbytes = 0, 0
+        ptr, self.ptr, self.nbytes = self.ptr, 0, 0
+        if ptr:
+            call("cudaFree", ptr)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown or a dead context: nothing left to free
+            pass
 
 
 __all__ = ["CudaError", "CudaUnavailable", "DeviceBuffer", "GpuInfo", "INSTALL_HINT", "Stream", "cuda_available",

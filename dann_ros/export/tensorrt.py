@@ -236,6 +236,7 @@ class BuildResult:
     engine: Any  # tensorrt.ICudaEngine, deserialized once
     sidecar: dict[str, Any]
     built: bool  # False: a cache hit
+    runtime: Any = None  # the tensorrt.Runtime that deserialized ``engine``: it must outlive the engine
 
 
 # verify(engine, info, key) -> the parity report (a dict for the sidecar), or raises EngineBuildError
@@ -288,7 +289,7 @@ def load_or_build(onnx_path: str | Path, out_dir: str | Path | None = None, prec
                 doc["parity"] = verify(engine, info, key)
                 write_sidecar(meta_path, key, doc["metadata"], onnx_path, doc["parity"])
             log.info("engine cache hit: %s", engine_path)
-            return BuildResult(engine_path, engine, doc, built=False)
+            return BuildResult(engine_path, engine, doc, built=False, runtime=runtime)
     builder = trt.Builder(logger)
     plan = _build_plan(trt, major, logger, builder, onnx_path, info, key, engine_path.parent)
     engine = runtime.deserialize_cuda_engine(plan)
@@ -303,7 +304,7 @@ def load_or_build(onnx_path: str | Path, out_dir: str | Path | None = None, prec
     write_sidecar(meta_path, key, metadata, onnx_path, parity)
     log.info("built %s (%s, batch 1..%d, opt %d, %s, %d SMs)", engine_path, key.precision, key.max_batch,
              key.opt_batch, gpu.name, gpu.sm_count)
-    return BuildResult(engine_path, engine, read_sidecar(meta_path), built=True)
+    return BuildResult(engine_path, engine, read_sidecar(meta_path), built=True, runtime=runtime)
 
 
 def _load_cached(runtime, engine_path: Path, meta_path: Path, key: EngineKey):

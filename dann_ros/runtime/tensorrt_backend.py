@@ -185,11 +185,13 @@ class TensorRTBackend:
                 result = load_or_build(path, precision=precision, max_batch=max_batch, workspace_mb=workspace_mb,
                                        opt_batch=opt_batch, verify=make_verifier(path, frames))
                 self.engine_path, engine, doc = result.engine_path, result.engine, result.sidecar
+                self._runtime = result.runtime  # kept: a Runtime must outlive its engines
                 meta = sidecar_path(self.engine_path)
             else:
                 self.engine_path = path
                 doc = read_sidecar(meta)
-                engine = self._deserialize(trt, path, meta, doc)
+                self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+                engine = self._deserialize(trt, self._runtime, path, meta, doc)
             self.info = ModelInfo.from_props(doc["metadata"], str(meta))
         except (MetadataError, ValueError, EngineBuildError, CudaError, CudaUnavailable) as exc:
             raise ModelLoadError(str(exc)) from None
@@ -204,7 +206,7 @@ class TensorRTBackend:
         self.max_batch = self.runner.max_batch
 
     @staticmethod
-    def _deserialize(trt, path: Path, meta: Path, doc: dict):
+    def _deserialize(trt, runtime, path: Path, meta: Path, doc: dict):
         key = sidecar_key(doc, str(meta))
         gpu = gpu_info()
         here = (trt.__version__, gpu.name, gpu.compute_capability, gpu.sm_count, gpu.total_memory_mb)
@@ -217,7 +219,7 @@ class TensorRTBackend:
             log.warning("%s: this engine was never checked against ONNX Runtime; rebuild it with "
                         "`dann-ros build-engine --force <model.onnx>`", path)
         try:
-            engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(path.read_bytes())
+            engine = runtime.deserialize_cuda_engine(path.read_bytes())
         except Exception as exc:
             raise ModelLoadError(f"{path}: TensorRT cannot deserialize it ({type(exc).__name__}: {exc})") from None
         if engine is None:
@@ -231,6 +233,10 @@ class TensorRTBackend:
             raise ValueError(f"batch has shape {batch.shape}; the engine takes (N>=1, {expected[0]}, "
                              f"{expected[1]}, {expected[2]})")
         return self.runner.run(batch)
+
+    def close(self) -> None:
+        """Free the device buffers and the stream now (the node's cleanup transition)."""
+        self.runner.close()
 
 
 # ------------------------------------------------------------------------------ CLI
