@@ -17,8 +17,10 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from dann_ros.data.tasks import TASK_SPECS
+
 FORMAT = "dann_ros.labels/1"
-TASKS = ("classification", "detection")
+TASKS = tuple(TASK_SPECS)  # the label kinds are the tasks (data/tasks.py)
 
 
 class LabelError(ValueError):
@@ -297,3 +299,51 @@ def _validate(data: Any, origin: str) -> None:
                 raise fail(bw, "needs x_max > x_min and y_max > y_min")
             if b["class"] not in known:
                 raise fail(f"{bw}.class", f"{b['class']!r} is not one of classes")
+
+
+# --------------------------------------------------------------------------- labels -> a model's classes
+def class_map(label_classes: Sequence[str], model_classes: Sequence[str]) -> np.ndarray:
+    """Label-file class id -> the model's class id (-1 where the model lacks the class); one extra
+    entry at the end maps the label file's -1 (no label) to -1. Every scorer uses this one map."""
+    ours = {c: i for i, c in enumerate(model_classes)}
+    return np.array([ours.get(c, -1) for c in label_classes] + [-1], np.int64)
+
+
+def labels_onto_classes(label_file: LabelFile, class_ids: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """Label-file class ids (-1 = no label) -> the model's class ids (-1 where the model lacks the class);
+    an error when not one labelled class is a class of the model (labels for another model)."""
+    mapped = class_map(label_file.classes, classes)[np.asarray(class_ids, np.int64)]
+    if (np.asarray(class_ids) >= 0).any() and not (mapped >= 0).any():
+        raise LabelError(f"{label_file.origin}: none of the label classes {list(label_file.classes)} is a class of "
+                         f"the model {list(classes)}; labels for another model?")
+    return mapped
+
+
+@dataclass(frozen=True)
+class ResolvedLabels:
+    file: LabelFile
+    path: Path
+    automatic: bool  # found next to the bag rather than given
+
+
+def resolve_labels(bag: str | os.PathLike[str], labels: str | os.PathLike[str] | None | bool, task: str,
+                   topics: Sequence[str]) -> tuple[ResolvedLabels | None, str | None]:
+    """The label file to score a bag against, and a note when an automatically found one is not used.
+
+    ``labels``: a path; None/True = ``<bag>.labels.json`` if it exists; False = none."""
+    if labels is False:
+        return None, None
+    automatic = labels is None or labels is True
+    path = default_labels_path(bag) if automatic else Path(labels)  # type: ignore[arg-type]
+    if automatic and not path.exists():
+        return None, None
+    label_file = LabelFile.load(path)
+    if label_file.task != task:
+        raise LabelError(f"{path}: a {label_file.task} label file, but the model is a {task} model")
+    if label_file.topic not in topics:
+        msg = (f"{path}: labels are for topic {label_file.topic!r}, which is not among the evaluated topics "
+               f"{list(topics)}")
+        if automatic:
+            return None, msg + "; evaluated without labels"
+        raise LabelError(msg)
+    return ResolvedLabels(label_file, path, automatic), None

@@ -41,7 +41,7 @@ def to_png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
+def style(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_title(title, fontsize=STYLE["axes.titlesize"])
     ax.set_xlabel(xlabel, fontsize=STYLE["axes.labelsize"])
     ax.set_ylabel(ylabel, fontsize=STYLE["axes.labelsize"])
@@ -72,7 +72,7 @@ def confusion_matrix(cm: np.ndarray, classes: Sequence[str], title: str = "Confu
                 if cm[i, j]:
                     ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=9 if k > 12 else 10,
                             color="white" if share[i, j] > 0.6 else "black")
-    _style(ax, title, "predicted class", "true class")
+    style(ax, title, "predicted class", "true class")
     if own:
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
         return to_png(fig)
@@ -93,7 +93,7 @@ def bars(categories: Sequence[str], series: Mapping[str, Sequence[float]], title
         ax.set_ylim(*ylim)
     if len(series) > 1:
         ax.legend()
-    _style(ax, title, xlabel, ylabel)
+    style(ax, title, xlabel, ylabel)
     return to_png(fig)
 
 
@@ -109,7 +109,7 @@ def histogram(series: Mapping[str, np.ndarray], bins: np.ndarray | int, title: s
         ax.set_yscale("log")
     if series:
         ax.legend()
-    _style(ax, title, xlabel, ylabel)
+    style(ax, title, xlabel, ylabel)
     return to_png(fig)
 
 
@@ -134,5 +134,5 @@ def lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if len(series) > 1 or (series and own is False):
         ax.legend()
-    _style(ax, title, xlabel, ylabel)
+    style(ax, title, xlabel, ylabel)
     return to_png(fig) if own else None

@@ -173,7 +173,7 @@ def _tsne_png(runs: list[Run], embeddings: list[np.ndarray], feats: list[Feature
         ax.set_xticks([])
         ax.set_yticks([])
         ax.legend(loc="best", markerscale=2)
-        plots._style(ax, f"t-SNE of features: {run.name}", "t-SNE 1", "t-SNE 2")
+        plots.style(ax, f"t-SNE of features: {run.name}", "t-SNE 1", "t-SNE 2")
     return plots.to_png(fig)
 
 

@@ -176,3 +176,44 @@ class ResultBagWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def write_result_bag(path: Path, bag: Path, topics: list[str], frames: Any, task: Any, pred: dict,
+                     compressed: dict[str, bool], storage: str = "mcap") -> dict:
+    """eval-bag's result bag: the selected topics' messages (all of them, decodable or not) and the
+    task's output for every evaluated frame, in the input's log-time order.
+
+    Reads the bag a second time with the reader iter_frames uses (dann_ros.data.bags.open_bag and
+    iter_messages), so a damaged bag stops at the same message."""
+    import shutil
+
+    from dann_ros.data.bags import iter_messages, open_bag
+
+    rows = {(t, int(i)): r for r, (t, i) in enumerate(zip(frames.topics.tolist(), frames.indices.tolist()))}
+    flags = [compressed[t] for t in topics]
+    out_topics = output_topics(topics, task.spec.output_name, flags)
+    info_topics = output_topics(topics, "label_info", flags)
+    announced: set[str] = set()
+    written = outputs = 0
+    errors: list[str] = []
+    try:
+        with open_bag(bag) as source, ResultBagWriter(path, storage) as writer:
+            for m in iter_messages(source, topics, errors=errors, path=bag):
+                topic = m.connection.topic
+                row = rows.get((topic, m.index))
+                if row is not None and topic not in announced:  # class map once per camera, like the node
+                    announced.add(topic)
+                    writer.label_info(info_topics[topic], m.log_time_ns, int(frames.stamps_ns[row]),
+                                      frames.frame_ids[row], task.classes)
+                writer.copy(m.connection, m.log_time_ns, m.raw)
+                written += 1
+                if row is not None:
+                    task.write(writer, out_topics[topic], row, m.log_time_ns, frames, pred)
+                    outputs += 1
+            counts = dict(writer.counts)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return {"path": str(path), "storage": storage, "input_messages": written, "outputs": outputs,
+            "output_topics": out_topics, "label_info_topics": info_topics, "messages_per_topic": counts,
+            "read_error": errors[0] if errors else None}

@@ -1,6 +1,7 @@
 """Classification scores from predicted and true class ids: accuracy, per-class precision and
 recall, confusion matrix. Frames whose label is -1 (unlabelled, or a class the model does not
-know) are left out, exactly as ``dann-ros eval`` leaves them out."""
+know) are left out, exactly as ``dann-ros eval`` leaves them out (the label -> class map is
+dann_ros.data.labels.labels_onto_classes)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dann_ros.data.labels import LabelFile
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,11 @@ class ClassificationScores:
     @property
     def accuracy(self) -> float:
         return self.correct / self.n if self.n else float("nan")
+
+    @property
+    def value(self) -> float:
+        """The headline metric (TaskSpec.metric "accuracy")."""
+        return self.accuracy
 
     def precision(self) -> np.ndarray:
         col = self.confusion.sum(0)
@@ -61,15 +66,3 @@ def classification_scores(pred: np.ndarray, labels: np.ndarray, classes: Sequenc
     cm = np.zeros((k, k), np.int64)
     np.add.at(cm, (labels[known], pred[known]), 1)
     return ClassificationScores(tuple(classes), cm, int(known.sum()), int((~known).sum()))
-
-
-def labels_onto_classes(label_file: LabelFile, class_ids: np.ndarray, classes: Sequence[str]) -> np.ndarray:
-    """Label-file class ids (-1 = no label) -> the model's class ids (-1 where the model lacks the
-    class). The same mapping ``dann-ros eval`` applies (dann_ros.train.datasets.load_labelled_bag)."""
-    classes = list(classes)
-    to_ours = np.array([classes.index(c) if c in classes else -1 for c in label_file.classes] + [-1], np.int64)
-    mapped = to_ours[np.asarray(class_ids, np.int64)]
-    if (np.asarray(class_ids) >= 0).any() and not (mapped >= 0).any():
-        raise ValueError(f"{label_file.origin}: none of the label classes {list(label_file.classes)} is a class of "
-                         f"the model {classes}; labels for another model?")
-    return mapped

@@ -1,4 +1,6 @@
-"""eval-bag on a detection model: mAP equals `dann-ros eval`, Detection2DArray in the result bag."""
+"""eval-bag on a trained detection model: mAP of the detections the node would publish (its
+threshold, not a fixed one), equal to `dann-ros eval` when every candidate is published,
+Detection2DArray in the result bag, on a rosbag2 folder named like `ros2 bag record -o x.bag`."""
 
 from __future__ import annotations
 
@@ -9,63 +11,66 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from dann_ros.cli import main
-from dann_ros.data.compose import write_detection_bag
-from dann_ros.data.labels import LabelBox
+from dann_ros.data.bags import iter_frames
 from dann_ros.evaluation.detection import evaluate_detection_bag
 from dann_ros.evaluation.eval_bag import evaluate_bag
 from dann_ros.evaluation.result_bag import vision_typestore
 from dann_ros.runtime.predictor import Predictor
 
-CLASSES = tuple(str(i) for i in range(10))
+
+@pytest.fixture(scope="module")
+def predictor(trained_detector_onnx):
+    return Predictor.load(trained_detector_onnx, backend="onnxruntime", device="cpu")
 
 
-@pytest.fixture()
-def detection_bag(tmp_path):
-    rng = np.random.default_rng(3)
-    images, boxes = [], []
-    for _ in range(12):
-        image = rng.integers(0, 60, (60, 100, 3), dtype=np.uint8)
-        x, y = int(rng.integers(5, 60)), int(rng.integers(5, 25))
-        image[y:y + 25, x:x + 18] = 230
-        images.append(image)
-        boxes.append([LabelBox(float(x), float(y), float(x + 18), float(y + 25), CLASSES[int(rng.integers(0, 10))])])
-    bag = tmp_path / "scenes"
-    write_detection_bag(bag, images, boxes, CLASSES)
-    return bag
-
-
-def test_eval_bag_detection_matches_eval_and_writes_detection2darray(tiny_detector_onnx, detection_bag, tmp_path):
-    predictor = Predictor.load(tiny_detector_onnx)
+def test_eval_bag_scores_and_writes_what_the_node_publishes(predictor, box_bag, tmp_path):
     out = tmp_path / "eval"
-    result = evaluate_bag(predictor, detection_bag, out_dir=out)
-    report = result.report
-    reference = evaluate_detection_bag(predictor, detection_bag, f"{detection_bag}.labels.json")
-    assert report["scores"]["map50"] == pytest.approx(reference.map50, abs=1e-9)
-    assert report["scores"]["map"] == pytest.approx(reference.map, abs=1e-9)
-    assert report["model"]["task"] == "detection" and report["scores"]["n"] == 12
+    report = evaluate_bag(predictor, box_bag["bag"], out_dir=out).report
+    assert report["model"]["task"] == "detection" and report["outputs"] == {"detection_threshold": 0.3}
+    assert "accuracy" not in report and report["metric"]["key"] == "map50"
+    s = report["scores"]
+    assert s["n"] == box_bag["n"] and s["threshold"] == 0.3 and report["map50"] == s["map50"] > 0.5
+    expected = predictor.detect_batch([f.image for f in iter_frames(box_bag["bag"])], 0.3)
+    assert report["predictions"]["detections"] == s["n_detections"] == sum(len(d) for d in expected) > 0
     saved = json.loads((out / "report.json").read_text())
-    assert "per_class_ap50" in saved["figures"] and "class_histogram" in saved["figures"]
-    assert "mAP@0.5" in (out / "report.html").read_text()
+    assert {"per_class_ap50", "class_histogram", "confidence_histogram"} <= set(saved["figures"])
+    assert sum(saved["figures"]["class_histogram"]["detections"]) == s["n_detections"]
+    page = (out / "report.html").read_text()
+    assert "<h2>mAP</h2>" in page and "scoring at least 0.3" in page
     with AnyReader([out / "result_bag"], default_typestore=vision_typestore()) as reader:
         conns = [c for c in reader.connections if c.msgtype == "vision_msgs/msg/Detection2DArray"]
-        assert conns and conns[0].topic == "/camera/detections"
+        assert [c.topic for c in conns] == ["/camera/detections"]
         msgs = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns)]
-    assert len(msgs) == 12
-    expected = predictor.detect_batch([f for f in _frames(detection_bag)])
+    assert len(msgs) == box_bag["n"]
     for msg, dets in zip(msgs, expected):
         assert len(msg.detections) == len(dets.items)
         for m, d in zip(msg.detections, dets.items):
             assert m.bbox.center.position.x == pytest.approx((d.box[0] + d.box[2]) / 2, abs=1e-3)
             assert m.results[0].hypothesis.class_id == str(d.class_id)
+            assert m.results[0].hypothesis.score == pytest.approx(d.score, abs=1e-6)
 
 
-def _frames(bag):
-    from dann_ros.data.bags import iter_frames
+def test_threshold_is_the_nodes_and_zero_scores_every_candidate_like_eval(predictor, box_bag, tmp_path):
+    reference = evaluate_detection_bag(predictor, box_bag["bag"], box_bag["labels"])  # every candidate
+    every = evaluate_bag(predictor, box_bag["bag"], result_bag=False, detection_threshold=0.0).report
+    assert every["scores"]["map50"] == pytest.approx(reference.map50, abs=1e-9)
+    assert every["scores"]["map"] == pytest.approx(reference.map, abs=1e-9)
+    strict = evaluate_bag(predictor, box_bag["bag"], out_dir=tmp_path / "strict", detection_threshold=0.9).report
+    default = evaluate_bag(predictor, box_bag["bag"], result_bag=False).report
+    counts = [r["predictions"]["detections"] for r in (every, default, strict)]
+    assert counts[0] > counts[1] > counts[2] and strict["outputs"] == {"detection_threshold": 0.9}
+    with AnyReader([tmp_path / "strict" / "result_bag"], default_typestore=vision_typestore()) as reader:
+        conns = [c for c in reader.connections if c.msgtype == "vision_msgs/msg/Detection2DArray"]
+        scores = [d.results[0].hypothesis.score for c, _, raw in reader.messages(connections=conns)
+                  for d in reader.deserialize(raw, c.msgtype).detections]
+    assert len(scores) == counts[2] and min(scores, default=1.0) >= 0.9
 
-    return [f.image for f in iter_frames(bag)]
 
-
-def test_eval_bag_cli_prints_map(tiny_detector_onnx, detection_bag, tmp_path, capsys):
-    assert main(["eval-bag", "--model", str(tiny_detector_onnx), "--bag", str(detection_bag),
-                 "--out", str(tmp_path / "cli"), "--no-result-bag"]) == 0
-    assert "mAP@0.5" in capsys.readouterr().out
+def test_eval_bag_cli_prints_map_and_takes_the_threshold(trained_detector_onnx, box_bag, tmp_path, capsys):
+    assert main(["eval-bag", "--model", str(trained_detector_onnx), "--bag", str(box_bag["bag"]),
+                 "--out", str(tmp_path / "cli"), "--no-result-bag", "--detection-threshold", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "mAP@0.5" in printed and "detections scoring >= 0.5" in printed and "accuracy" not in printed
+    report = json.loads((tmp_path / "cli" / "report.json").read_text())
+    assert report["outputs"] == {"detection_threshold": 0.5}
+    assert np.isclose(report["map50"], report["scores"]["map50"])

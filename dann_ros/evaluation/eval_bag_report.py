@@ -1,0 +1,206 @@
+"""eval-bag's report: report.json's content, its figures and its HTML page (the task's own parts
+come from evaluation/tasks, the shared parts from evaluation/reporting)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dann_ros.evaluation import html as H
+from dann_ros.evaluation import plots
+from dann_ros.evaluation.frames import FrameTable
+from dann_ros.evaluation.reporting import (figure, latency_histogram, page_header, percentiles, show_figures,
+                                           thin)
+
+
+@dataclass
+class DomainShift:
+    window: int
+    reference: float
+    domain: np.ndarray  # (N,) P(frame looks like the synthetic source)
+    shift: np.ndarray  # (N,) the node's score after each frame
+
+
+def domain_shift(frames: FrameTable, window: int, reference: float) -> DomainShift | None:
+    """The node's domain-shift score after each frame, per camera (dann_ros.ros.diagnostics);
+    None for a model exported without its discriminator."""
+    from dann_ros.ros.diagnostics import DomainShiftMonitor
+
+    domain = frames.outputs.get("domain")
+    if domain is None:
+        return None
+    domain = np.asarray(domain, float).reshape(len(frames), -1).mean(1)
+    monitors: dict[str, DomainShiftMonitor] = {}
+    shift = np.empty(len(domain))
+    for i, (d, topic) in enumerate(zip(domain, frames.topics)):
+        mon = monitors.setdefault(topic, DomainShiftMonitor(window, reference))
+        mon.add(float(d))
+        shift[i] = mon.shift()
+    return DomainShift(window, reference, domain, shift)
+
+
+def _domain_block(shift: DomainShift, chosen: list[str], frames: FrameTable) -> dict:
+    from dann_ros.ros.params import PARAMETERS
+
+    warn, error = PARAMETERS["domain_shift_warn"][0], PARAMETERS["domain_shift_error"][0]
+    ds: dict[str, Any] = {"window": shift.window, "reference": shift.reference, "warn": warn, "error": error,
+                          "definition": "dann_node's score: mean over the camera's last `window` frames of "
+                                        "|domain - reference| / max(reference, 1 - reference); domain = P(frame "
+                                        "looks like the synthetic source)", "topics": {}}
+    for t in chosen:
+        m = frames.topics == t
+        if m.any():
+            s = shift.shift[m]
+            ds["topics"][t] = {"final": float(s[-1]), "mean": float(s.mean()), "max": float(s.max()),
+                               "mean_domain_score": float(shift.domain[m].mean()),
+                               "frames_at_or_above_warn": int((s >= warn).sum()),
+                               "frames_at_or_above_error": int((s >= error).sum())}
+    return ds
+
+
+def build_report(predictor: Any, opts: Any, meta: Any, chosen: list[str], frames: FrameTable, stats: Any, task: Any,
+                 pred: dict, scores: Any, label_info: dict | None, label_note: str | None, shift: DomainShift | None,
+                 run: Any, frames_wall: float, bag_report: dict | None) -> dict:
+    info = predictor.info
+    n = len(frames)
+    per_topic = {}
+    for t in chosen:
+        counts = stats.topics.get(t)
+        listed = meta.image_topics[t][1]
+        seen = (counts.decoded + counts.skipped) if counts else 0
+        per_topic[t] = {"msgtype": meta.image_topics[t][0],
+                        "messages_in_bag": None if listed == 0 and seen else listed,  # a truncated MCAP lists none
+                        "decoded": counts.decoded if counts else 0, "skipped": counts.skipped if counts else 0}
+    sizes = sorted({(int(h), int(w)) for h, w in frames.sizes.tolist()})
+    spec = task.spec
+    report: dict[str, Any] = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {"path": opts.model_path, "backend": getattr(predictor.backend, "name", "?"), "task": info.task,
+                  "classes": list(info.classes), "input_shape": list(info.preprocess.input_shape),
+                  "domain_monitor": shift is not None},
+        "bag": {"path": str(opts.bag), "start_ns": meta.start_ns, "end_ns": meta.end_ns, "topics": per_topic,
+                "image_sizes": [f"{w}x{h}" for h, w in sizes]},
+        "frames": {"evaluated": n, "decoded": stats.decoded, "skipped": stats.skipped, "complete": stats.ok,
+                   "skipped_examples": list(stats.examples), "read_errors": list(stats.read_errors),
+                   "summary": stats.summary()},
+        "throughput": {"frames_per_second": n / frames_wall if frames_wall > 0 else None,
+                       "frames_per_second_with_outputs": n / run.wall_s if run.wall_s > 0 else None,
+                       "frames_wall_s": frames_wall, "wall_s": run.wall_s, "decoder_thread_s": run.decode_wall_s,
+                       "inference_s": run.inference_s, "result_bag_s": run.result_bag_s,
+                       "batch_size": opts.batch_size, "batches": int(len(frames.batch_ms))},
+        "latency_ms": {"decode": percentiles(frames.decode_ms), "prepare": percentiles(frames.prepare_ms),
+                       "inference_per_frame": percentiles(frames.inference_ms),
+                       "processing_per_frame": percentiles(frames.total_ms),
+                       "batch_inference": percentiles(frames.batch_ms),
+                       "definition": "decode = read + deserialize + decode to RGB (iter_frames); prepare = "
+                                     "Preprocess.prepare; inference_per_frame = the frame's share of its batch's model "
+                                     "call; processing_per_frame = their sum"},
+        "outputs": task.options_json(),
+        "predictions": task.summary(pred),
+        "metric": {"key": spec.metric, "title": spec.metric_title, "definition": spec.metric_detail,
+                   "value": scores.value if scores is not None else None},
+        spec.metric: scores.value if scores is not None else None,
+        "labels": None, "scores": None, "label_note": label_note,
+        "domain_shift": _domain_block(shift, chosen, frames) if shift is not None else None,
+        "result_bag": bag_report,
+    }
+    if scores is not None:
+        report["labels"] = {k: v for k, v in (label_info or {}).items() if k != "label_ids"}
+        report["scores"] = scores.to_json()
+    return report
+
+
+def figures(report: dict, frames: FrameTable, task: Any, pred: dict, scores: Any, label_info: dict | None,
+            shift: DomainShift | None) -> dict[str, dict]:
+    """The task's figures, then domain shift and latency."""
+    figs: dict[str, dict] = task.figures(pred, scores, label_info)
+    t_s = (frames.log_times_ns - int(frames.log_times_ns.min())) / 1e9
+    if shift is not None:
+        ds = report["domain_shift"]
+        data, line_series = {}, {}
+        multi = len(ds["topics"]) > 1
+        for topic in ds["topics"]:
+            m = frames.topics == topic
+            x, y_shift, y_dom = thin(t_s[m], shift.shift[m], shift.domain[m])
+            data[topic] = {"t_s": x, "shift": y_shift, "domain_score": y_dom}
+            line_series[f"shift {topic}" if multi else "domain-shift score"] = (t_s[m], shift.shift[m])
+            line_series[f"P(synthetic) {topic}" if multi else "P(synthetic) per frame"] = (t_s[m], shift.domain[m])
+        figs["domain_shift"] = figure(
+            plots.lines(line_series, f"Domain shift over time (window {ds['window']} frames)",
+                        "recording time since the first frame (s)", "score",
+                        hlines={f"warn {ds['warn']:g}": ds["warn"], f"error {ds['error']:g}": ds["error"]},
+                        ylim=(-0.02, 1.02)),
+            "dann_node's domain-shift score (0 = like the adapted target, 1 = the discriminator is sure of a domain) "
+            "and the per-frame discriminator output P(synthetic source)",
+            {"title": "Domain shift over time", "window": ds["window"], "reference": ds["reference"],
+             "warn": ds["warn"], "error": ds["error"], "topics": data})
+    figs["latency"] = latency_histogram(
+        {"decode": frames.decode_ms, "prepare": frames.prepare_ms, "inference (share of batch)": frames.inference_ms,
+         "total": frames.total_ms}, "Per-frame processing time", "milliseconds (values above p99.5 in the last bin)",
+        "Decode (read + deserialize + decode), prepare (resize/reorder), the frame's share of its batch's model "
+        "time, and their sum", {"percentiles_ms": report["latency_ms"]})
+    x, y = thin(t_s, frames.total_ms)
+    figs["latency_over_time"] = figure(
+        plots.lines({"processing time per frame": (t_s, frames.total_ms)}, "Processing time over the recording",
+                    "recording time since the first frame (s)", "milliseconds"),
+        "Per-frame processing time (decode + prepare + share of model time) along the bag",
+        {"title": "Processing time over the recording", "t_s": x, "total_ms": y})
+    return figs
+
+
+def page(report: dict, figs: dict[str, dict], task: Any) -> H.Page:
+    m, b, f, tp, metric = report["model"], report["bag"], report["frames"], report["throughput"], report["metric"]
+    p = page_header(f"eval-bag: {Path(b['path']).name}", [
+        ("model", f"{m['path']} ({m['backend']}, {m['task']}, {len(m['classes'])} classes, input "
+                  f"{'x'.join(map(str, m['input_shape']))})"),
+        ("bag", b["path"]), ("topics", ", ".join(b["topics"])), ("image sizes", ", ".join(b["image_sizes"])),
+        ("frames evaluated", f["evaluated"]), ("frames skipped", f["skipped"]),
+        (metric["title"], H.pct(metric["value"]) if metric["value"] is not None else "no labels"),
+        ("throughput", f"{tp['frames_per_second']:.1f} frames/s (decode, prepare, model; batch {tp['batch_size']})"),
+        ("result bag", report["result_bag"]["path"] if report["result_bag"] else "not written"),
+        ("created", report["created"]),
+    ], [("Partly evaluated: " + f["summary"] if not f["complete"] else "", "warn"), (report.get("label_note"), "warn")])
+    task.html(p, report, figs)
+
+    p.heading("Domain shift")
+    ds = report["domain_shift"]
+    if ds is None:
+        p.note("The model has no domain monitor output (exported without the discriminator).", "warn")
+    else:
+        p.paragraph("Definition: " + ds["definition"] + f". Window {ds['window']} frames, reference "
+                    f"{ds['reference']:g}, WARN at {ds['warn']:g}, ERROR at {ds['error']:g} (dann_node's defaults).")
+        p.table(("topic", "final", "mean", "max", "mean P(synthetic)", "frames >= warn", "frames >= error"),
+                [(t, v["final"], v["mean"], v["max"], v["mean_domain_score"], v["frames_at_or_above_warn"],
+                  v["frames_at_or_above_error"]) for t, v in ds["topics"].items()])
+        show_figures(p, figs, ["domain_shift"])
+
+    p.heading("Latency and throughput")
+    lat = report["latency_ms"]
+    p.table(("stage (ms)", "mean", "p50", "p90", "p99", "max"),
+            [(name, v["mean"], v["p50"], v["p90"], v["p99"], v["max"]) for name, v in lat.items() if isinstance(v, dict)])
+    p.paragraph(lat["definition"] + ".")
+    p.paragraph(f"Wall time {tp['wall_s']:.2f} s ({tp['frames_wall_s']:.2f} s decoding and inference, overlapped; "
+                f"{tp['inference_s']:.2f} s in the model; {tp['result_bag_s']:.2f} s writing the result bag).")
+    show_figures(p, figs, ["latency", "latency_over_time"])
+
+    p.heading("Frames read and skipped")
+    p.table(("topic", "type", "messages in bag", "decoded", "skipped"),
+            [(t, v["msgtype"], v["messages_in_bag"], v["decoded"], v["skipped"]) for t, v in b["topics"].items()])
+    if f["skipped_examples"]:
+        p.paragraph("Examples of skipped frames:")
+        p.table(("frame: reason",), [(e,) for e in f["skipped_examples"]])
+    for e in f["read_errors"]:
+        p.note(e, "error")
+    if f["complete"]:
+        p.note("Every selected message was read and decoded.", "ok")
+    rb = report["result_bag"]
+    if rb:
+        p.heading("Result bag")
+        p.paragraph(f"{rb['path']} ({rb['storage']}): {rb['input_messages']} input messages copied, "
+                    f"{rb['outputs']} outputs. Open it in Foxglove Studio or RViz.")
+        p.table(("topic", "messages"), sorted(rb["messages_per_topic"].items()))
+    return p
