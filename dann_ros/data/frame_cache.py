@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from dann_ros.data import replicator
-from dann_ros.data.bags import BagError, BagSelection, DecodeStats, bag_info, iter_frames
-from dann_ros.data.frame_store import FrameStore, ProgressFn, log_progress, open_or_build
+from dann_ros.data.bags import BagError, BagSelection, DecodeStats, FrameSet, bag_info, iter_frames
+from dann_ros.data.frame_store import FrameStore, ProgressFn, Subset, log_progress, open_or_build
 from dann_ros.data.preprocess import Preprocess
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,8 @@ def bag_store(bag: str | os.PathLike[str], selection: BagSelection, preprocess: 
                     "stamps_ns": frame.stamp_ns, "log_times_ns": frame.log_time_ns, "indices": frame.index,
                     "topic_ids": topics.setdefault(frame.topic, len(topics)),
                     "image_sizes": frame.image.shape[:2], "geometries": (g.scale_x, g.scale_y, g.offset_x, g.offset_y)})
-                writer.skipped = stats.skipped
-            writer.skipped = stats.skipped
+                writer.skipped, writer.reasons = stats.skipped, stats.examples
+            writer.skipped, writer.reasons = stats.skipped, stats.examples
             if not stats.ok:
                 log.warning("bag %s: %s", path, stats.summary())
             if not len(writer):
@@ -89,6 +89,24 @@ def bag_store(bag: str | os.PathLike[str], selection: BagSelection, preprocess: 
             return writer.finish()
 
     return open_or_build(cache_dir, f"bag-{path.resolve().name}", key, build)
+
+
+def to_frameset(store: FrameStore) -> FrameSet:
+    """A bag store read whole into the in-RAM :class:`~dann_ros.data.bags.FrameSet` (small data, label
+    matching): one array filled in place, never a list of frames stacked (which peaks at twice the size)."""
+    c = store.columns
+    topics = np.asarray(store.meta["notes"]["topics"], dtype=str)
+    return FrameSet(images=store.read(np.arange(len(store))), stamps_ns=c["stamps_ns"], log_times_ns=c["log_times_ns"],
+                    indices=c["indices"], topics=topics[c["topic_ids"]], image_sizes=c["image_sizes"],
+                    geometries=c["geometries"].astype(np.float64), stats=decode_stats(store),
+                    bag_path=str(store.meta["key"]["bag"]), from_cache=True)
+
+
+def split_by_topic(store: FrameStore) -> dict[str, Subset]:
+    """One view per camera topic of a bag store, so topics can be mixed with their own weights."""
+    ids = store.columns["topic_ids"]
+    return {topic: Subset(store, np.flatnonzero(ids == i)) for i, topic in enumerate(store.meta["notes"]["topics"])
+            if (ids == i).any()}
 
 
 def decode_stats(store: FrameStore) -> DecodeStats:
@@ -115,6 +133,7 @@ def crop_store(root: str | os.PathLike[str], spec: replicator.CropSpec, classes:
             for crop, name in crops:
                 writer.append(preprocess.prepare(crop)[0], {"class_ids": index[name]})
                 writer.skipped = sum(crops.stats.skipped.values())
+                writer.reasons = [f"{why}: {n} boxes" for why, n in crops.stats.skipped.most_common()]
             stats = crops.stats
             writer.skipped = sum(stats.skipped.values()) + stats.bad_frames
             log.info("source crops %s: %d kept, skipped %s, unreadable frames %d", root, len(writer),

@@ -299,6 +299,7 @@ class Progress:
     total: int | None
     skipped: int
     elapsed_s: float
+    reasons: tuple[str, ...] = ()  # a few examples of why frames were skipped
 
     @property
     def frames_per_s(self) -> float:
@@ -313,8 +314,9 @@ class Progress:
     def line(self) -> str:
         eta = "?" if self.eta_s is None else f"{self.eta_s:.0f} s"
         total = "?" if not self.total else str(self.total)
+        why = f" (e.g. {'; '.join(self.reasons)})" if self.skipped and self.reasons else ""
         return (f"{self.what}: {self.done}/{total} frames, {self.frames_per_s:.0f} frames/s, ETA {eta}, "
-                f"skipped {self.skipped}")
+                f"skipped {self.skipped}{why}")
 
 
 ProgressFn = Callable[[Progress], None]
@@ -345,6 +347,7 @@ class StoreWriter:
         self._columns: dict[str, list[Any]] = {}
         self._ragged: dict[str, tuple[Any, list[int], np.dtype, tuple[int, ...]]] = {}
         self.skipped = 0
+        self.reasons: list[str] = []  # the caller's examples of skip reasons, shown in progress reports
         self.notes: dict[str, Any] = {}
         self._progress, self._every = progress, progress_every_s
         self._t0 = self._last = time.perf_counter()
@@ -414,7 +417,8 @@ class StoreWriter:
             self._progress(self.report())
 
     def report(self) -> Progress:
-        return Progress(self.what, len(self._crc), self.expected, self.skipped, time.perf_counter() - self._t0)
+        return Progress(self.what, len(self._crc), self.expected, self.skipped, time.perf_counter() - self._t0,
+                        tuple(self.reasons[:3]))
 
     def abort(self) -> None:
         for f in [self._images, *(e[0] for e in self._ragged.values())]:

@@ -17,7 +17,8 @@ import pytest
 
 from dann_ros.data import replicator
 from dann_ros.data.bags import BagSelection, load_frames
-from dann_ros.data.frame_cache import bag_store, crop_store, decode_stats, detection_store, estimate_bag_frames
+from dann_ros.data.frame_cache import (bag_store, crop_store, decode_stats, detection_store, estimate_bag_frames,
+                                      split_by_topic, to_frameset)
 from dann_ros.data.frame_store import (CacheTooBigError, FrameStore, FrameStoreDamaged, MemoryStore, Progress,
                                        Subset, open_or_build)
 from dann_ros.data.make_bag import make_bag
@@ -71,6 +72,73 @@ def test_bag_store_round_trip_matches_the_in_ram_loader(bag, tmp_path):
     other = bag_store(bag, BagSelection(stride=3), PP, tmp_path / "cache")
     assert other.path != store.path and len(other) == 10
     assert not list((tmp_path / "cache").glob(".*.tmp")), "no temporary folders left behind"
+
+
+def _bag_with_bad_frames(path: Path) -> Path:
+    """Four good JPEG frames and two that cannot be decoded, written with rosbags."""
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import get_typestore
+
+    from dann_ros.data.bags import ROS2_STORE
+    from dann_ros.data.images import encode_compressed
+
+    ts = get_typestore(ROS2_STORE)
+    t = ts.types
+    with Writer(path, version=9) as writer:
+        conn = writer.add_connection("/cam", "sensor_msgs/msg/CompressedImage", typestore=ts)
+        for i, image in enumerate(_frames(6, seed=2)):
+            data = b"\xff\xd8\xff\xe0 not a jpeg" if i in (1, 4) else encode_compressed(image, "jpeg", 90)
+            header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=10 + i, nanosec=0),
+                                               frame_id="cam")
+            msg = t["sensor_msgs/msg/CompressedImage"](header=header, format="jpeg",
+                                                       data=np.frombuffer(data, np.uint8))
+            writer.write(conn, (10 + i) * 10**9, ts.serialize_cdr(msg, msg.__msgtype__))
+    return path
+
+
+def test_skipped_frames_are_reported_with_reasons_and_kept_in_the_cache(tmp_path):
+    bag = _bag_with_bad_frames(tmp_path / "bad.bag")
+    reports: list[Progress] = []
+    store = bag_store(bag, BagSelection(), PP, tmp_path / "cache", progress=reports.append)
+    assert len(store) == 4 and store.columns["indices"].tolist() == [0, 2, 3, 5]
+    last = reports[-1]
+    assert (last.done, last.skipped, last.total) == (4, 2, 7)
+    assert "skipped 2 (e.g. /cam#1: cannot decode compressed image" in last.line()
+    # read back from the cache, the decode statistics say the same
+    again = bag_store(bag, BagSelection(), PP, tmp_path / "cache", progress=None)
+    stats = decode_stats(again)
+    assert (stats.decoded, stats.skipped) == (4, 2) and stats.examples[1].startswith("/cam#4: cannot decode")
+    ram = load_frames(bag, BagSelection(), PP.prepare)
+    fs = to_frameset(again)
+    for name in ("images", "stamps_ns", "log_times_ns", "indices", "topics", "image_sizes", "geometries"):
+        np.testing.assert_array_equal(getattr(fs, name), getattr(ram, name))
+    assert fs.stats.summary() == ram.stats.summary() and fs.bag_path == str(bag.resolve())
+
+
+def test_a_bag_with_two_cameras_splits_into_one_view_per_topic(tmp_path):
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import get_typestore
+
+    from dann_ros.data.bags import ROS2_STORE
+    from dann_ros.data.images import rgb8_to_image_fields
+
+    ts = get_typestore(ROS2_STORE)
+    t = ts.types
+    with Writer(tmp_path / "two.bag", version=9) as writer:
+        conns = {c: writer.add_connection(c, "sensor_msgs/msg/Image", typestore=ts) for c in ("/left", "/right")}
+        for i, image in enumerate(_frames(9, seed=4, size=(24, 32))):
+            topic = "/left" if i % 3 else "/right"
+            *_, step, data = rgb8_to_image_fields(image, "rgb8")
+            header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=i, nanosec=0), frame_id="c")
+            msg = t["sensor_msgs/msg/Image"](header=header, height=24, width=32, encoding="rgb8", is_bigendian=0,
+                                             step=step, data=np.frombuffer(bytes(data), np.uint8))
+            writer.write(conns[topic], (i + 1) * 10**9, ts.serialize_cdr(msg, msg.__msgtype__))
+    store = bag_store(tmp_path / "two.bag", BagSelection(), PP, tmp_path / "cache", progress=None)
+    views = split_by_topic(store)
+    assert sorted(views) == ["/left", "/right"] and (len(views["/left"]), len(views["/right"])) == (6, 3)
+    right = views["/right"]
+    assert right.columns["stamps_ns"].tolist() == [0, 3 * 10**9, 6 * 10**9]
+    np.testing.assert_array_equal(right.read([1]), store.read([int(np.flatnonzero(store.columns["stamps_ns"] == 3e9)[0])]))
 
 
 def test_memory_store_and_subset_read_like_the_disk_store(bag, tmp_path):
