@@ -22,8 +22,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dann_ros.data.frame_store import Store
+from dann_ros.data import replicator
+from dann_ros.data.bags import BagSelection
+from dann_ros.data.frame_cache import bag_store, crop_store, detection_store, frame_label_store
+from dann_ros.data.frame_store import Store, Subset
 from dann_ros.data.sampling import MixedSampler, Part
+from dann_ros.train.config import TrainConfig
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -119,3 +123,72 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
                 part["labels"] = part["labels"].to(device, non_blocking=True)
             out[name] = part
     return out
+
+
+@dataclass
+class StreamedData:
+    """A training config's data as stores and streams (what the trainer's ``load_data`` holds in RAM today)."""
+
+    classes: tuple[str, ...]
+    source: Store  # the training split
+    source_val: Store  # the validation split (same records as today's split_validation picks)
+    target: list[Store]  # one per target bag
+    source_stream: Stream
+    target_stream: Stream | None
+
+
+def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) record indices, the same split as ``datasets.split_validation`` draws."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * fraction)))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def streamed_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1, in_ram: bool = False,
+                  target_weights: Sequence[float] | None = None) -> StreamedData:
+    """Build (or open) the frame stores of ``cfg`` and the streams a run of ``world_size`` ranks draws from.
+
+    ``in_ram`` loads every store into memory first (small data: no reads per step; use 0 workers).
+    ``target_weights``: one per target bag (default: equal). ``target.max_frames`` is shared among the
+    bags by their sizes. With several ranks, let rank 0 call this first (it builds the stores), then
+    the others after a barrier (they open them)."""
+    src, pp, cache = cfg.source, cfg.preprocess, cfg.cache_dir
+    if src.replicator is None:
+        raise NotImplementedError("streaming reads Replicator sources; a labelled-bag source (source.bag) "
+                                  "still goes through the in-RAM loader")
+    if cfg.task == "detection":
+        store = detection_store(src.replicator, src.crop.max_occlusion, cfg.classes, pp, cache)
+        label, ragged = None, ("boxes", "box_classes")
+    elif src.frame_labels is not None:
+        store = frame_label_store(src.replicator, src.frame_labels, cfg.classes, pp, cache)
+        label, ragged = "class_ids", ()
+    else:
+        spec = replicator.CropSpec(src.crop.margin, src.crop.square, src.crop.min_size, src.crop.max_occlusion)
+        store = crop_store(src.replicator, spec, cfg.classes, pp, cache)
+        label, ragged = "class_ids", ()
+    classes = tuple(store.meta["notes"]["class_names"])
+    train_idx, val_idx = split_indices(len(store), src.val_fraction, cfg.seed)
+    base: Store = store.load() if in_ram else store
+    train, val = Subset(base, train_idx), Subset(base, val_idx)
+    b, seed = cfg.train.batch_size, cfg.seed
+    source_stream = Stream.of([train], seed, b, world_size, label=label, ragged=ragged)
+    t = cfg.target
+    selection = BagSelection(tuple(t.topics), t.stride, t.start_s, t.end_s)
+    targets: list[Store] = [bag_store(bag, selection, pp, cache) for bag in t.bags]
+    if in_ram:
+        targets = [s.load() for s in targets]
+    target_stream = None
+    if targets:
+        total = sum(len(s) for s in targets)
+        caps = None
+        if t.max_frames is not None and t.max_frames < total:
+            caps = [max(1, round(t.max_frames * len(s) / total)) for s in targets]
+        target_stream = Stream.of(targets, seed + 1, b, world_size, weights=target_weights, max_frames=caps)
+    return StreamedData(classes, train, val, targets, source_stream, target_stream)
+
+
+def iter_store(store: Store, batch_size: int = 512):
+    """A store's records in order, ``batch_size`` at a time, as uint8 tensors (evaluation without
+    holding a large validation split in RAM)."""
+    for start in range(0, len(store), batch_size):
+        yield torch.from_numpy(store.read(np.arange(start, min(start + batch_size, len(store)))))

@@ -162,3 +162,44 @@ def test_ddp_ranks_read_disjoint_records_in_a_real_gloo_run(stores, tmp_path):
     a, b = (set(r["ids"]) for r in sorted(result, key=lambda r: r["rank"]))
     assert len(a) == len(b) == steps * 4 and not a & b
     assert a | b == set(range(len(bag_a)))
+
+
+def test_streamed_data_of_a_training_config_holds_today_s_data(tiny_domains, tmp_path):
+    from dann_ros.train.datasets import load_source, load_target, split_validation
+    from dann_ros.train.streaming import iter_store, streamed_data
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(tiny_domains, tmp_path / "run", **{"cache_dir": tmp_path / "cache"})
+    data = streamed_data(cfg)
+    ram, classes = load_source(cfg.source, cfg.preprocess, cfg.classes, None)
+    train, val = split_validation(ram, cfg.source.val_fraction, cfg.seed)
+    assert data.classes == classes
+    np.testing.assert_array_equal(torch.cat(list(iter_store(data.source_val, 7))).numpy(), val.images)
+    np.testing.assert_array_equal(data.source.read(np.arange(len(data.source))), train.images)
+    np.testing.assert_array_equal(data.source.columns["class_ids"], train.labels)
+    target = load_target(cfg.target, cfg.preprocess, None, cfg.seed)
+    np.testing.assert_array_equal(data.target[0].read(np.arange(len(target))), target)
+    batch = StepBatches(data.source_stream, data.target_stream, cfg.seed)[3]
+    assert batch["source"]["images"].shape == (16, 3, 28, 28) and batch["target"]["images"].shape == (16, 3, 28, 28)
+    ids = batch["source"]["ids"][:, 1].numpy()
+    np.testing.assert_array_equal(batch["source"]["labels"].numpy(), train.labels[ids])
+    in_ram = streamed_data(cfg, in_ram=True)
+    _same(StepBatches(in_ram.source_stream, in_ram.target_stream, cfg.seed)[3], batch)
+
+
+def test_streamed_detection_data_carries_the_boxes(tiny_detection_domains, tmp_path):
+    from dann_ros.train.datasets import load_detection_source, split_validation
+    from dann_ros.train.streaming import streamed_data
+
+    from .conftest import tiny_detection_config
+
+    cfg = tiny_detection_config(tiny_detection_domains, tmp_path / "run", **{"cache_dir": tmp_path / "cache"})
+    data = streamed_data(cfg, world_size=2)
+    ram, _ = load_detection_source(cfg.source, cfg.preprocess, cfg.classes, None)
+    train, _ = split_validation(ram, cfg.source.val_fraction, cfg.seed)
+    batch = StepBatches(data.source_stream, data.target_stream, cfg.seed, rank=1)[0]
+    for k, i in enumerate(batch["source"]["ids"][:, 1].tolist()):
+        np.testing.assert_allclose(batch["source"]["boxes"][k].numpy(), train.boxes[i], atol=1e-4)
+        np.testing.assert_array_equal(batch["source"]["box_classes"][k].numpy(), train.classes[i])
+        np.testing.assert_array_equal(batch["source"]["images"][k].numpy(), train.images[i])
