@@ -17,6 +17,7 @@ other processes on a shared machine hits all of them alike.
 
 Bags: 640x480, raw rgb8 and JPEG, a few hundred frames (written to a temp dir). Usage:
   .venv/bin/python benchmarks/eval_bag_throughput.py [--frames 300] [--repeat 5] [--json out.json]
+  .venv/bin/python benchmarks/eval_bag_throughput.py --smoke   # 8 frames, one round: that it runs (the suite)
 """
 
 from __future__ import annotations
@@ -159,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=5, help="rounds; every measurement is the best of its rounds")
     ap.add_argument("--json", help="also write the numbers here")
+    ap.add_argument("--smoke", action="store_true", help="8 frames, one round, batch 4: checks that every mode runs "
+                                                         "(the test suite runs this), measures nothing")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.frames, args.repeat, args.batch = 8, 1, 4
     logging_off()
 
     from dann_ros.runtime.predictor import Predictor

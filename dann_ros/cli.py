@@ -26,46 +26,40 @@ def _train(args: argparse.Namespace) -> int:
         cfg = cfg.replace(**overrides)
     result = train(cfg, resume=not args.restart)
     if result:
+        from dann_ros.data.tasks import task_spec
+
         sel = result["selected"]
-        metric = "target_map50" if cfg.task == "detection" else "target_accuracy"
-        print(f"selected step {sel['step']} by {result['selection']}: {metric.replace('_', ' ')} "
-              f"{sel.get(metric, float('nan')):.4f}; model at {Path(cfg.output_dir) / 'model.pt'}")
+        spec = task_spec(cfg.task)
+        score = spec.format_metric(sel.get(spec.metric_key("target")))
+        print(f"selected step {sel['step']} by {result['selection']}: target {score}; "
+              f"model at {Path(cfg.output_dir) / 'model.pt'}")
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from dann_ros.evaluation.classification import evaluate_image_folder, evaluate_labelled_bag, write_json
+    from dann_ros.evaluation.tasks import task_for
     from dann_ros.runtime.predictor import Predictor
 
     predictor = Predictor.load(args.model, backend=args.backend)
-    if predictor.info.task == "detection":
-        return _eval_detection(args, predictor)
+    task = task_for(predictor.info.task, predictor.info.classes)
     if args.images:
-        report = evaluate_image_folder(predictor, args.images)
+        if task.spec.name != "classification":
+            raise SystemExit(f"eval --images takes an ImageFolder of classes: classification models only; "
+                             f"a {task.spec.name} model needs --bag and --labels")
+        from dann_ros.evaluation.classification import evaluate_image_folder
+
+        result = evaluate_image_folder(predictor, args.images)
+        table, data = result.table(), result.to_json()
     else:
         if not args.labels:
-            raise SystemExit("eval --bag needs --labels <label file>")
-        report = evaluate_labelled_bag(predictor, args.bag, args.labels, tuple(args.topic or ()))
+            raise SystemExit(f"eval --bag needs --labels <{task.spec.name} label file>")
+        table, data = task.evaluate_labelled_bag(predictor, args.bag, args.labels, tuple(args.topic or ()))
     print(f"model {args.model} ({predictor.backend.name})")
-    print(report.table())
+    print(table)
     if args.json:
-        write_json(report, args.json)
-    return 0
+        from dann_ros.evaluation.html import write_json
 
-
-def _eval_detection(args: argparse.Namespace, predictor) -> int:
-    import json
-
-    from dann_ros.evaluation.detection import evaluate_detection_bag, report_table
-
-    if args.images or not args.labels:
-        raise SystemExit("eval of a detection model needs --bag and --labels <detection label file>")
-    report = evaluate_detection_bag(predictor, args.bag, args.labels, tuple(args.topic or ()))
-    print(f"model {args.model} ({predictor.backend.name})")
-    print(report_table(report))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+        write_json(args.json, data)
     return 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dann_ros.data.labels import LabelFile
+from dann_ros.data.labels import LabelFile, class_map
 from dann_ros.evaluation.detection_metrics import DetectionReport, evaluate_detections
 from dann_ros.runtime.predictor import Predictor
 
@@ -31,8 +31,7 @@ def evaluate_detection_bag(predictor: Predictor, bag: str | Path, labels: str | 
     match = label_file.match(fs)
     if match.unmatched:
         log.warning("%s: %d of %d frames of %s have no label", labels, match.unmatched, len(fs), bag)
-    ours = {c: i for i, c in enumerate(predictor.classes)}
-    to_ours = np.array([ours.get(c, -1) for c in label_file.classes], np.int64)
+    to_ours = class_map(label_file.classes, predictor.classes)
     keep = np.flatnonzero(match.matched)
     pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes = [], [], [], [], []
     for start in range(0, len(keep), batch_size):

@@ -62,6 +62,10 @@ class EvalTask(Protocol):
 
     def options_json(self) -> dict: ...
 
+    @staticmethod
+    def evaluate_labelled_bag(predictor: Any, bag: Any, labels: Any, topics: tuple[str, ...]) -> tuple[str, dict]:
+        ...  # dann-ros eval: (printed table, JSON)
+
     def predictions(self, frames: Any) -> dict[str, Any]: ...  # eval-bag: from FrameTable.outputs
 
     def write(self, writer: Any, topic: str, row: int, log_ns: int, frames: Any, pred: dict) -> None: ...

@@ -52,6 +52,14 @@ class ClassificationTask:
         conf = [float(m.results[0].score) if m.results else 0.0 for m in messages]
         return {"class_id": np.asarray(ids, np.int64), "confidence": np.asarray(conf, float)}
 
+    @staticmethod
+    def evaluate_labelled_bag(predictor: Any, bag: Any, labels: Any, topics: tuple[str, ...]) -> tuple[str, dict]:
+        """``dann-ros eval --bag --labels``: (printed table, JSON) of the model's top-1 on every labelled frame."""
+        from dann_ros.evaluation.classification import evaluate_labelled_bag
+
+        report = evaluate_labelled_bag(predictor, bag, labels, topics)
+        return report.table(), report.to_json()
+
     # -- score --------------------------------------------------------------------------------
     def score(self, pred: dict, labels: ResolvedLabels, frames: FramesLike) -> tuple[ClassificationScores, dict]:
         match = labels.file.match(frames)

@@ -99,6 +99,14 @@ class DetectionTask:
         best = np.array([s.max() if s.size else 0.0 for s in scores], float)
         return {"boxes": boxes, "scores": scores, "classes": classes, "best": best}
 
+    @staticmethod
+    def evaluate_labelled_bag(predictor: Any, bag: Any, labels: Any, topics: tuple[str, ...]) -> tuple[str, dict]:
+        """``dann-ros eval --bag --labels``: (printed table, JSON) of mAP over every candidate."""
+        from dann_ros.evaluation.detection import evaluate_detection_bag, report_table
+
+        report = evaluate_detection_bag(predictor, bag, labels, topics)
+        return report_table(report), report.to_dict()
+
     # -- score --------------------------------------------------------------------------------
     def score(self, pred: dict, labels: ResolvedLabels, frames: FramesLike) -> tuple[DetectionScores, dict]:
         match = labels.file.match(frames)
