@@ -23,8 +23,8 @@ for tarball in ros2-launch ros2-launch_ros ros2-ros2cli ros2-rosidl_runtime_py \
     tar -xzf "$TP/$tarball.tar.gz" -C "$BUILD/src/$tarball"
 done
 
-# the tools' PyPI dependencies (pure Python)
-"$PY" -m pip install --disable-pip-version-check -q osrf-pycommon lark argcomplete psutil
+# the tools' PyPI dependencies (pure Python), and colcon to build a workspace in the tests
+"$PY" -m pip install --disable-pip-version-check -q osrf-pycommon lark argcomplete psutil colcon-common-extensions
 
 # order: each after what it imports at install time
 pkgs=(
@@ -52,6 +52,7 @@ cmake --install "$BUILD/composition_interfaces"
 # the check: the command lists its verbs and launch_ros imports
 cd "$BUILD"
 "$PY" -c 'import composition_interfaces.srv, launch_ros.actions, rosidl_runtime_py; print("launch_ros OK")'
+"$VENV/bin/colcon" build --help >/dev/null
 "$VENV/bin/ros2" --help | grep -E '^  (launch|lifecycle|param|run|topic) ' | wc -l | grep -qx 5 ||
     { echo "ros2 --help does not list launch, lifecycle, param, run and topic"; exit 1; }
 echo "ros2 tools OK"
