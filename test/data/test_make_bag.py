@@ -19,8 +19,9 @@ from dann_ros.data.make_bag import (
     record_digits,
 )
 
-DIGITS_CANDIDATES = [Path("/usr/share/doc/opencv-doc/examples/data/digits.png"),
-                     Path("/tmp/ocv/x/usr/share/doc/opencv-doc/examples/data/digits.png")]
+# Where `make setup` puts it (scripts/fetch_demo_data.sh), then an installed opencv-doc.
+DIGITS_CANDIDATES = [Path(__file__).resolve().parents[2] / ".cache" / "data" / "opencv" / "digits.png",
+                     Path("/usr/share/doc/opencv-doc/examples/data/digits.png")]
 REAL_DIGITS = next((p for p in DIGITS_CANDIDATES if p.exists()), None)
 RNG = np.random.default_rng(11)
 IMAGES = [RNG.integers(0, 256, (12, 16, 3), dtype=np.uint8) for _ in range(5)]
@@ -167,7 +168,7 @@ def test_cli_digits_and_images(tmp_path, capsys):
         run_cli("--images", str(folder), "--video", "x.avi", "--out", str(tmp_path / "z"))
 
 
-@pytest.mark.skipif(REAL_DIGITS is None, reason="opencv-doc's digits.png is not installed")
+@pytest.mark.skipif(REAL_DIGITS is None, reason="digits.png not fetched (make setup puts it in .cache/data/opencv)")
 def test_real_digits_png():
     images, labels = digits_grid(REAL_DIGITS)
     assert len(images) == 5000 and labels.count("3") == 500

@@ -38,11 +38,17 @@ def test_report_of_dann_next_to_source_only(tiny_domains, tmp_path, capsys):  # 
     # t-SNE: at most 60 points per domain and run, 2-D
     for name, emb in figs["tsne"]["runs"].items():
         assert 0 < len(emb["source"]) <= 60 and 0 < len(emb["target"]) <= 60 and len(emb["source"][0]) == 2
-    # PAD for both runs (recomputed), the DANN run's also from metrics.json
-    for r in report["runs"]:
-        assert 0.0 <= r["proxy_a_distance"]["recomputed"] <= 2.0
+    # PAD for both runs: recomputed on the report's own features, and copied from metrics.json
+    from dann_ros.evaluation.report import load_run, run_features
+    from dann_ros.train.metrics import proxy_a_distance
+
+    for r, folder in zip(report["runs"], (runs["dann"], runs["source_only"])):
+        feats = run_features(load_run(folder), 60, 0)
+        assert r["proxy_a_distance"]["recomputed"] == proxy_a_distance(feats.source, feats.target, 0)
+        saved = json.loads((folder / "metrics.json").read_text()).get("proxy_a_distance")
+        assert r["proxy_a_distance"]["metrics_json"] == saved
         assert r["eval_target"]["n"] == 160  # the labelled eval target of tiny_domains
-    assert report["runs"][0]["proxy_a_distance"]["metrics_json"] is not None
+    assert isinstance(report["runs"][0]["proxy_a_distance"]["metrics_json"], float)  # the DANN run computed one
     cm = figs["confusion_matrix"]["runs"]["dann (dann)"]
     assert sum(map(sum, cm["matrix"])) == 160
     page = (out / "report.html").read_text()
