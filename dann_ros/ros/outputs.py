@@ -3,7 +3,9 @@
 The node asks ``handler_for(info)`` for the task of the loaded model and otherwise only
 talks to the handler's interface (topic, message type, infer, to_message, draw):
 classifiers publish vision_msgs/Classification on ``classification``, detectors
-vision_msgs/Detection2DArray on ``detections``.
+vision_msgs/Detection2DArray on ``detections``. The handlers are this layer's entries of the
+task registry (dann_ros.data.tasks: topic names and message types; dann_ros.evaluation.tasks
+reads the same messages back).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from dann_ros.data.preprocess import Geometry
+from dann_ros.data.tasks import task_spec
 from dann_ros.export.metadata import ModelInfo
 from dann_ros.ros.overlay import draw_boxes, draw_lines
 from dann_ros.runtime.predictor import Predictor
@@ -35,7 +38,7 @@ class ClassificationOutput:
     """vision_msgs/Classification: top-k ObjectHypothesis, class_id = class index as a string
     (the id LabelInfo's class_map names), best first."""
 
-    topic = "classification"
+    topic = task_spec("classification").output_name
 
     def __init__(self, classes: Sequence[str], top_k: int = 5) -> None:
         from vision_msgs.msg import Classification as ClassificationMsg
@@ -73,7 +76,7 @@ class DetectionOutput:
     boxes in the input image's pixels (centre + size), one hypothesis each with class_id = class index
     as a string (as for Classification; names in label_info)."""
 
-    topic = "detections"
+    topic = task_spec("detection").output_name
 
     def __init__(self, classes: Sequence[str], threshold: float = 0.3) -> None:
         from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
@@ -110,13 +113,17 @@ class DetectionOutput:
         return draw_lines(image, lines)
 
 
+OUTPUTS: dict[str, Any] = {  # task name -> handler factory(classes, top_k, detection_threshold)
+    "classification": lambda classes, top_k, threshold: ClassificationOutput(classes, top_k),
+    "detection": lambda classes, top_k, threshold: DetectionOutput(classes, threshold),
+}
+
+
 def handler_for(info: ModelInfo, top_k: int = 5, detection_threshold: float = 0.3) -> TaskOutput:
-    if info.task == "classification":
-        return ClassificationOutput(info.classes, top_k)
-    if info.task == "detection":
-        return DetectionOutput(info.classes, detection_threshold)
-    raise ValueError(f"models of task {info.task!r} are not supported by dann_node "
-                     "(it publishes vision_msgs/Classification and Detection2DArray)")
+    if info.task not in OUTPUTS:
+        raise ValueError(f"models of task {info.task!r} are not supported by dann_node "
+                         "(it publishes vision_msgs/Classification and Detection2DArray)")
+    return OUTPUTS[info.task](info.classes, top_k, detection_threshold)
 
 
 def label_info_message(classes: Sequence[str], stamp: Any = None, threshold: float = 0.0):
