@@ -25,9 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from dann_ros.data.tasks import task_spec
 from dann_ros.evaluation import html as H
 from dann_ros.evaluation import plots
-from dann_ros.evaluation.scores import classification_scores
+from dann_ros.evaluation.run_features import Features, RunError, run_features, tsne
+
+__all__ = ["Features", "RunError", "Run", "build_report", "load_run", "run_features", "tsne"]
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +49,6 @@ HISTORY = (  # (figure, title, y label, metrics.json history keys)
     ("snd", "Soft neighbourhood density (SND) on target frames", "SND score", ("snd",)),
     ("domain_accuracy", "Discriminator accuracy between evaluations", "accuracy", ("domain_accuracy",)),
 )
-
-
-class RunError(ValueError):
-    """A run folder that is missing what the report needs; names the folder and file."""
 
 
 @dataclass
@@ -93,73 +92,6 @@ def load_run(path: str | Path) -> Run:
         raise RunError(f"{path} holds no metrics.json, tensorboard/ or model.pt: not a dann-ros training run")
     name = f"{path.name} ({metrics['method']})" if metrics.get("method") else path.name
     return Run(path, name, metrics, scalars)
-
-
-# --------------------------------------------------------------------------- features
-@dataclass
-class Features:
-    source: np.ndarray  # (n_s, F)
-    target: np.ndarray  # (n_t, F)
-    target_from: str
-    confusion: Any | None  # ClassificationScores on the labelled eval target
-    classes: tuple[str, ...]
-
-
-def run_features(run: Run, points: int, seed: int) -> Features:
-    """Features of model.pt on (a sample of) the run's source and target data."""
-    import torch
-
-    from dann_ros.config import from_dict
-    from dann_ros.train import checkpoint
-    from dann_ros.train.config import TrainConfig
-    from dann_ros.train.trainer import load_data, pooled_features, predict
-
-    model_file = run.path / "model.pt"
-    if not model_file.exists():
-        raise RunError(f"{model_file} not found (the run has not finished)")
-    raw = checkpoint.load(model_file)
-    cfg_text = raw.get("train_config") or "{}"
-    if not json.loads(cfg_text):
-        raise RunError(f"{model_file} carries no training config, so its data cannot be found")
-    cfg = from_dict(TrainConfig, json.loads(cfg_text))
-    deployed, info = checkpoint.load_model(model_file)
-    data = load_data(cfg)
-    rng = np.random.default_rng(seed)
-
-    def sample(images: np.ndarray) -> np.ndarray:
-        if len(images) <= points:
-            return images
-        return images[np.sort(rng.choice(len(images), points, replace=False))]
-
-    device = torch.device("cpu")
-    source = np.concatenate([data.source.images, data.source_val.images])
-    if data.target is not None:
-        target, target_from = data.target, "target.bags"
-    elif data.eval_target is not None:
-        target, target_from = data.eval_target.images, "eval_target"
-    else:
-        raise RunError(f"{run.path}: the run's config has neither target bags nor an eval target")
-    # the discriminator's features per image (a detector's feature map averaged over locations)
-    f_s = pooled_features(deployed.model, sample(source), device)
-    f_t = pooled_features(deployed.model, sample(target), device)
-    confusion = None
-    if data.eval_target is not None and info.task == "classification":
-        probs, _ = predict(deployed.model, data.eval_target.images, device)
-        confusion = classification_scores(probs.argmax(1).numpy(), data.eval_target.labels, info.classes)
-    return Features(f_s.numpy(), f_t.numpy(), target_from, confusion, tuple(info.classes))
-
-
-def tsne(features: Features, seed: int) -> np.ndarray:
-    from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits
-
-    x = np.concatenate([features.source, features.target]).astype(np.float64)
-    perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
-    # One OpenMP thread: Barnes-Hut t-SNE on ~1000 points spends its time spin-waiting when the
-    # cores are shared (measured 35 s with 2 threads vs 11 s with 1 on a loaded 2-core machine).
-    with threadpool_limits(limits=1, user_api="openmp"):
-        return TSNE(n_components=2, init="pca", perplexity=perplexity, learning_rate="auto",
-                    random_state=seed).fit_transform(x)
 
 
 def _tsne_png(runs: list[Run], embeddings: list[np.ndarray], feats: list[Features]) -> bytes:
@@ -269,7 +201,8 @@ def build_report(run_dir: str | Path, compare: str | Path | None = None, out_dir
 
     report = {
         "format": FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "runs": [{"name": r.name, "path": str(r.path), "method": r.metrics.get("method"),
+        "runs": [{"name": r.name, "path": str(r.path), "task": r.metrics.get("task", "classification"),
+                  "method": r.metrics.get("method"),
                   "selection": r.metrics.get("selection"), "selected": r.metrics.get("selected"),
                   "oracle": r.metrics.get("oracle"), "last": r.metrics.get("last"),
                   "train_seconds": r.metrics.get("train_seconds"),
@@ -294,15 +227,11 @@ def _page(report: dict, figures: dict[str, dict]) -> H.Page:
         page.note(n, "warn")
 
     def metric(r: dict, key: str, field: str) -> Any:
-        rec = r.get(key) or {}
-        v = rec.get(field)
-        return None if v is None else v
+        return (r.get(key) or {}).get(field)
 
     page.heading("Summary")
-    detection = any(metric(r, "selected", "target_map50") is not None or metric(r, "selected", "source_val_map50")
-                    is not None for r in runs)
-    sv, tg, what = (("source_val_map50", "target_map50", "mAP@0.5") if detection
-                    else ("source_val_accuracy", "target_accuracy", "acc"))
+    spec = task_spec(runs[0]["task"])
+    sv, tg, what = spec.metric_key("source_val"), spec.metric_key("target"), spec.metric_title
     page.table(("run", "method", "selection", "selected step", f"source val {what}", f"target {what} (selected)",
                 f"target {what} (oracle)", "PAD metrics.json", "PAD recomputed", "train s"),
                [(r["name"], r["method"], r["selection"], metric(r, "selected", "step"),
@@ -352,13 +281,10 @@ def _run_report(args: argparse.Namespace) -> int:
         raise ValueError(f"--points must be at least 10, got {args.points}")
     report = build_report(args.run, args.compare, args.out, args.points, args.seed, not args.no_tsne)
     for r in report["runs"]:
-        pad = r["proxy_a_distance"]["recomputed"]
-        selected = r.get("selected") or {}
-        if selected.get("target_map50") is not None:
-            label, acc = "eval-target mAP@0.5", selected["target_map50"]
-        else:
-            label, acc = "eval-target accuracy", (r.get("eval_target") or {}).get("accuracy")
-        print(f"{r['name']}: {label} {'-' if acc is None else f'{100 * acc:.2f}%'}, "
+        pad, spec = r["proxy_a_distance"]["recomputed"], task_spec(r["task"])
+        value = (r.get("eval_target") or {}).get("accuracy") if spec.metric == "accuracy" else \
+            (r.get("selected") or {}).get(spec.metric_key("target"))
+        print(f"{r['name']}: eval-target {spec.format_metric(value)}, "
               f"proxy A-distance {'-' if pad is None or not math.isfinite(pad) else f'{pad:.3f}'}")
     for n in report["notes"]:
         print(f"note: {n}")
