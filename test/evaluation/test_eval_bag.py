@@ -244,3 +244,21 @@ def test_checkpoint_without_domain_monitor_on_the_torch_backend(labelled_bag, tm
     assert report["model"]["backend"].startswith("torch") and report["domain_shift"] is None
     assert "domain_shift" not in report["figures"] and report["scores"]["n"] == labelled_bag["n"]
     assert "no domain monitor output" in (out / "report.html").read_text()
+
+
+def test_bag_folder_named_like_ros2_bag_record_names_it(tiny_onnx, tmp_path, capsys):
+    """`ros2 bag record -o run1.bag` (and `dann-ros make-bag --out run1.bag`) make a rosbag2 folder
+    called run1.bag: eval-bag and eval read it, the labels and the output folder sit next to it."""
+    from dann_ros.data.make_bag import write_labelled_bag
+    from test.evaluation.conftest import CLASSES, digit_images
+
+    images, labels = digit_images(12, seed=4)
+    bag = tmp_path / "run1.bag"
+    label_path = write_labelled_bag(bag, images, labels, classes=CLASSES)
+    assert bag.is_dir() and label_path == tmp_path / "run1.bag.labels.json"
+    assert main(["eval-bag", "--model", str(tiny_onnx), "--bag", str(bag), "--no-result-bag"]) == 0
+    report = json.loads((tmp_path / "run1.bag.eval" / "report.json").read_text())
+    assert report["frames"]["evaluated"] == 12 and report["labels"]["automatic"] and report["scores"]["n"] == 12
+    assert main(["eval", "--model", str(tiny_onnx), "--bag", str(bag), "--labels", str(label_path),
+                 "--json", str(tmp_path / "eval.json")]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["accuracy"] == report["accuracy"]
