@@ -185,19 +185,22 @@ def run_frames(predictor: Any, bag: Any, selection: BagSelection, batch_size: in
         if progress is not None:
             progress(len(metas))
 
-    for frame, decode_ms in reader:
-        t = clock()
-        buf[filled], g = predictor.prepare(frame.image)
-        prepare_ms = (clock() - t) * 1e3
-        filled += 1
-        geometry = _NO_GEOMETRY if g is None else (g.scale_x, g.scale_y, g.offset_x, g.offset_y)
-        metas.append((frame.topic, frame.index, frame.stamp_ns, frame.log_time_ns, frame.frame_id,
-                      frame.image.shape[0], frame.image.shape[1], decode_ms, prepare_ms, geometry))
-        if filled == batch_size:
+    try:
+        for frame, decode_ms in reader:
+            t = clock()
+            buf[filled], g = predictor.prepare(frame.image)
+            prepare_ms = (clock() - t) * 1e3
+            filled += 1
+            geometry = _NO_GEOMETRY if g is None else (g.scale_x, g.scale_y, g.offset_x, g.offset_y)
+            metas.append((frame.topic, frame.index, frame.stamp_ns, frame.log_time_ns, frame.frame_id,
+                          frame.image.shape[0], frame.image.shape[1], decode_ms, prepare_ms, geometry))
+            if filled == batch_size:
+                infer(filled)
+                filled = 0
+        if filled:
             infer(filled)
-            filled = 0
-    if filled:
-        infer(filled)
+    finally:
+        reader.close()
     run_stats.decode_wall_s = reader.seconds
     if not metas:
         raise BagError(f"no frames decoded from bag {bag} ({', '.join(selection.topics) or 'all image topics'}): "

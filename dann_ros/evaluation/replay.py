@@ -163,26 +163,30 @@ def _play(opts: ReplayOptions, cameras: dict[str, Camera], ros: RosSide) -> dict
     connections: dict[str, Any] = {}
     record: list[tuple[str, int, bytes]] = []  # (bag topic, publish wall ns, raw) for the replay bag
     stopped_early = None
-    for m in Prefetch(lambda: _messages(opts.bag, list(cameras), state), "replay_reader", chunk=4, depth=16):
-        if start_mono is None:
-            start_mono, first_log = time.monotonic_ns(), m.log_time_ns
-        target = start_mono + int((m.log_time_ns - first_log) / opts.rate)
-        if opts.max_duration is not None and target - start_mono > opts.max_duration * 1e9:
-            stopped_early = f"--max-duration {opts.max_duration:g} s reached"
-            break
-        _sleep_until(target)
-        topic, raw = m.connection.topic, bytes(m.raw)
-        cam = cameras[topic]
-        stamp = header_stamp_ns(raw)
-        mono, wall = time.monotonic_ns(), time.time_ns()
-        pubs[topic].publish(raw)
-        lag_ns.append(mono - target)
-        with cam.lock:
-            cam.published.append((m.index, stamp, mono, wall))
-        if opts.record_bag:
-            if topic not in connections:
-                connections[topic] = m.connection._replace(topic=_absolute(cam.input_topic))
-            record.append((topic, wall, raw))
+    reader = Prefetch(lambda: _messages(opts.bag, list(cameras), state), "replay_reader", chunk=4, depth=16)
+    try:
+        for m in reader:
+            if start_mono is None:
+                start_mono, first_log = time.monotonic_ns(), m.log_time_ns
+            target = start_mono + int((m.log_time_ns - first_log) / opts.rate)
+            if opts.max_duration is not None and target - start_mono > opts.max_duration * 1e9:
+                stopped_early = f"--max-duration {opts.max_duration:g} s reached"
+                break
+            _sleep_until(target)
+            topic, raw = m.connection.topic, bytes(m.raw)
+            cam = cameras[topic]
+            stamp = header_stamp_ns(raw)
+            mono, wall = time.monotonic_ns(), time.time_ns()
+            pubs[topic].publish(raw)
+            lag_ns.append(mono - target)
+            with cam.lock:
+                cam.published.append((m.index, stamp, mono, wall))
+            if opts.record_bag:
+                if topic not in connections:
+                    connections[topic] = m.connection._replace(topic=_absolute(cam.input_topic))
+                record.append((topic, wall, raw))
+    finally:
+        reader.close()
     duration = (time.monotonic_ns() - start_mono) / 1e9 if start_mono is not None else 0.0
     return {"duration_s": duration, "lag_ms": np.asarray(lag_ns, float) / 1e6,
             "read_error": state["errors"][0] if state["errors"] else None, "notes": state["notes"],
