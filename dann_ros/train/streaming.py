@@ -48,7 +48,13 @@ class Stream:
            label: str | None = None, ragged: tuple[str, ...] = ()) -> Stream:
         weights = weights or [1.0] * len(stores)
         max_frames = max_frames or [None] * len(stores)
-        parts = [Part(len(s), w, m) for s, w, m in zip(stores, weights, max_frames, strict=True)]
+        if len(weights) != len(stores) or len(max_frames) != len(stores):
+            raise ValueError(f"{len(stores)} stores (bags) but {len(weights)} weights and {len(max_frames)} "
+                             "max_frames: give one each")
+        shapes = {tuple(s.record_shape) for s in stores}
+        if len(shapes) > 1:
+            raise ValueError(f"stores of one stream must hold one record shape, got {sorted(shapes)}")
+        parts = [Part(len(s), w, m) for s, w, m in zip(stores, weights, max_frames)]
         return cls(list(stores), MixedSampler(parts, seed, batch_size, world_size), label, ragged)
 
     def assemble(self, step: int, rank: int) -> dict[str, Any]:

@@ -203,3 +203,11 @@ def test_streamed_detection_data_carries_the_boxes(tiny_detection_domains, tmp_p
         np.testing.assert_allclose(batch["source"]["boxes"][k].numpy(), train.boxes[i], atol=1e-4)
         np.testing.assert_array_equal(batch["source"]["box_classes"][k].numpy(), train.classes[i])
         np.testing.assert_array_equal(batch["source"]["images"][k].numpy(), train.images[i])
+
+
+def test_stream_arguments_are_checked(stores):
+    source, targets = stores
+    with pytest.raises(ValueError, match=r"2 stores \(bags\) but 3 weights"):
+        Stream.of(targets, 0, 4, weights=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="one record shape"):
+        Stream.of([targets[0], source.load().__class__(np.zeros((2, 1, 8, 8), np.uint8), {}, {}, {})], 0, 4)
