@@ -10,13 +10,14 @@ PYTEST_ARGS ?=
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test bench clean distclean test-torchless robot-setup
+.PHONY: help setup demo test bench clean distclean test-torchless test-jazzy robot-setup
 
 help:
 	@echo "make demo       set up, then run the demo on the built-in real data"
 	@echo "make test       set up, then run the test suite (pytest, 2 workers; TESTS=, PYTEST_ARGS=)"
 	@echo "make setup      .venv + requirements + dann_ros (editable) + vision_msgs + demo data"
 	@echo "make test-torchless  the ROS node, eval-bag and replay tests with torch made unimportable"
+	@echo "make test-jazzy the ROS tests again on ROS 2 Jazzy (a second venv, .cache/venv-jazzy)"
 	@echo "make robot-setup     on the robot: venv (system site-packages) + pip install -e .[runtime], no torch"
 	@echo "make bench      set up, then run benchmarks/*.py"
 	@echo "make clean      remove build outputs and caches (keeps .venv and downloaded data)"
@@ -41,6 +42,19 @@ test-torchless: setup
 	DANN_ROS_BLOCK_TORCH=1 DANN_ROS_TEST_MODELS=$(CURDIR)/.cache/test-models \
 		PYTHONPATH=$(CURDIR)/test/torchless$${PYTHONPATH:+:$$PYTHONPATH} \
 		$(PY) -m pytest -n 2 -q $(PYTEST_ARGS) $(TORCHLESS_TESTS)
+
+# --- the ROS tests on ROS 2 Jazzy (issue 12) ---------------------------------------------------
+# A second venv (.cache/venv-jazzy, scripts/setup_jazzy.sh) with the ros-jazzy-* wheels (rclpy
+# 7.1.x) and no torch, as on a JetPack 7 robot; test models exported with .venv first.
+JAZZY_VENV ?= .cache/venv-jazzy
+JAZZY_TESTS ?= test/ros
+test-jazzy: setup
+	@JAZZY_VENV=$(JAZZY_VENV) bash scripts/setup_jazzy.sh
+	@$(JAZZY_VENV)/bin/python -c "import importlib.metadata as m; print('Jazzy leg: ros-rclpy', m.version('ros-rclpy'))"
+	rm -rf .cache/test-models-jazzy && $(PY) -m test.make_test_models .cache/test-models-jazzy
+	DANN_ROS_BLOCK_TORCH=1 DANN_ROS_TEST_MODELS=$(CURDIR)/.cache/test-models-jazzy \
+		PYTHONPATH=$(CURDIR)/test/torchless$${PYTHONPATH:+:$$PYTHONPATH} \
+		$(JAZZY_VENV)/bin/python -m pytest -n 2 -q $(PYTEST_ARGS) $(JAZZY_TESTS)
 
 ROBOT_VENV ?= .venv
 robot-setup:

@@ -70,29 +70,9 @@ else
 fi
 
 # --- 3. dann_ros itself (editable) ----------------------------------------------------------
-# An editable install skips setup.py's data_files, so the ament index entry, package.xml,
-# launch/ and config/ go into the venv prefix by hand, as real folders holding links to each
-# file (edits show at once; `ros2 launch` walks share/dann_ros with os.walk, which does not
-# enter a linked folder). lib/dann_ros/dann_node is where `ros2 run dann_ros dann_node`
-# looks. A .pth file puts the venv on AMENT_PREFIX_PATH for every Python process of the venv
-# (what sourcing a ROS workspace does), so ament_index, `ros2 launch` and `ros2 run` find it.
-install_data_files() {
-    local share="$VENV/share/dann_ros" index="$VENV/share/ament_index/resource_index/packages"
-    local f sp
-    rm -rf "$share" "$VENV/lib/dann_ros"
-    mkdir -p "$share/launch" "$share/config" "$index" "$VENV/lib/dann_ros"
-    ln -sfn "$ROOT/resource/dann_ros" "$index/dann_ros"
-    ln -sfn "$ROOT/package.xml" "$share/package.xml"
-    for f in launch/*.py config/*; do
-        [[ -f $f ]] && ln -sfn "$ROOT/$f" "$share/$f"
-    done
-    ln -sfn "$VENV/bin/dann_node" "$VENV/lib/dann_ros/dann_node"
-    sp="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-    cat >"$sp/dann_ros_ament_prefix.pth" <<'PTH'
-import os, sys; _p = [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]; sys.prefix in _p or os.environ.__setitem__('AMENT_PREFIX_PATH', os.pathsep.join([sys.prefix] + _p))
-PTH
-}
-key_pkg="$(hash_files setup.py setup.cfg package.xml)-$(declare -f install_data_files | sha256sum | cut -c1-8)-$(ls launch config | sha256sum | cut -c1-16)-$key_req"
+# plus what makes the venv a ROS prefix for it (share/dann_ros, lib/dann_ros/dann_node, the venv
+# on AMENT_PREFIX_PATH): see scripts/install_ros_prefix.sh.
+key_pkg="$(hash_files setup.py setup.cfg package.xml scripts/install_ros_prefix.sh)-$(ls launch config | sha256sum | cut -c1-16)-$key_req"
 if stamp_ok package "$key_pkg" && [[ -x "$VENV/bin/dann-ros" && -x "$VENV/lib/dann_ros/dann_node" ]]; then
     :
 else
@@ -100,7 +80,7 @@ else
     run_logged "$VENV/bin/python" -m pip install --disable-pip-version-check -q \
         --no-deps --no-build-isolation -e . ||
         die "'pip install -e .' failed (full log: .cache/setup.log)."
-    install_data_files
+    run_logged bash "$ROOT/scripts/install_ros_prefix.sh" "$VENV" || die "installing the ROS prefix files failed."
     stamp_set package "$key_pkg"
 fi
 
