@@ -61,6 +61,7 @@ robot-setup:
 	python3 -m venv --system-site-packages $(ROBOT_VENV)
 	$(ROBOT_VENV)/bin/python -m pip install --upgrade pip
 	$(ROBOT_VENV)/bin/python -m pip install -e '.[runtime]'
+	bash scripts/install_ros_prefix.sh $(ROBOT_VENV)   # ros2 launch/run find dann_ros in the venv
 
 bench: setup
 	@shopt -s nullglob; set -e; ran=0; \
