@@ -1,7 +1,7 @@
 """End-to-end latency of dann_node against the bare Predictor, raw and compressed input.
 
-Starts dann_node in its own process (Fast DDS SHM profile, isolated domain, exactly the
-arguments of the launch file), publishes 640x480 rgb8 frames at 30 Hz for a fixed time and
+Starts dann_node in its own process (Fast DDS SHM profile, isolated domain, the launch file's
+parameters file), publishes 640x480 rgb8 frames at 30 Hz for a fixed time and
 measures, per frame, input stamp -> receipt of the output here. Drops are frames published
 without an output. The same frames then go through Predictor.predict in this process (the
 bare model cost, incl. preprocessing), and an echo process (subscribe + republish the header,
@@ -259,7 +259,10 @@ def main() -> int:
     ap.add_argument("--modes", default="raw,compressed")
     ap.add_argument("--no-echo", action="store_true", help="skip the DDS floor measurement")
     ap.add_argument("--no-profile", action="store_true", help="run without the Fast DDS SHM profile")
+    ap.add_argument("--smoke", action="store_true", help="a quick check that it runs: 2 s, raw 160x120, no echo")
     args = ap.parse_args()
+    if args.smoke:
+        args.seconds, args.modes, args.width, args.height, args.no_echo = 2.0, "raw", 160, 120, True
 
     tmp = Path(tempfile.mkdtemp(prefix="dann_ros_bench_"))
     model = args.model or tiny_model(tmp)
