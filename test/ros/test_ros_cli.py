@@ -87,10 +87,14 @@ def test_lifecycle_get_set_and_param_set_take_effect_at_configure(ros, cli, laun
     assert "Set parameter successful" in cli.run("param", "set", NODE, "top_k", "2")
     pub = ros.publisher(Image, CAMERA, qos_profile_sensor_data)
     out = ros.subscribe(Classification, f"{NS}/classification")
+    # lifecycle publishers: they exist while inactive (subscribers stay matched) and go at cleanup
+    publishers = {"inactive [2]": "Publisher count: 1", "unconfigured [1]": "Publisher count: 0"}
     for transition, state in (("deactivate", "inactive [2]"), ("cleanup", "unconfigured [1]"),
                               ("configure", "inactive [2]"), ("activate", "active [3]")):
         assert "Transitioning successful" in cli.run("lifecycle", "set", NODE, transition)
         assert cli.run("lifecycle", "get", NODE).strip() == state
+        if transition in ("deactivate", "cleanup"):
+            cli.run_until("topic", "info", f"{NS}/classification", expect=publishers[state])
     assert len(frames(ros, pub, out, "reconfigured").results) == 2  # the new top_k
 
 
