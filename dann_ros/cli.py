@@ -123,10 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "FP16 route of TensorRT 11, which has no BuilderFlag.FP16)")
     p.set_defaults(func=_export)
 
-    from dann_ros.demo import add_demo_parser
-
-    add_demo_parser(sub)
+    try:
+        from dann_ros.demo import add_demo_parser
+    except ImportError as exc:  # a robot-side install has no torch: every other command must still work
+        p = sub.add_parser("demo", help=f"the end-to-end demo (unavailable here: {exc})")
+        p.set_defaults(func=lambda args, exc=exc: _unavailable("demo", exc))
+    else:
+        add_demo_parser(sub)
     return parser
+
+
+def _unavailable(command: str, exc: ImportError) -> int:
+    raise RuntimeError(f"needs the training side of dann_ros ({exc}); install it with `make setup`, not the "
+                       "[runtime] extra")
 
 
 def main(argv: list[str] | None = None) -> int:
