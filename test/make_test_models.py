@@ -9,11 +9,14 @@ as the ``tiny_onnx`` / ``tiny_detector_onnx`` fixtures, made before blocking.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import tempfile
 from pathlib import Path
 
-MODELS = {"classifier.onnx": "make_classifier_checkpoint", "detector.onnx": "make_detector_checkpoint"}
+MODELS = {"classifier.onnx": "make_classifier_checkpoint", "detector.onnx": "make_detector_checkpoint",
+          # a detector that detects (replay and eval-bag score real Detection2DArrays with it)
+          "trained_detector.onnx": "test.evaluation.conftest:make_trained_detector_checkpoint"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name, maker in MODELS.items():
-            checkpoint = getattr(conftest, maker)(Path(tmp) / (Path(name).stem + ".pt"))
+            module, _, function = maker.rpartition(":")
+            make = getattr(importlib.import_module(module) if module else conftest, function)
+            checkpoint = make(Path(tmp) / (Path(name).stem + ".pt"))
             info, parity = export_onnx(checkpoint, out / name)
             print(f"{out / name}: {info.task}, parity {parity.summary()}")
     return 0

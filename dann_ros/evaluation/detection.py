@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dann_ros.data.bags import BagSelection, load_frames
 from dann_ros.data.labels import LabelFile, class_map
 from dann_ros.evaluation.detection_metrics import DetectionReport, evaluate_detections
 from dann_ros.runtime.predictor import Predictor
@@ -22,12 +23,10 @@ log = logging.getLogger(__name__)
 
 def evaluate_detection_bag(predictor: Predictor, bag: str | Path, labels: str | Path, topics: tuple[str, ...] = (),
                            batch_size: int = 64) -> DetectionReport:
-    from dann_ros.train.datasets import load_bag_frames
-
     label_file = LabelFile.load(labels)
     if label_file.task != "detection":
         raise ValueError(f"{labels}: a {label_file.task} label file; a detection model needs boxes")
-    (fs,) = load_bag_frames((Path(bag),), topics, predictor.preprocess, None)
+    fs = load_frames(Path(bag), BagSelection(tuple(topics)), predictor.preprocess.prepare)
     match = label_file.match(fs)
     if match.unmatched:
         log.warning("%s: %d of %d frames of %s have no label", labels, match.unmatched, len(fs), bag)

@@ -64,20 +64,18 @@ def box_scenes(n: int, seed: int) -> tuple[list[np.ndarray], list[list]]:
     return images, boxes
 
 
-@pytest.fixture(scope="session")
-def trained_detector_onnx(tmp_path_factory) -> Path:
+def make_trained_detector_checkpoint(path: Path) -> Path:
     """A lenet CenterNet fitted for 80 steps (about 10 s on one core) on box scenes: it publishes real
     detections (the random-weight detector of test/conftest.py publishes empty arrays at the node's
     threshold, so it cannot show that detections are decoded and scored)."""
-    STEPS = 80
     import torch
 
     from dann_ros.data.preprocess import Preprocess
-    from dann_ros.export.onnx_export import export_onnx
     from dann_ros.model.builders import build_model
     from dann_ros.model.config import ModelConfig
     from dann_ros.train.checkpoint import model_state, save_atomic
 
+    steps = 80
     torch.manual_seed(0)
     torch.set_num_threads(1)  # the suite runs on 2 cores in parallel
     pre = Preprocess(height=48, width=64, resize="letterbox")
@@ -90,7 +88,7 @@ def trained_detector_onnx(tmp_path_factory) -> Path:
     targets = model.encode_targets(net_boxes, net_classes)
     optim = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
-    for step in range(STEPS):
+    for step in range(steps):
         rows = torch.from_numpy(np.random.default_rng(step).choice(len(images), 16, replace=False))
         _, out = model.forward_train(x[rows])
         loss = model.task_loss(out, {k: v[rows] for k, v in targets.items()})
@@ -98,10 +96,22 @@ def trained_detector_onnx(tmp_path_factory) -> Path:
         loss.backward()
         optim.step()
     model.eval()
-    folder = tmp_path_factory.mktemp("trained_det")
+    path.parent.mkdir(parents=True, exist_ok=True)
     save_atomic(model_state(model, None, task="detection", classes=DET_CLASSES, preprocess=pre, model_config=cfg,
-                            digest="test", step=STEPS), folder / "model.pt")
-    export_onnx(folder / "model.pt", folder / "model.onnx")
+                            digest="test", step=steps), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_detector_onnx(tmp_path_factory) -> Path:
+    from test.conftest import TORCH_BLOCKED, _prebuilt_model
+
+    if TORCH_BLOCKED:  # written by `python -m test.make_test_models` before torch was blocked
+        return _prebuilt_model("trained_detector.onnx", tmp_path_factory)
+    from dann_ros.export.onnx_export import export_onnx
+
+    folder = tmp_path_factory.mktemp("trained_det")
+    export_onnx(make_trained_detector_checkpoint(folder / "model.pt"), folder / "model.onnx")
     return folder / "model.onnx"
 
 
