@@ -171,7 +171,7 @@ def test_replay_of_a_trained_detector_scores_its_detections_like_eval_bag(traine
 
     out = tmp_path / "replay_det"
     proc = cli(["replay", "--bag", str(box_bag["bag"]), "--model", str(trained_detector_onnx), "--out", str(out),
-                "--qos", "reliable", "--grace", "2"])
+                "--qos", "reliable", "--grace", "2"], timeout=300)  # about 25 s idle; the suite shares 2 cores
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "report.json").read_text())
     f = report["frames"]
