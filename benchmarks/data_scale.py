@@ -346,19 +346,26 @@ def phase_train(args) -> dict:
                 y = _first_box_class([], s["box_classes"], classes - 1) if large else s["labels"]
                 yield s["images"], y, b["target"]["images"]
 
-    t0 = None
-    for n, (x_s, y_s, x_t) in enumerate(batches()):
+    t0, waited, it = None, 0.0, batches()
+    for n in range(steps):
         if n == warmup:
-            t0 = time.perf_counter()
+            t0, waited = time.perf_counter(), 0.0
+        t = time.perf_counter()
+        x_s, y_s, x_t = next(it)  # the time the training process waits for its batch
+        waited += time.perf_counter() - t
         train_step(x_s, y_s, x_t)
     seconds = time.perf_counter() - t0
+    for _ in it:  # let the loader finish (joins its workers)
+        pass
     total, worker = watch.stop()
     main = peak_rss_mb()
     return {"set": args.set, "path": args.path, "steps": steps - warmup, "batch": batch, "workers":
             args.workers if args.path == "stream" else 0, "source_images_per_s": (steps - warmup) * batch / seconds,
             "rss_mb": main, "worker_rss_mb": worker, "total_mb": max(total, main),
             "rss_after_imports_mb": rss_start, "rss_after_data_mb": rss_data,
-            "frames": {"source": len(source), "target": len(target)}, "threads": torch.get_num_threads()}
+            "frames": {"source": len(source), "target": len(target)}, "threads": torch.get_num_threads(),
+            "load_average": os.getloadavg()[0], "data_wait_ms": waited / (steps - warmup) * 1000,
+            "step_ms": seconds / (steps - warmup) * 1000}
 
 
 def child(phase: str, **kw) -> dict:
@@ -371,7 +378,7 @@ def child(phase: str, **kw) -> dict:
         raise SystemExit(f"phase {phase} failed ({run.returncode})")
     for line in run.stderr.splitlines():
         if "frames/s" in line:
-            print("   ", line.split(":", 2)[-1].strip() if "INFO" in line else line, file=sys.stderr)
+            print("   ", line.split(": ", 1)[-1].strip(), file=sys.stderr)
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
@@ -442,7 +449,8 @@ def main() -> None:
                   steps=sizes.large_steps, workers=args.workers)
     in_ram_need = large["rss_after_imports_mb"] + data_mb
     print(f"large set streamed, {large['steps']} steps of {sizes.large_batch}+{sizes.large_batch} frames, "
-          f"{args.workers} workers: {large['source_images_per_s']:.0f} source img/s; peak RSS {large['rss_mb']:.0f} "
+          f"{args.workers} workers: {large['source_images_per_s']:.0f} source img/s (load average "
+          f"{large.get('load_average', 0):.1f}); peak RSS {large['rss_mb']:.0f} "
           f"MB (a worker {large['worker_rss_mb']:.0f} MB, mostly pages shared with the trainer); process + workers "
           f"{large['total_mb']:.0f} MB (peak PSS, sampled)")
     print(f"  in RAM the same frames need >= {in_ram_need:,.0f} MB (imports + frames; today's loader peaks near "
@@ -461,16 +469,22 @@ def main() -> None:
           f"{sizes.small_batch}+{sizes.small_batch} a step, {small['ram'][0]['steps']} timed steps, best of "
           f"{sizes.rounds}):")
     for p, name in (("ram", "in RAM (today)"), ("stream", f"streamed ({args.workers} workers)")):
-        runs = ", ".join(f"{r['source_images_per_s']:.0f}" for r in small[p])
+        runs = ", ".join(f"{r['source_images_per_s']:.0f} at load {r.get('load_average', 0):.1f}" for r in small[p])
         print(f"  {name:<22} {best[p]:>7.0f} source img/s  (runs {runs}); peak memory {rss[p]:.0f} MB "
               f"(process + workers)")
+    wait = {p: min(r["data_wait_ms"] for r in runs) for p, runs in small.items()}
+    step = {p: min(r["step_ms"] for r in runs) for p, runs in small.items()}
+    print(f"  the training process waits for its batch {wait['ram']:.1f} ms a step in RAM (indexing + float), "
+          f"{wait['stream']:.1f} ms streamed (workers prefetch), of {step['ram']:.0f} / {step['stream']:.0f} ms "
+          "a step: the step time differences beyond that are machine load")
     ratio = best["stream"] / best["ram"]
     print(f"  streamed / in-RAM throughput: {ratio:.2f} (goal >= 0.90); large-set streamed peak RSS "
           f"{large['total_mb']:.0f} MB (goal < 4096 MB whatever the data size)")
     if args.json:
         Path(args.json).write_text(json.dumps({"preset": preset, "sizes": asdict(sizes), "build": build,
                                                "large": large, "in_ram_need_mb": in_ram_need, "small": small,
-                                               "small_best": best, "small_rss": rss, "throughput_ratio": ratio},
+                                               "small_best": best, "small_rss": rss, "throughput_ratio": ratio,
+                                               "small_data_wait_ms": wait},
                                               indent=2))
 
 
