@@ -42,5 +42,6 @@ def test_no_import_up_the_chain():
 def test_the_check_sees_an_import_up_the_chain(tmp_path):
     fake = tmp_path / "dann_ros" / "data"
     fake.mkdir(parents=True)
-    (fake / "x.py").write_text("import dann_ros.data.images\n\ndef f():\n    from dann_ros.ros.topics import camera_topics\n")
+    (fake / "x.py").write_text("import dann_ros.data.images\n\n\ndef f():\n"
+                               "    from dann_ros.ros.topics import camera_topics\n")
     assert imports_up_the_chain(tmp_path) == {("dann_ros/data/x.py", "dann_ros.ros.topics")}

@@ -181,7 +181,8 @@ def page(report: dict, figs: dict[str, dict], task: Any) -> H.Page:
     p.heading("Latency and throughput")
     lat = report["latency_ms"]
     p.table(("stage (ms)", "mean", "p50", "p90", "p99", "max"),
-            [(name, v["mean"], v["p50"], v["p90"], v["p99"], v["max"]) for name, v in lat.items() if isinstance(v, dict)])
+            [(name, v["mean"], v["p50"], v["p90"], v["p99"], v["max"]) for name, v in lat.items()
+             if isinstance(v, dict)])
     p.paragraph(lat["definition"] + ".")
     p.paragraph(f"Wall time {tp['wall_s']:.2f} s ({tp['frames_wall_s']:.2f} s decoding and inference, overlapped; "
                 f"{tp['inference_s']:.2f} s in the model; {tp['result_bag_s']:.2f} s writing the result bag).")

@@ -302,8 +302,8 @@ def test_ros1_bag_is_refused_with_a_clear_error(tmp_path):
     with Writer1(path) as writer:
         conn = writer.add_connection("/cam/image", "sensor_msgs/msg/Image", typestore=ts1)
         msg = ts1.types["sensor_msgs/msg/Image"](
-            header=ts1.types["std_msgs/msg/Header"](seq=0, stamp=ts1.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0),
-                                                    frame_id="cam"),
+            header=ts1.types["std_msgs/msg/Header"](
+                seq=0, stamp=ts1.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="cam"),
             height=6, width=8, encoding="rgb8", is_bigendian=0, step=24, data=RGB.reshape(-1))
         writer.write(conn, T0, ts1.serialize_ros1(msg, msg.__msgtype__))
     for read in (lambda p: list(iter_frames(p)), bag_info):
