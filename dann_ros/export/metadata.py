@@ -61,7 +61,8 @@ class ModelInfo:
 
         schema = field("schema")
         if schema != SCHEMA:
-            raise MetadataError(f"{source}: metadata field 'dann_ros.schema' is {schema!r}; this dann_ros reads {SCHEMA!r}")
+            raise MetadataError(f"{source}: metadata field 'dann_ros.schema' is {schema!r}; "
+                                f"this dann_ros reads {SCHEMA!r}")
         try:
             task = field("task")
             if task not in ("classification", "detection"):

@@ -214,7 +214,8 @@ class TensorRTBackend:
         if here != built:
             raise ModelLoadError(f"{path}: built for TensorRT {built[0]} on {built[1]} (sm {built[2]}, {built[3]} SMs, "
                                  f"{built[4]} MiB); this machine has TensorRT {here[0]} on {here[1]} (sm {here[2]}, "
-                                 f"{here[3]} SMs, {here[4]} MiB); rebuild it from the ONNX with `dann-ros build-engine`")
+                                 f"{here[3]} SMs, {here[4]} MiB); rebuild it from the ONNX with "
+                                 "`dann-ros build-engine`")
         if doc.get("parity") is None:
             log.warning("%s: this engine was never checked against ONNX Runtime; rebuild it with "
                         "`dann-ros build-engine --force <model.onnx>`", path)
