@@ -3,6 +3,7 @@
 #   1. .venv with python3 >= 3.10          4. vision_msgs interface package (built if missing)
 #   2. requirements.txt into .venv          5. ROS 2 tools (ros2, launch) from shared/third_party
 #   3. `pip install -e .` (dann_ros)        6. demo data: digits.png + vtest.avi from opencv-doc
+#                                           7. Chromium (report render checks)
 # Each step leaves a stamp keyed on a hash of its inputs, so a rerun with nothing changed
 # only compares hashes (well under 2 s). Details of every step go to .cache/setup.log.
 # Environment: PYTHON=/path/to/python3 picks the interpreter for a new .venv.
@@ -154,7 +155,7 @@ else
     }
 fi
 
-# --- 6. Chromium for the report render checks (issue 10) -----------------------------------
+# --- 7. Chromium for the report render checks (issue 10) -----------------------------------
 # test/evaluation renders every HTML report in headless Chromium (scripts/check_report.sh); without
 # a browser those checks are reported as skipped. Installed as root; otherwise a warning says how.
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 &&
