@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from dann_ros.data import replicator
 from dann_ros.data.bags import BagSelection
@@ -60,7 +60,10 @@ class Stream:
     def assemble(self, step: int, rank: int) -> dict[str, Any]:
         parts, records = self.sampler.batch(step, rank)
         first = self.stores[0]
-        images = np.empty((len(records), *first.record_shape), np.uint8)
+        batch = torch.empty((len(records), *first.record_shape), dtype=torch.uint8)
+        if get_worker_info() is not None:  # read straight into shared memory: the loader then sends it uncopied
+            batch.share_memory_()
+        images = batch.numpy()
         if len(self.stores) == 1:
             first.read(records, out=images)
         else:
@@ -68,7 +71,7 @@ class Stream:
                 mine = np.flatnonzero(parts == k)
                 if len(mine):
                     images[mine] = store.read(records[mine])
-        out: dict[str, Any] = {"images": torch.from_numpy(images),
+        out: dict[str, Any] = {"images": batch,
                                "ids": torch.from_numpy(np.stack([parts, records], 1))}
         if self.label is not None:
             out["labels"] = torch.from_numpy(np.array(
