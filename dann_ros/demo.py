@@ -27,6 +27,8 @@ DEMO_CONFIG = share_file("config", "train_demo.yaml")
 DETECTION_CONFIG = share_file("config", "train_detection_demo.yaml")
 DIGITS_PNG = Path(".cache/data/opencv/digits.png")
 VIDEO = Path(".cache/data/opencv/vtest.avi")
+LONG_STEPS = 3000  # --long: classification steps (the quick default is the config's 1,000)
+LONG_DETECTION_STEPS = 1000  # --long: detection steps (the quick default is the config's)
 
 
 @dataclass(frozen=True)
@@ -133,10 +135,11 @@ def demo_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int | No
         common["train.eval_every"] = max(1, min(base.train.eval_every, steps // 4))
         common["train.checkpoint_every"] = common["train.eval_every"]
     suffix = "" if seed == base.seed else f"_seed{seed}"
+    no_target_losses = {"adaptation.method": "none", "adaptation.mcc_weight": 0.0, "adaptation.entropy_weight": 0.0}
     runs = {
-        "source_only": {"adaptation.method": "none"},
+        "source_only": no_target_losses,
         "dann": {"adaptation.method": "dann"},
-        "train_on_target": {"adaptation.method": "none", "source.replicator": None, "source.bag": paths.train_bag,
+        "train_on_target": {**no_target_losses, "source.replicator": None, "source.bag": paths.train_bag,
                             "source.labels": Path(f"{paths.train_bag}.labels.json"), "selection": "source_val"},
     }
     return {name: base.replace(**{**common, **extra}, output_dir=paths.runs / f"{name}{suffix}")
@@ -245,12 +248,16 @@ def run_demo(args: argparse.Namespace) -> int:
     paths = DemoPaths(Path(args.data_dir), Path(args.out))
     base = load_train_config(args.config)
     prepare_data(paths, Path(args.digits), args.synth_frames, args.workers)
+    if args.long:  # the longer schedules and 3 seeds the README's tables come from
+        args.seeds = args.seeds if args.seeds != [0] else [0, 1, 2]
+        args.steps = args.steps or LONG_STEPS
+        args.detection_steps = args.detection_steps or LONG_DETECTION_STEPS
     results = {seed: _run_all(demo_configs(base, paths, seed, args.steps), seed) for seed in args.seeds}
     detection: dict[int, dict[str, dict]] = {}
     if args.detection:
         det_base = load_train_config(args.detection_config)
         prepare_detection_data(paths, Path(args.digits), Path(args.video), args.detection_frames, args.workers)
-        detection = {seed: _run_all(detection_configs(det_base, paths, seed, args.steps), seed)
+        detection = {seed: _run_all(detection_configs(det_base, paths, seed, args.detection_steps or args.steps), seed)
                      for seed in args.seeds}
     print_table(results)
     if detection:
@@ -325,6 +332,10 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--digits", default=str(DIGITS_PNG), help="OpenCV's digits.png")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--steps", type=int, help="override train.steps (quick runs)")
+    p.add_argument("--detection-steps", type=int, help="override the detection runs' train.steps")
+    p.add_argument("--long", action="store_true",
+                   help=f"longer schedules ({LONG_STEPS} classification, {LONG_DETECTION_STEPS} detection steps) "
+                        "and seeds 0 1 2 unless --seeds says otherwise")
     p.add_argument("--synth-frames", type=int, default=20000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--no-detection", dest="detection", action="store_false",

@@ -13,7 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
-SMALL_BACKBONES = ("small_cnn", "lenet")
+SMALL_BACKBONES = ("small_cnn", "lenet", "tllib_lenet")
 
 
 class Backbone(nn.Module):
@@ -51,6 +51,19 @@ def lenet(in_channels: int, dense: bool = False) -> Backbone:
     return Backbone(body, 16, 4)
 
 
+def tllib_lenet(in_channels: int, dense: bool = False) -> Backbone:
+    """The reference DANN recipe's digit extractor (tllib ``lenet``: 20 and 50 filters, fc 500,
+    no BatchNorm), so results and speed compare like with like. Its output is a vector: no
+    feature map for a dense head."""
+    if dense:
+        raise ValueError("model.backbone: tllib_lenet ends in a fully connected layer; detection needs a "
+                         "convolutional backbone (small_cnn, lenet, resnet18, ...)")
+    body = nn.Sequential(nn.Conv2d(in_channels, 20, 5), nn.MaxPool2d(2), nn.ReLU(inplace=True),
+                         nn.Conv2d(20, 50, 5), nn.Dropout2d(0.5), nn.MaxPool2d(2), nn.ReLU(inplace=True),
+                         nn.Flatten(), nn.LazyLinear(500), nn.ReLU(inplace=True), nn.Dropout(0.5))
+    return Backbone(body, 500, 1)
+
+
 def _torchvision(name: str, in_channels: int, weights_path: Path | None) -> Backbone:
     try:
         net = torchvision.models.get_model(name, weights=None)
@@ -84,4 +97,6 @@ def build_backbone(name: str, in_channels: int, dense: bool = False, weights_pat
         return small_cnn(in_channels, dense)
     if name == "lenet":
         return lenet(in_channels, dense)
+    if name == "tllib_lenet":
+        return tllib_lenet(in_channels, dense)
     return _torchvision(name, in_channels, weights_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from dann_ros.data.preprocess import Preprocess
+from dann_ros.model.adaptation.cdan import ConditionalDomainAdversarialLoss
 from dann_ros.model.adaptation.dann import DomainAdversarialLoss
 from dann_ros.model.backbones import SMALL_BACKBONES, build_backbone
 from dann_ros.model.classifier import ImageClassifier
@@ -41,5 +42,18 @@ def build_discriminator(cfg: ModelConfig, features: int | nn.Module) -> nn.Modul
                                cfg.discriminator_dropout)
 
 
-def build_domain_loss(cfg: ModelConfig, features: int | nn.Module) -> DomainAdversarialLoss:
-    return DomainAdversarialLoss(build_discriminator(cfg, features))
+def build_domain_loss(cfg: ModelConfig, features: int | nn.Module, method: str = "dann",
+                      num_classes: int | None = None, entropy_conditioning: bool = False) -> DomainAdversarialLoss:
+    """``method`` dann, or cdan (the discriminator sees features x predictions: ``num_classes`` times wider)."""
+    if method == "dann":
+        return DomainAdversarialLoss(build_discriminator(cfg, features))
+    if method == "cdan":
+        if isinstance(features, nn.Module):
+            if getattr(features, "task", None) != "classification":
+                raise ValueError("adaptation.method cdan conditions on class predictions: classification only")
+            features = features.feature_dim
+        if not num_classes:
+            raise ValueError("cdan needs num_classes")
+        return ConditionalDomainAdversarialLoss(build_discriminator(cfg, features * num_classes),
+                                                entropy_conditioning)
+    raise ValueError(f"adaptation.method {method!r} is not one of dann, cdan")

@@ -11,6 +11,7 @@ from typing import Literal
 from dann_ros.config import from_dict, load_yaml, to_dict
 from dann_ros.data.preprocess import Preprocess
 from dann_ros.model.config import ModelConfig
+from dann_ros.train.augment import AugmentConfig
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,30 @@ class EvalTargetConfig:
 
 @dataclass(frozen=True)
 class AdaptationConfig:
-    method: Literal["dann", "none"] = "dann"
+    """``method``: the adversarial alignment (dann, cdan) or none. The target regularisers
+    (entropy, mcc) are opt-in extras added to any method, weighted by their ``*_weight``."""
+
+    method: Literal["dann", "cdan", "none"] = "dann"
     lambda_max: float = 1.0
     lambda_gamma: float = 10.0
+    lambda_horizon: int | None = None  # steps for p to reach 1 (None: train.steps); tllib digits: gamma 1, 1000
     weight: float = 1.0  # multiplies L_domain; lambda in the GRL already ramps 0 -> lambda_max
+    entropy_conditioning: bool = False  # cdan only: CDAN+E, confident samples weigh more
+    entropy_weight: float = 0.0  # target entropy minimisation (model/adaptation/entropy.py)
+    mcc_weight: float = 0.0  # minimum class confusion on target (model/adaptation/mcc.py)
+    mcc_temperature: float = 2.5
+
+    def __post_init__(self) -> None:
+        if self.entropy_weight < 0 or self.mcc_weight < 0 or self.weight < 0:
+            raise ValueError("adaptation.weight, entropy_weight and mcc_weight must be >= 0")
+        if self.mcc_temperature <= 0:
+            raise ValueError("adaptation.mcc_temperature must be positive")
+        if self.entropy_conditioning and self.method != "cdan":
+            raise ValueError("adaptation.entropy_conditioning is a cdan option (CDAN+E)")
+
+    @property
+    def uses_target(self) -> bool:
+        return self.method != "none" or self.entropy_weight > 0 or self.mcc_weight > 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,8 @@ class OptimConfig:
     lr_schedule: Literal["dann", "constant"] = "dann"
     lr_alpha: float = 10.0
     lr_beta: float = 0.75
+    lr_horizon: int | None = None  # steps for p to reach 1 (None: train.steps); tllib digits: alpha 1, 1000
+    nesterov: bool = True
     backbone_lr_mult: float = 1.0  # 0.1 for a pretrained backbone
     discriminator_lr_mult: float = 1.0  # > 1 lets the discriminator keep up with the extractor
     grad_clip: float | None = 10.0
@@ -99,7 +122,8 @@ class LoopConfig:
     eval_every: int = 250
     checkpoint_every: int = 250
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16 (AMX / AVX512-BF16); else fp32
+    channels_last: bool = True  # NHWC convolutions: faster oneDNN kernels on CPU, tensor cores on GPU
     threads: int | None = None
     eval_frames: int = 2000  # target frames scored for label-free selection at each evaluation
 
@@ -122,12 +146,18 @@ class TrainConfig:
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # source images only
     selection: Literal["im", "snd", "source_val", "last"] = "im"
     cache_dir: Path = Path(".cache/dann_ros")
 
     def __post_init__(self) -> None:
-        if self.adaptation.method == "dann" and not self.target.bags:
-            raise ValueError("adaptation.method dann needs target.bags")
+        a = self.adaptation
+        if a.uses_target and not self.target.bags:
+            what = f"adaptation.method {a.method}" if a.method != "none" else "adaptation.entropy_weight/mcc_weight"
+            raise ValueError(f"{what} needs target.bags")
+        if self.task != "classification" and (a.method == "cdan" or a.entropy_weight or a.mcc_weight):
+            raise ValueError("adaptation.method cdan, entropy_weight and mcc_weight work on class predictions: "
+                             "classification only")
         if self.selection in ("im", "snd") and not self.target.bags:
             raise ValueError(f"selection {self.selection} scores target frames: set target.bags or use source_val")
         if self.task == "detection":

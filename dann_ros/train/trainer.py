@@ -1,9 +1,11 @@
-"""The one training loop: source-only and DANN differ only in whether the domain loss is added.
+"""The one training loop: source-only, DANN and its opt-in extras differ only in which losses are added.
 
-Per step: equal source and target batches go through the extractor together
-(shared BatchNorm statistics, as in tllib), the task loss is computed on the
-source half, and the domain loss on both halves behind the gradient reversal
-layer. Everything random is derived from (seed, step, rank), and the global
+Per step (``train_step``): equal source and target batches go through the
+extractor together (shared BatchNorm statistics, as in tllib), the task loss is
+computed on the source half, the domain loss on both halves behind the gradient
+reversal layer, and the optional target regularisers on the target half.
+Everything else (``after_step``: logging, evaluation, checkpoints) runs on its
+own period. Everything random is derived from (seed, step, rank), and the global
 RNG state is checkpointed, so a killed run resumes to the same weights.
 
 Classification and detection share all of it: the task model encodes its
@@ -29,13 +31,18 @@ from dann_ros import __version__
 from dann_ros.config import to_dict
 
 from dann_ros.evaluation.detection_metrics import evaluate_detections
+from dann_ros.model.adaptation.entropy import EntropyLoss
+from dann_ros.model.adaptation.mcc import MinimumClassConfusionLoss
 from dann_ros.model.builders import build_domain_loss, build_model
+from dann_ros.model.inference import pooled_features, predict, predict_detections
 from dann_ros.model.schedules import dann_lambda, dann_lr_factor
 from dann_ros.train import checkpoint, metrics
+from dann_ros.train.augment import camera_augment
 from dann_ros.train.config import TrainConfig
 from dann_ros.train.datasets import (LabelledBoxes, LabelledImages, load_detection_bag, load_detection_source,
                                      load_labelled_bag, load_source, load_target, split_validation)
 from dann_ros.train.distributed import Dist, init_distributed, shutdown
+from dann_ros.train.hardware import native_bf16, pick_device
 from dann_ros.train.step import StepModule
 
 log = logging.getLogger(__name__)
@@ -69,14 +76,6 @@ def load_data(cfg: TrainConfig) -> Data:
     return Data(classes, train, val, target, eval_target)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is cuda but no CUDA device is available")
-    return torch.device(name)
-
-
 @dataclass
 class Evaluation:
     """One evaluation; None fields (the other task's metrics) stay out of metrics.json."""
@@ -99,59 +98,20 @@ SOURCE_VAL_KEY = {"classification": "source_val_accuracy", "detection": "source_
 TARGET_KEY = {"classification": "target_accuracy", "detection": "target_map50"}
 
 
-@torch.no_grad()
-def predict(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device,
-            batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """(softmax probabilities, features) for uint8 (N, C, H, W) images, in eval mode."""
-    was = model.training
-    model.eval()
-    probs, feats = [], []
-    data = torch.as_tensor(images)
-    for i in range(0, len(data), batch_size):
-        x = data[i:i + batch_size].to(device).float()
-        f, logits = model.forward_train(x)
-        probs.append(torch.softmax(logits.float(), 1).cpu())
-        feats.append(f.float().cpu())
-    model.train(was)
-    if not probs:
-        return torch.empty(0), torch.empty(0)
-    return torch.cat(probs), torch.cat(feats)
-
-
-@torch.no_grad()
-def pooled_features(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device,
-                    batch_size: int = 512) -> torch.Tensor:
-    """The domain features per image, a feature map averaged over locations (proxy A-distance input)."""
-    was = model.training
-    model.eval()
-    feats = []
-    data = torch.as_tensor(images)
-    for i in range(0, len(data), batch_size):
-        f, _ = model.forward_train(data[i:i + batch_size].to(device).float())
-        feats.append((f.mean((2, 3)) if f.dim() == 4 else f).float().cpu())
-    model.train(was)
-    return torch.cat(feats) if feats else torch.empty(0)
-
-
-@torch.no_grad()
 def detection_report(model: nn.Module, data: LabelledBoxes, device: torch.device, classes: tuple[str, ...],
                      batch_size: int = 128):
     """COCO-style mAP of the detector on prepared frames, in network-input pixels."""
-    was = model.training
-    model.eval()
-    boxes, scores, ids = [], [], []
-    images = torch.as_tensor(data.images)
-    for i in range(0, len(images), batch_size):
-        b, s, c = model(images[i:i + batch_size].to(device).float())
-        boxes += list(b.float().cpu().numpy())
-        scores += list(s.float().cpu().numpy())
-        ids += list(c.cpu().numpy())
-    model.train(was)
+    boxes, scores, ids = predict_detections(model, data.images, device, batch_size)
     return evaluate_detections(boxes, scores, ids, data.boxes, data.classes, len(classes), class_names=classes)
 
 
+__all__ = ["Trainer", "TrainingDiverged", "detection_report", "load_data", "pooled_features", "predict", "train"]
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: bool = True, show_progress: bool = True) -> None:
+    def __init__(self, cfg: TrainConfig, resume: bool = True, show_progress: bool = True,
+                 data: Data | None = None) -> None:
+        """``data``: already loaded data (benchmarks, tests); by default read as the config says."""
         self.cfg = cfg
         self.device = pick_device(cfg.train.device)
         self.dist: Dist = init_distributed(self.device.type)
@@ -162,12 +122,23 @@ class Trainer:
         self.out = Path(cfg.output_dir)
         self.show_progress = show_progress and self.dist.is_main
         torch.manual_seed(cfg.seed)
-        self.data = load_data(cfg)
+        self.data = data if data is not None else load_data(cfg)
         self.model = build_model(cfg.model, cfg.task, len(self.data.classes), cfg.preprocess).to(self.device)
+        # NHWC: oneDNN's (and cuDNN's) fast convolution layout; the images are stored in it too,
+        # so a batch is gathered and converted to float without a layout change
+        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        self.autocast = cfg.train.amp and native_bf16(self.device)
+        a = cfg.adaptation
         self.adversarial = None
-        if cfg.adaptation.method == "dann":
-            self.adversarial = build_domain_loss(cfg.model, self.model).to(self.device)
-        self.step_module: nn.Module = StepModule(self.model, self.adversarial)
+        if a.method != "none":
+            self.adversarial = build_domain_loss(cfg.model, self.model, a.method, len(self.data.classes),
+                                                 a.entropy_conditioning).to(self.device)
+        regularisers = {name: loss for name, loss, w in (("entropy", EntropyLoss(), a.entropy_weight),
+                        ("mcc", MinimumClassConfusionLoss(a.mcc_temperature), a.mcc_weight)) if w > 0}
+        self.loss_weights = {"task": 1.0, "domain": a.weight, "entropy": a.entropy_weight, "mcc": a.mcc_weight}
+        self.step_module: nn.Module = StepModule(self.model, self.adversarial, regularisers)
+        self.uses_target = self.step_module.needs_target
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module, device_ids=ids)
@@ -178,10 +149,10 @@ class Trainer:
         # costs no host-to-device copy
         on = self.device if self.device.type == "cuda" else torch.device("cpu")
         self.detection = cfg.task == "detection"
-        self.source_images = torch.from_numpy(self.data.source.images).to(on)
+        self.source_images = self._frames(self.data.source.images, on)
         # detection targets are encoded per batch from the boxes (model.encode_targets)
         self.source_labels = None if self.detection else torch.from_numpy(self.data.source.labels).to(on)
-        self.target_images = torch.from_numpy(self.data.target).to(on) if self.data.target is not None else None
+        self.target_images = self._frames(self.data.target, on) if self.data.target is not None else None
         self.eval_target_subset = self._target_subset()
         self.train_seconds = 0.0
         self._domain_acc: list[torch.Tensor] = []  # discriminator accuracy on the training batches since the last eval
@@ -192,6 +163,9 @@ class Trainer:
             (self.out / "last.pt").unlink()
 
     # ----------------------------------------------------------------- set-up
+    def _frames(self, images: np.ndarray, device: torch.device) -> torch.Tensor:
+        return torch.from_numpy(images).to(device).contiguous(memory_format=self.memory_format)
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
         backbone = list(self.model.backbone.parameters())
@@ -203,7 +177,8 @@ class Trainer:
         for g in groups:
             g["lr"] = o.lr * g["lr_mult"]
         if o.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True)
+            return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                                   nesterov=o.nesterov and o.momentum > 0)
         return torch.optim.Adam(groups, lr=o.lr, weight_decay=o.weight_decay)
 
     def _target_subset(self) -> torch.Tensor | None:
@@ -235,16 +210,17 @@ class Trainer:
         log.info("resumed %s at step %d", path, self.step)
 
     # ------------------------------------------------------------- schedules
-    def progress(self, step: int) -> float:
-        return step / self.cfg.train.steps
+    def progress(self, step: int, horizon: int | None = None) -> float:
+        return step / (horizon or self.cfg.train.steps)
 
     def _apply_schedules(self, step: int) -> tuple[float, float]:
-        p = self.progress(step)
         a, o = self.cfg.adaptation, self.cfg.optim
-        lam = dann_lambda(p, a.lambda_gamma, a.lambda_max) if a.method == "dann" else 0.0
+        lam = dann_lambda(self.progress(step, a.lambda_horizon), a.lambda_gamma, a.lambda_max) \
+            if self.adversarial is not None else 0.0
         if self.adversarial is not None:
             self.adversarial.coeff = lam
-        factor = dann_lr_factor(p, o.lr_alpha, o.lr_beta) if o.lr_schedule == "dann" else 1.0
+        factor = dann_lr_factor(self.progress(step, o.lr_horizon), o.lr_alpha, o.lr_beta) \
+            if o.lr_schedule == "dann" else 1.0
         for g in self.optimizer.param_groups:
             g["lr"] = o.lr * g["lr_mult"] * factor
         return lam, o.lr * factor
@@ -252,7 +228,8 @@ class Trainer:
     def _batch(self, step: int):
         """Indices are a pure function of (seed, step, rank): resuming replays the same batches.
 
-        Returns source images, their targets (class ids, or a detector's encoded maps) and target images."""
+        Returns source images (camera-augmented when ``augment.camera``), their targets (class
+        ids, or a detector's encoded maps) and target images (None when no loss reads them)."""
         b = self.cfg.train.batch_size
         g = torch.Generator().manual_seed(((self.cfg.seed * 1_000_003 + step) * 131 + self.dist.rank) & (2**62 - 1))
         picked = torch.randint(len(self.data.source), (b,), generator=g)
@@ -265,9 +242,11 @@ class Trainer:
         else:
             y_s = self.source_labels[idx].to(self.device, non_blocking=True)
         x_t = None
-        if self.adversarial is not None:
+        if self.uses_target:
             idx_t = torch.randint(len(self.target_images), (b,), generator=g).to(self.target_images.device)
             x_t = self.target_images[idx_t].to(self.device, non_blocking=True).float()
+        if self.cfg.augment.camera:
+            x_s = camera_augment(x_s, self.cfg.augment, g)
         return x_s, y_s, x_t
 
     # ------------------------------------------------------------------ loop
@@ -277,65 +256,85 @@ class Trainer:
         from tqdm import tqdm
 
         cfg = self.cfg
-        writer = SummaryWriter(str(self.out / "tensorboard")) if self.dist.is_main else None
-        bar = tqdm(total=cfg.train.steps, initial=self.step, disable=not self.show_progress,
-                   desc=f"{cfg.adaptation.method}", dynamic_ncols=True)
-        autocast = self.device.type == "cuda" and cfg.train.amp
+        self._writer = SummaryWriter(str(self.out / "tensorboard")) if self.dist.is_main else None
+        self._bar = tqdm(total=cfg.train.steps, initial=self.step, disable=not self.show_progress,
+                         desc=f"{cfg.adaptation.method}", dynamic_ncols=True)
         self.step_module.train()
-        started, steps_done = time.perf_counter(), 0
+        self._started, steps_done = time.perf_counter(), 0
         try:
             while self.step < cfg.train.steps:
                 if stop_after is not None and steps_done >= stop_after:
                     return None
                 lam, lr = self._apply_schedules(self.step)
-                x_s, y_s, x_t = self._batch(self.step)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-                    task_loss, domain_loss = self.step_module(x_s, y_s, x_t)
-                loss = task_loss + cfg.adaptation.weight * domain_loss
-                if self._check_finite(self.step + 1) and not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {float(loss.detach())} at step {self.step} (task {float(task_loss.detach()):.4g}, "
-                        f"domain {float(domain_loss.detach()):.4g}); the last good checkpoint is {self.out / 'last.pt'}. "
-                        "Lower optim.lr or adaptation.lambda_max.")
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.optim.grad_clip:
-                    nn.utils.clip_grad_norm_(self.step_module.parameters(), cfg.optim.grad_clip)
-                self.optimizer.step()
+                losses = self.train_step(self.step)
                 self.step += 1
                 steps_done += 1
-                if self.adversarial is not None:
-                    self._domain_acc.append(self.adversarial.last_accuracy)
-                bar.update(1)
-                if writer is not None and (self.step % 10 == 0 or self.step == cfg.train.steps):
-                    writer.add_scalar("train/task_loss", float(task_loss.detach()), self.step)
-                    writer.add_scalar("train/lambda", lam, self.step)
-                    writer.add_scalar("train/lr", lr, self.step)
-                    if self.adversarial is not None:
-                        writer.add_scalar("train/domain_loss", float(domain_loss.detach()), self.step)
-                        writer.add_scalar("train/discriminator_accuracy", self.adversarial.domain_accuracy, self.step)
-                    bar.set_postfix(task=f"{float(task_loss.detach()):.3f}", dom=f"{float(domain_loss.detach()):.3f}")
-                last = self.step == cfg.train.steps
-                if self.step % cfg.train.eval_every == 0 or last:
-                    self.train_seconds += time.perf_counter() - started
-                    if self.dist.is_main:
-                        self._evaluate_and_save(writer)
-                    self.dist.barrier()
-                    started = time.perf_counter()
-                elif self.step % cfg.train.checkpoint_every == 0:
-                    self.train_seconds += time.perf_counter() - started
-                    if self.dist.is_main:
-                        self._save_state()
-                    self.dist.barrier()
-                    started = time.perf_counter()
+                self.after_step(losses, lam, lr)
         finally:
-            bar.close()
-            if writer is not None:
-                writer.close()
+            self._bar.close()
+            if self._writer is not None:
+                self._writer.close()
         result = self._finish() if self.dist.is_main else None
         self.dist.barrier()
         shutdown(self.dist)
         return result
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        """The per-step work: batch, forward, weighted loss, backward, update. Returns the
+        unweighted losses (tensors: nothing here reads a value back from the device on a GPU)."""
+        cfg = self.cfg
+        x_s, y_s, x_t = self._batch(step)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            losses = self.step_module(x_s, y_s, x_t)
+        loss = sum(self.loss_weights[k] * v for k, v in losses.items())
+        if self._check_finite(step + 1) and not torch.isfinite(loss):
+            parts = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in losses.items())
+            raise TrainingDiverged(
+                f"loss became {float(loss.detach())} at step {step} ({parts}); the last good checkpoint is "
+                f"{self.out / 'last.pt'}. Lower optim.lr or adaptation.lambda_max.")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip:
+            nn.utils.clip_grad_norm_(self.step_module.parameters(), cfg.optim.grad_clip, foreach=True)
+        self.optimizer.step()
+        if self.adversarial is not None:
+            self._domain_acc.append(self.adversarial.last_accuracy)
+        return losses
+
+    def after_step(self, losses: dict[str, torch.Tensor], lam: float, lr: float) -> None:
+        """The periodic work after step ``self.step``: progress, logging (every 10 steps),
+        evaluation and the checkpoint (eval_every), or the resume state alone (checkpoint_every).
+        Their time is kept out of ``train_seconds``."""
+        t = self.cfg.train
+        self._bar.update(1)
+        last = self.step == t.steps
+        if self._writer is not None and (self.step % 10 == 0 or last):
+            self._log_losses(losses, lam, lr)
+        if self.step % t.eval_every == 0 or last:
+            self._pause_clock()
+            if self.dist.is_main:
+                self._evaluate_and_save(self._writer)
+            self.dist.barrier()
+            self._started = time.perf_counter()
+        elif self.step % t.checkpoint_every == 0:
+            self._pause_clock()
+            if self.dist.is_main:
+                self._save_state()
+            self.dist.barrier()
+            self._started = time.perf_counter()
+
+    def _pause_clock(self) -> None:
+        self.train_seconds += time.perf_counter() - self._started
+
+    def _log_losses(self, losses: dict[str, torch.Tensor], lam: float, lr: float) -> None:
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        for k, v in values.items():
+            self._writer.add_scalar(f"train/{k}_loss", v, self.step)
+        self._writer.add_scalar("train/lambda", lam, self.step)
+        self._writer.add_scalar("train/lr", lr, self.step)
+        if self.adversarial is not None:
+            self._writer.add_scalar("train/discriminator_accuracy", self.adversarial.domain_accuracy, self.step)
+        self._bar.set_postfix({k[:4]: f"{v:.3f}" for k, v in values.items()})
 
     def _check_finite(self, next_step: int) -> bool:
         """Every step on CPU; on a GPU (where reading the loss stalls the stream) every 10th step
@@ -398,7 +397,8 @@ class Trainer:
         checkpoint.save_atomic(state, self.out / "last.pt")
 
     def model_checkpoint(self) -> dict:
-        disc = self.adversarial.discriminator if self.adversarial is not None else None
+        # the deployed domain-shift monitor feeds the discriminator plain features: DANN's only
+        disc = self.adversarial.discriminator if self.cfg.adaptation.method == "dann" else None
         return checkpoint.model_state(self.model, disc, task=self.cfg.task, classes=self.data.classes,
                                       preprocess=self.cfg.preprocess, model_config=self.cfg.model,
                                       digest=self.cfg.digest(), step=self.step, train_config=to_dict(self.cfg))

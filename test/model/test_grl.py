@@ -35,7 +35,9 @@ def test_lambda_schedule_matches_ganin():
     values = [dann_lambda(p / 10) for p in range(11)]
     assert values == sorted(values)
     assert dann_lambda(1.0, max_value=0.3) == pytest.approx(0.3 * dann_lambda(1.0))
-    assert dann_lambda(2.0) == dann_lambda(1.0)  # clamped
+    assert dann_lambda(-1.0) == 0.0
+    # tllib's digits recipe: gamma 1 over a 1,000-step horizon, past p = 1
+    assert dann_lambda(2.0, gamma=1.0) == pytest.approx(0.7616, abs=1e-4)
 
 
 def test_lr_schedule_matches_ganin():

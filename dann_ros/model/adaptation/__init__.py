@@ -1,5 +1,9 @@
-"""Adversarial alignment losses; each owns its gradient reversal layer and discriminator."""
+"""Adaptation losses: adversarial ones own their gradient reversal layer and discriminator
+(one file per method, as in tllib); target regularisers take the target logits."""
 
+from dann_ros.model.adaptation.cdan import ConditionalDomainAdversarialLoss
 from dann_ros.model.adaptation.dann import DomainAdversarialLoss
+from dann_ros.model.adaptation.entropy import EntropyLoss
+from dann_ros.model.adaptation.mcc import MinimumClassConfusionLoss
 
-__all__ = ["DomainAdversarialLoss"]
+__all__ = ["ConditionalDomainAdversarialLoss", "DomainAdversarialLoss", "EntropyLoss", "MinimumClassConfusionLoss"]

@@ -36,11 +36,20 @@ class DomainAdversarialLoss(nn.Module):
     def coeff(self, value: float) -> None:
         self.grl.coeff = value
 
-    def forward(self, f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
-        logits = self.discriminator(self.grl(torch.cat([f_s, f_t], dim=0))).float()
-        d_s, d_t = logits[: f_s.shape[0]], logits[f_s.shape[0]:]
-        loss_s = F.binary_cross_entropy_with_logits(d_s, torch.ones_like(d_s))
-        loss_t = F.binary_cross_entropy_with_logits(d_t, torch.zeros_like(d_t))
+    def forward(self, f_s: torch.Tensor, f_t: torch.Tensor, logits_s=None, logits_t=None) -> torch.Tensor:
+        """``logits_*``: the task outputs (a detector's are dicts), unused by DANN: one signature
+        for all adversarial losses (CDAN conditions on them)."""
+        d = self.discriminator(self.grl(torch.cat([f_s, f_t], dim=0))).float()
+        return self._bce(d, f_s.shape[0])
+
+    def _bce(self, d: torch.Tensor, n_source: int, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """0.5 (BCE(source, 1) + BCE(target, 0)); ``weight`` per sample (CDAN+E), mean 1 per domain."""
+        d_s, d_t = d[:n_source], d[n_source:]
+        w_s = w_t = None
+        if weight is not None:
+            w_s, w_t = weight[:n_source].view(-1, *[1] * (d.dim() - 1)), weight[n_source:].view(-1, *[1] * (d.dim() - 1))
+        loss_s = F.binary_cross_entropy_with_logits(d_s, torch.ones_like(d_s), weight=w_s)
+        loss_t = F.binary_cross_entropy_with_logits(d_t, torch.zeros_like(d_t), weight=w_t)
         with torch.no_grad():  # a tensor: reading it on every step would stall a GPU
             self.last_accuracy = ((d_s > 0).float().mean() + (d_t <= 0).float().mean()) / 2.0
         return 0.5 * (loss_s + loss_t)

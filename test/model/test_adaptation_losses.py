@@ -1,0 +1,100 @@
+"""Each adaptation loss against values worked out by hand on a tiny batch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dann_ros.model.adaptation import (ConditionalDomainAdversarialLoss, DomainAdversarialLoss, EntropyLoss,
+                                       MinimumClassConfusionLoss)
+from dann_ros.model.adaptation.cdan import multilinear_map
+
+
+def _logits(*rows: list[float]) -> torch.Tensor:
+    """Logits whose softmax is exactly the given probability rows."""
+    return torch.tensor(rows, dtype=torch.float64).log()
+
+
+def test_entropy_loss_is_mean_prediction_entropy():
+    # rows: uniform over 2 classes (H = ln 2) and (0.75, 0.25) (H = -(0.75 ln .75 + .25 ln .25) = 0.562335)
+    loss = EntropyLoss()(_logits([0.5, 0.5], [0.75, 0.25]))
+    assert float(loss) == pytest.approx((math.log(2) + 0.5623351446188083) / 2, abs=1e-6)
+
+
+def test_mcc_matches_a_hand_computed_confusion_matrix():
+    # temperature 1 so softmax(logits) = the rows themselves
+    y1, y2 = (0.5, 0.5), (0.75, 0.25)
+    h1, h2 = math.log(2), 0.5623351446188083
+    w1, w2 = 1 + math.exp(-h1), 1 + math.exp(-h2)  # 1.5 and 1.569893
+    w1, w2 = 2 * w1 / (w1 + w2), 2 * w2 / (w1 + w2)  # normalised to mean 1
+    c = [[w1 * y1[i] * y1[j] + w2 * y2[i] * y2[j] for j in range(2)] for i in range(2)]
+    col = [c[0][j] + c[1][j] for j in range(2)]
+    c = [[c[i][j] / col[j] for j in range(2)] for i in range(2)]
+    expected = (c[0][1] + c[1][0]) / 2  # off-diagonal mass / number of classes
+    loss = MinimumClassConfusionLoss(temperature=1.0)(_logits(y1, y2))
+    assert float(loss) == pytest.approx(expected, abs=1e-6)
+    assert 0.3 < expected < 0.5  # (sanity of the hand computation itself: heavily confused rows)
+
+
+def test_mcc_is_zero_for_confident_distinct_predictions_and_tempered():
+    confident = torch.tensor([[20.0, 0.0, 0.0], [0.0, 20.0, 0.0], [0.0, 0.0, 20.0]])
+    assert float(MinimumClassConfusionLoss(temperature=1.0)(confident)) < 1e-6
+    # a higher temperature softens the predictions: more confusion for the same logits
+    mild = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    assert float(MinimumClassConfusionLoss(5.0)(mild)) > float(MinimumClassConfusionLoss(1.0)(mild))
+
+
+def _linear_disc(in_features: int, weight: list[float], bias: float = 0.0) -> torch.nn.Linear:
+    d = torch.nn.Linear(in_features, 1).double()
+    with torch.no_grad():
+        d.weight.copy_(torch.tensor([weight]))
+        d.bias.fill_(bias)
+    return d
+
+
+def test_dann_loss_is_half_the_two_bces():
+    adv = DomainAdversarialLoss(_linear_disc(2, [1.0, -1.0]))
+    f_s = torch.tensor([[2.0, 0.0]], dtype=torch.float64)  # logit 2: source-like (label 1)
+    f_t = torch.tensor([[0.0, 1.0]], dtype=torch.float64)  # logit -1: target-like (label 0)
+    expected = 0.5 * (math.log(1 + math.exp(-2.0)) + math.log(1 + math.exp(-1.0)))
+    assert float(adv(f_s, f_t).detach()) == pytest.approx(expected, abs=1e-6)  # (BCE in float32)
+    assert adv.domain_accuracy == 1.0
+
+
+def test_cdan_multilinear_map_is_the_flattened_outer_product():
+    f = torch.tensor([[1.0, 2.0]])
+    g = torch.tensor([[0.25, 0.75]])
+    assert multilinear_map(f, g).tolist() == [[0.25, 0.5, 0.75, 1.5]]
+
+
+def test_cdan_loss_by_hand_and_its_gradient_reaches_features_only():
+    # features (F=2) x predictions (C=2) -> 4 discriminator inputs; weights pick g_0 * f_0 - g_1 * f_1
+    adv = ConditionalDomainAdversarialLoss(_linear_disc(4, [1.0, 0.0, 0.0, -1.0]))
+    adv.coeff = 1.0
+    f_s = torch.tensor([[2.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    f_t = torch.tensor([[1.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    l_s = _logits([0.5, 0.5]).requires_grad_()
+    l_t = _logits([0.25, 0.75]).requires_grad_()
+    d_s = 0.5 * 2.0 - 0.5 * 1.0  # 0.5
+    d_t = 0.25 * 1.0 - 0.75 * 2.0  # -1.25
+    expected = 0.5 * (math.log(1 + math.exp(-d_s)) + math.log(1 + math.exp(d_t)))
+    loss = adv(f_s, f_t, l_s, l_t)
+    assert float(loss) == pytest.approx(expected, abs=1e-6)
+    loss.backward()
+    assert l_s.grad is None and l_t.grad is None  # predictions are detached (CDAN, tllib)
+    # reversed gradient on f_s: -(dL/dd_s) * (g_0, -g_1) with dL/dd_s = 0.5 (sigmoid(d_s) - 1)
+    dd = 0.5 * (1 / (1 + math.exp(-d_s)) - 1)
+    assert f_s.grad.tolist()[0] == pytest.approx([-dd * 0.5, dd * 0.5], abs=1e-6)
+
+
+def test_cdan_entropy_conditioning_weights_confident_samples_more():
+    adv = ConditionalDomainAdversarialLoss(_linear_disc(4, [1.0, 0.0, 0.0, -1.0]), entropy_conditioning=True)
+    f = torch.tensor([[2.0, 1.0], [1.0, 0.5]], dtype=torch.float64)
+    g = _logits([0.5, 0.5], [0.99, 0.01])
+    loss = adv(f, f.flip(1), g, g)
+    plain = ConditionalDomainAdversarialLoss(adv.discriminator)(f, f.flip(1), g, g)
+    assert torch.isfinite(loss) and float(loss) != pytest.approx(float(plain))
+    with pytest.raises(ValueError, match="logits"):
+        adv(f, f)

@@ -1,0 +1,108 @@
+"""Each opt-in extra on a real (tiny) domain pair: a short run whose loss moves as documented,
+and the camera augmentation's effect on a batch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dann_ros.model.adaptation import EntropyLoss, MinimumClassConfusionLoss
+from dann_ros.train.augment import AugmentConfig, _gaussian_blur, camera_augment
+from dann_ros.train.trainer import Trainer, train
+from test.train.conftest import tiny_config
+
+SHORT = {"train.steps": 40, "train.eval_every": 20, "train.checkpoint_every": 20, "train.batch_size": 32,
+         "optim.optimizer": "adam", "optim.lr": 2e-3}
+
+
+def _losses(trainer: Trainer, steps: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    trainer.step_module.train()
+    for _ in range(steps):
+        trainer._apply_schedules(trainer.step)
+        for k, v in trainer.train_step(trainer.step).items():
+            out.setdefault(k, []).append(float(v.detach()))
+        trainer.step += 1
+    return out
+
+
+def _early_late(values: list[float], n: int = 8) -> tuple[float, float]:
+    return sum(values[:n]) / n, sum(values[-n:]) / n
+
+
+@pytest.mark.parametrize("option,key,loss,factor", [
+    # the tiny model is far from confident after 60 steps (uniform predictions: MCC 0.9), so MCC's margin is small
+    ({"adaptation.mcc_weight": 5.0, "adaptation.mcc_temperature": 1.0}, "mcc", MinimumClassConfusionLoss(1.0), 0.97),
+    ({"adaptation.entropy_weight": 1.0}, "entropy", EntropyLoss(), 0.9)])
+def test_target_regulariser_lowers_its_loss_against_the_same_run_without_it(tiny_domains, tmp_path, option, key,
+                                                                           loss, factor):
+    """Same seed, batches and steps with and without the extra: MCC leaves less class confusion on the
+    target frames, entropy minimisation sharper target predictions (as documented)."""
+    scores = {}
+    for name, extra in (("with", option), ("without", {})):
+        trainer = Trainer(tiny_config(tiny_domains, tmp_path / f"{key}_{name}", **{**SHORT, "optim.lr": 5e-3}, **extra),
+                          resume=False, show_progress=False)
+        losses = _losses(trainer, 60)
+        assert (key in losses) == (name == "with")
+        with torch.no_grad():
+            trainer.model.eval()
+            scores[name] = float(loss(trainer.model(trainer.target_images.float())))
+    print(f"{key} on the target frames after 60 steps: with {scores['with']:.3f}, without {scores['without']:.3f}")
+    assert scores["with"] < factor * scores["without"]
+
+
+def test_cdan_run_keeps_its_discriminator_near_chance_and_deploys_without_monitor(tiny_domains, tmp_path):
+    result = train(tiny_config(tiny_domains, tmp_path / "cdan", **SHORT, **{"adaptation.method": "cdan"}),
+                   show_progress=False)
+    assert result["method"] == "cdan"
+    acc = [h["domain_accuracy"] for h in result["history"]]
+    print(f"CDAN discriminator accuracy {acc}")
+    assert all(0.0 <= a <= 1.0 for a in acc) and abs(acc[-1] - 0.5) < 0.35
+    from dann_ros.train import checkpoint
+
+    assert checkpoint.load(tmp_path / "cdan" / "model.pt")["domain"] is None  # monitor takes plain features
+
+
+def test_cdan_is_classification_only(tiny_detection_domains, tmp_path):
+    from test.train.conftest import tiny_detection_config
+
+    with pytest.raises(ValueError, match="classification only"):
+        tiny_detection_config(tiny_detection_domains, tmp_path, **{"adaptation.method": "cdan"})
+
+
+def test_source_only_with_mcc_reads_target_batches(tiny_domains, tmp_path):
+    trainer = Trainer(tiny_config(tiny_domains, tmp_path / "m", **SHORT, **{"adaptation.method": "none",
+                                                                             "adaptation.mcc_weight": 1.0}),
+                      resume=False, show_progress=False)
+    assert trainer.adversarial is None and trainer.uses_target
+    assert set(_losses(trainer, 2)) == {"task", "mcc"}
+
+
+def test_camera_augmentation_changes_source_batches_reproducibly(tiny_domains, tmp_path):
+    cfg = tiny_config(tiny_domains, tmp_path / "aug", **SHORT, **{"augment.camera": True})
+    plain = Trainer(tiny_config(tiny_domains, tmp_path / "plain", **SHORT), resume=False, show_progress=False)
+    aug = Trainer(cfg, resume=False, show_progress=False)
+    x_plain, y_plain, _ = plain._batch(3)
+    x_aug, y_aug, _ = aug._batch(3)
+    assert torch.equal(y_plain, y_aug)  # the same images and labels, seen through another camera
+    assert not torch.equal(x_plain, x_aug) and x_aug.min() >= 0 and x_aug.max() <= 255
+    assert torch.equal(aug._batch(3)[0], x_aug)  # a pure function of (seed, step): resume-safe
+    result = train(cfg, show_progress=False)
+    assert json.loads((tmp_path / "aug" / "metrics.json").read_text())["history"] == result["history"]
+
+
+def test_camera_augment_parts():
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(2, 1, 9, 9)
+    x[:, :, 4, 4] = 255.0
+    blurred = _gaussian_blur(x, torch.tensor([0.0, 1.0]))
+    assert torch.allclose(blurred[0], x[0])  # sigma 0: identity
+    assert blurred[1].sum() == pytest.approx(255.0, rel=1e-4) and blurred[1, 0, 4, 4] < 100  # mass kept, spread
+    flat = torch.full((64, 1, 8, 8), 128.0)
+    out = camera_augment(flat, AugmentConfig(camera=True, blur_sigma=0.0, noise_std=0.0, gamma=0.0), g)
+    means = out.mean((1, 2, 3))
+    assert means.std() > 5 and (means - 128).abs().max() <= 40.0 + 1e-3  # brightness within +-40
+    with pytest.raises(ValueError, match="contrast"):
+        AugmentConfig(contrast=1.5)
