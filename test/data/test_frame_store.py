@@ -310,3 +310,16 @@ def test_detection_store_keeps_boxes_in_network_pixels(renders, tmp_path):
                                    atol=1e-3)
     ram = store.load()
     np.testing.assert_array_equal(ram.ragged("boxes", 3), store.ragged("boxes", 3))
+
+
+def test_a_pickled_store_opens_its_own_file(bag, tmp_path):
+    """What a spawned DataLoader worker or another DDP process receives: the description, not the descriptor."""
+    import pickle
+
+    store = bag_store(bag, BagSelection(), PP, tmp_path, progress=None)
+    want = store.read([0, 29])
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy._fds == {} and copy.path == store.path
+    np.testing.assert_array_equal(copy.read([0, 29]), want)
+    copy.close()
+    np.testing.assert_array_equal(store.read([0, 29]), want)  # the original's descriptor is untouched
