@@ -141,8 +141,8 @@ def _scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     for _ in range(60):
         c = tuple(int(v) for v in rng.integers(0, 256, 3))
         cv2.circle(img, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(8, 60)), c, -1)
-        cv2.rectangle(img, tuple(int(v) for v in rng.integers(0, (w, h))), tuple(int(v) for v in rng.integers(0, (w, h))),
-                      c, int(rng.integers(2, 6)))
+        corner = [tuple(int(v) for v in rng.integers(0, (w, h))) for _ in range(2)]
+        cv2.rectangle(img, corner[0], corner[1], c, int(rng.integers(2, 6)))
     return img
 
 

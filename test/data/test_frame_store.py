@@ -138,7 +138,8 @@ def test_a_bag_with_two_cameras_splits_into_one_view_per_topic(tmp_path):
     assert sorted(views) == ["/left", "/right"] and (len(views["/left"]), len(views["/right"])) == (6, 3)
     right = views["/right"]
     assert right.columns["stamps_ns"].tolist() == [0, 3 * 10**9, 6 * 10**9]
-    np.testing.assert_array_equal(right.read([1]), store.read([int(np.flatnonzero(store.columns["stamps_ns"] == 3e9)[0])]))
+    same = int(np.flatnonzero(store.columns["stamps_ns"] == 3 * 10**9)[0])
+    np.testing.assert_array_equal(right.read([1]), store.read([same]))
 
 
 def test_memory_store_and_subset_read_like_the_disk_store(bag, tmp_path):
