@@ -52,7 +52,7 @@ cmake --install "$BUILD/composition_interfaces"
 # the check: the command lists its verbs and launch_ros imports
 cd "$BUILD"
 "$PY" -c 'import composition_interfaces.srv, launch_ros.actions, rosidl_runtime_py; print("launch_ros OK")'
-"$VENV/bin/colcon" build --help >/dev/null
+"$VENV/bin/colcon" --log-base /dev/null build --help >/dev/null
 "$VENV/bin/ros2" --help | grep -E '^  (launch|lifecycle|param|run|topic) ' | wc -l | grep -qx 5 ||
     { echo "ros2 --help does not list launch, lifecycle, param, run and topic"; exit 1; }
 echo "ros2 tools OK"
