@@ -10,26 +10,10 @@ resumed run draws the same augmentations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    camera: bool = False
-    contrast: float = 0.4  # gain drawn from [1 - c, 1 + c] around the image mean
-    brightness: float = 40.0  # offset drawn from +-this (0..255 pixels)
-    gamma: float = 0.4  # tone curve exponent exp(U(-g, g))
-    blur_sigma: float = 1.2  # gaussian blur sigma drawn from [0, this] (half the images)
-    noise_std: float = 10.0  # gaussian sensor noise std drawn from [0, this]
-
-    def __post_init__(self) -> None:
-        if min(self.contrast, self.brightness, self.gamma, self.blur_sigma, self.noise_std) < 0:
-            raise ValueError("augment: contrast, brightness, gamma, blur_sigma and noise_std must be >= 0")
-        if self.contrast >= 1:
-            raise ValueError("augment.contrast must be < 1 (a gain of 1 - contrast must stay positive)")
+from dann_ros.train.config import AugmentConfig
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int = 3) -> torch.Tensor:

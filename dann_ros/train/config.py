@@ -11,7 +11,23 @@ from typing import Literal
 from dann_ros.config import from_dict, load_yaml, to_dict
 from dann_ros.data.preprocess import Preprocess
 from dann_ros.model.config import ModelConfig
-from dann_ros.train.augment import AugmentConfig
+
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    camera: bool = False
+    contrast: float = 0.4  # gain drawn from [1 - c, 1 + c] around the image mean
+    brightness: float = 40.0  # offset drawn from +-this (0..255 pixels)
+    gamma: float = 0.4  # tone curve exponent exp(U(-g, g))
+    blur_sigma: float = 1.2  # gaussian blur sigma drawn from [0, this] (half the images)
+    noise_std: float = 10.0  # gaussian sensor noise std drawn from [0, this]
+
+    def __post_init__(self) -> None:
+        if min(self.contrast, self.brightness, self.gamma, self.blur_sigma, self.noise_std) < 0:
+            raise ValueError("augment: contrast, brightness, gamma, blur_sigma and noise_std must be >= 0")
+        if self.contrast >= 1:
+            raise ValueError("augment.contrast must be < 1 (a gain of 1 - contrast must stay positive)")
 
 
 @dataclass(frozen=True)
