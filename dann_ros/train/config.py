@@ -13,7 +13,6 @@ from dann_ros.data.preprocess import Preprocess
 from dann_ros.model.config import ModelConfig
 
 
-
 @dataclass(frozen=True)
 class AugmentConfig:
     camera: bool = False
