@@ -28,7 +28,7 @@ DETECTION_CONFIG = share_file("config", "train_detection_demo.yaml")
 DIGITS_PNG = Path(".cache/data/opencv/digits.png")
 VIDEO = Path(".cache/data/opencv/vtest.avi")
 LONG_STEPS = 3000  # --long: classification steps (the quick default is the config's 1,000)
-LONG_DETECTION_STEPS = 1000  # --long: detection steps (the quick default is the config's)
+LONG_DETECTION_STEPS = 3000  # --long: detection steps (the quick default is the config's 1,000)
 
 
 @dataclass(frozen=True)
