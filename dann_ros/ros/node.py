@@ -60,7 +60,7 @@ class ThrottledWarning:
         self._lock = threading.Lock()
 
     def __call__(self, reason: str) -> None:
-        kind = re.sub(r"\d+", "N", reason)
+        kind = re.sub(r"\b[0-9a-f]{4,}\b|\d+", "N", reason)  # sizes, offsets, hex dumps: one kind
         now = time.monotonic()
         with self._lock:
             new_kind = kind not in self._kinds and len(self._kinds) < 32
