@@ -4,6 +4,7 @@ ros2 topic echo --once, on this checkout's set-up (.venv, see scripts/setup.sh).
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -71,7 +72,7 @@ def test_launch_applies_namespace_remap_params_file_and_dds_profile(ros, launche
 
 def test_param_get_and_topic_echo_once(ros, cli, launched, tiny_onnx):
     assert "Integer value is: 3" in cli.run_until("param", "get", NODE, "top_k", expect="Integer value is")
-    assert f"String value is: {tiny_onnx}" in cli.run("param", "get", NODE, "model_path")
+    assert f"String value is: {tiny_onnx}" in cli.run_until("param", "get", NODE, "model_path", expect="String value is")
     pub = ros.publisher(Image, CAMERA, qos_profile_sensor_data)
     echo = cli.start("topic", "echo", "--once", f"{NS}/classification", "vision_msgs/msg/Classification",
                      log_path=launched.log_path.with_name("echo.log"))
@@ -84,15 +85,15 @@ def test_param_get_and_topic_echo_once(ros, cli, launched, tiny_onnx):
 
 def test_lifecycle_get_set_and_param_set_take_effect_at_configure(ros, cli, launched):
     assert cli.run_until("lifecycle", "get", NODE, expect=r"active \[3\]").strip().endswith("active [3]")
-    assert "Set parameter successful" in cli.run("param", "set", NODE, "top_k", "2")
+    assert "Set parameter successful" in cli.run_until("param", "set", NODE, "top_k", "2", expect="Set parameter")
     pub = ros.publisher(Image, CAMERA, qos_profile_sensor_data)
     out = ros.subscribe(Classification, f"{NS}/classification")
     # lifecycle publishers: they exist while inactive (subscribers stay matched) and go at cleanup
     publishers = {"inactive [2]": "Publisher count: 1", "unconfigured [1]": "Publisher count: 0"}
     for transition, state in (("deactivate", "inactive [2]"), ("cleanup", "unconfigured [1]"),
                               ("configure", "inactive [2]"), ("activate", "active [3]")):
-        assert "Transitioning successful" in cli.run("lifecycle", "set", NODE, transition)
-        assert cli.run("lifecycle", "get", NODE).strip() == state
+        assert "Transitioning successful" in cli.run_until("lifecycle", "set", NODE, transition, expect="Transitioning")
+        assert cli.run_until("lifecycle", "get", NODE, expect=re.escape(state)).strip() == state
         if transition in ("deactivate", "cleanup"):
             cli.run_until("topic", "info", f"{NS}/classification", expect=publishers[state])
     assert len(frames(ros, pub, out, "reconfigured").results) == 2  # the new top_k
