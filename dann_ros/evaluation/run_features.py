@@ -30,9 +30,10 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     import torch
 
     from dann_ros.config import from_dict
+    from dann_ros.model.inference import pooled_features, predict
     from dann_ros.train import checkpoint
     from dann_ros.train.config import TrainConfig
-    from dann_ros.train.trainer import load_data, pooled_features, predict
+    from dann_ros.train.trainer import load_data
 
     model_file = run.path / "model.pt"
     if not model_file.exists():

@@ -105,7 +105,7 @@ def detection_report(model: nn.Module, data: LabelledBoxes, device: torch.device
     return evaluate_detections(boxes, scores, ids, data.boxes, data.classes, len(classes), class_names=classes)
 
 
-__all__ = ["Trainer", "TrainingDiverged", "detection_report", "load_data", "pooled_features", "predict", "train"]
+__all__ = ["Trainer", "TrainingDiverged", "detection_report", "load_data", "train"]
 
 
 class Trainer:
