@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dann_ros.data.tasks import task_spec
 from dann_ros.paths import share_file
 from dann_ros.train.config import TrainConfig, load_train_config
 
@@ -166,8 +167,7 @@ def _train_once(cfg: TrainConfig) -> dict:
 
 
 def _export_and_eval(cfg: TrainConfig, metrics: dict) -> dict:
-    from dann_ros.evaluation.classification import evaluate_labelled_bag
-    from dann_ros.evaluation.detection import evaluate_detection_bag
+    from dann_ros.evaluation.tasks import task_for
     from dann_ros.export.onnx_export import export_onnx
     from dann_ros.runtime.predictor import Predictor
 
@@ -180,12 +180,11 @@ def _export_and_eval(cfg: TrainConfig, metrics: dict) -> dict:
         if parity.max_box_diff is not None:
             metrics["export_parity"]["max_box_diff"] = parity.max_box_diff
     predictor = Predictor.load(onnx_path, backend="onnxruntime")
-    bag, labels = cfg.eval_target.bag, cfg.eval_target.labels
-    if cfg.task == "detection":
-        det = evaluate_detection_bag(predictor, bag, labels)
-        metrics["onnx_target_map50"], metrics["onnx_target_map"] = det.map50, det.map
-    else:
-        metrics["onnx_target_accuracy"] = evaluate_labelled_bag(predictor, bag, labels).accuracy
+    task = task_for(predictor.info.task, predictor.info.classes)
+    _, scores = task.evaluate_labelled_bag(predictor, cfg.eval_target.bag, cfg.eval_target.labels, ())
+    metrics[task.spec.metric_key("onnx_target")] = scores[task.spec.metric]  # onnx_target_accuracy / _map50
+    if "map" in scores:  # detection's COCO mAP@[.5:.95] next to its headline mAP@0.5
+        metrics["onnx_target_map"] = scores["map"]
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
@@ -237,8 +236,8 @@ def _run_all(configs: dict[str, TrainConfig], seed: int) -> dict[str, dict]:
         print(f"[demo] seed {seed}: training {name} -> {cfg.output_dir}")
         metrics = _export_and_eval(cfg, _train_once(cfg))
         results[name] = metrics
-        score = (f"target mAP@0.5 {_pct(metrics['onnx_target_map50'])}" if cfg.task == "detection"
-                 else f"target accuracy {_pct(metrics['onnx_target_accuracy'])}")
+        spec = task_spec(cfg.task)
+        score = f"target {spec.format_metric(metrics[spec.metric_key('onnx_target')])}"
         print(f"[demo]   {name}: {score}, {metrics.get('train_seconds', 0):.0f} s training, "
               f"{metrics.get('source_images_per_second', 0):.0f} source images/s")
     return results

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
-from dann_ros.demo import DEMO_CONFIG, DemoPaths, demo_configs
+from dann_ros.demo import DEMO_CONFIG, DemoPaths, _export_and_eval, demo_configs
 from dann_ros.train.config import load_train_config
+from test.evaluation.conftest import box_bag, labelled_bag, trained_detector_onnx  # noqa: F401 (fixtures)
 
 
 def test_baselines_have_no_target_losses_and_dann_keeps_the_config_recipe(tmp_path):
@@ -25,3 +31,37 @@ def test_quick_steps_override_sets_the_evaluation_period(tmp_path):
     base = load_train_config(DEMO_CONFIG)
     runs = demo_configs(base, DemoPaths(tmp_path, tmp_path), seed=0, steps=40)
     assert all(c.train.steps == 40 and c.train.eval_every == 10 for c in runs.values())
+
+
+def _run_folder(tmp_path: Path, onnx: Path, task: str, bag: dict) -> SimpleNamespace:
+    """A finished run as the demo leaves it: model.onnx newer than model.pt, so no re-export."""
+    out = tmp_path / task
+    out.mkdir()
+    (out / "model.pt").write_bytes(b"")
+    shutil.copy(onnx, out / "model.onnx")
+    os.utime(out / "model.onnx", (time.time() + 5, time.time() + 5))
+    return SimpleNamespace(output_dir=out, task=task, eval_target=SimpleNamespace(bag=bag["bag"], labels=bag["labels"]))
+
+
+def test_export_and_eval_scores_a_classifier_through_the_task_registry(tmp_path, tiny_onnx, labelled_bag):
+    from dann_ros.evaluation.classification import evaluate_labelled_bag
+    from dann_ros.runtime.predictor import Predictor
+
+    cfg = _run_folder(tmp_path, tiny_onnx, "classification", labelled_bag)
+    metrics = _export_and_eval(cfg, {})
+    expected = evaluate_labelled_bag(Predictor.load(tiny_onnx, backend="onnxruntime"), labelled_bag["bag"],
+                                     labelled_bag["labels"]).accuracy
+    assert metrics == {"onnx_target_accuracy": expected}
+    assert json.loads((cfg.output_dir / "metrics.json").read_text()) == metrics
+
+
+def test_export_and_eval_scores_a_detector_through_the_task_registry(tmp_path, trained_detector_onnx, box_bag):
+    from dann_ros.evaluation.detection import evaluate_detection_bag
+    from dann_ros.runtime.predictor import Predictor
+
+    cfg = _run_folder(tmp_path, trained_detector_onnx, "detection", box_bag)
+    metrics = _export_and_eval(cfg, {})
+    det = evaluate_detection_bag(Predictor.load(trained_detector_onnx, backend="onnxruntime"), box_bag["bag"],
+                                 box_bag["labels"])
+    assert metrics == {"onnx_target_map50": det.map50, "onnx_target_map": det.map}
+    assert det.map50 > 0.5  # a detector that detects: the values compared are real
