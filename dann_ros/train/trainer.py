@@ -29,6 +29,7 @@ from torch import nn
 
 from dann_ros import __version__
 from dann_ros.config import to_dict
+from dann_ros.data.tasks import task_spec
 
 from dann_ros.evaluation.detection_metrics import evaluate_detections
 from dann_ros.model.adaptation.entropy import EntropyLoss
@@ -91,11 +92,6 @@ class Evaluation:
     snd: float | None = None
     domain_accuracy: float | None = None
     extra: dict = field(default_factory=dict)
-
-
-# metrics.json keys per task: what "source_val" selection maximises, and what the oracle does
-SOURCE_VAL_KEY = {"classification": "source_val_accuracy", "detection": "source_val_map50"}
-TARGET_KEY = {"classification": "target_accuracy", "detection": "target_map50"}
 
 
 def detection_report(model: nn.Module, data: LabelledBoxes, device: torch.device, classes: tuple[str, ...],
@@ -407,14 +403,15 @@ class Trainer:
         cfg = self.cfg
         crit = cfg.selection
         hist = self.history
+        spec = task_spec(cfg.task)
         if crit == "last":
             chosen = hist[-1]
         else:
-            key = SOURCE_VAL_KEY[cfg.task] if crit == "source_val" else crit
+            key = spec.metric_key("source_val") if crit == "source_val" else crit  # e.g. source_val_map50
             chosen = max(hist, key=lambda h: _finite(h.get(key)))
         ckpt = self.out / "checkpoints" / f"step_{chosen['step']:06d}.pt"
         shutil.copyfile(ckpt, self.out / "model.pt")
-        target_key = TARGET_KEY[cfg.task]
+        target_key = spec.metric_key("target")  # what the oracle maximises: target_accuracy / target_map50
         labelled = [h for h in hist if h.get(target_key) is not None]
         oracle = max(labelled, key=lambda h: _finite(h[target_key])) if labelled else None
         pad = self._proxy_a_distance(ckpt)
