@@ -15,7 +15,7 @@ import numpy as np
 
 from dann_ros.data.bags import BagSelection, load_frames
 from dann_ros.data.labels import LabelFile, class_map
-from dann_ros.evaluation.detection_metrics import DetectionReport, evaluate_detections
+from dann_ros.model.detection_metrics import DetectionReport, evaluate_detections
 from dann_ros.runtime.predictor import Predictor
 
 log = logging.getLogger(__name__)

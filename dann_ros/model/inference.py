@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dann_ros.model.detection_metrics import DetectionReport, evaluate_detections
+
 
 def _batches(images: np.ndarray | torch.Tensor, device: torch.device, batch_size: int):
     data = torch.as_tensor(images)
@@ -65,3 +67,11 @@ def predict_detections(model: nn.Module, images: np.ndarray | torch.Tensor, devi
             scores += list(s.float().cpu().numpy())
             ids += list(c.cpu().numpy())
     return boxes, scores, ids
+
+
+def detection_report(model: nn.Module, data, device: torch.device, classes: tuple[str, ...],
+                     batch_size: int = 128) -> DetectionReport:
+    """COCO-style mAP of the detector on prepared frames (``data``: train.datasets.LabelledBoxes,
+    i.e. images, boxes, classes), in network-input pixels: training's evaluation at eval steps."""
+    boxes, scores, ids = predict_detections(model, data.images, device, batch_size)
+    return evaluate_detections(boxes, scores, ids, data.boxes, data.classes, len(classes), class_names=classes)

@@ -30,12 +30,10 @@ from torch import nn
 from dann_ros import __version__
 from dann_ros.config import to_dict
 from dann_ros.data.tasks import task_spec
-
-from dann_ros.evaluation.detection_metrics import evaluate_detections
 from dann_ros.model.adaptation.entropy import EntropyLoss
 from dann_ros.model.adaptation.mcc import MinimumClassConfusionLoss
 from dann_ros.model.builders import build_domain_loss, build_model
-from dann_ros.model.inference import pooled_features, predict, predict_detections
+from dann_ros.model.inference import detection_report, pooled_features, predict
 from dann_ros.model.schedules import dann_lambda, dann_lr_factor
 from dann_ros.train import checkpoint, metrics
 from dann_ros.train.augment import camera_augment
@@ -94,14 +92,7 @@ class Evaluation:
     extra: dict = field(default_factory=dict)
 
 
-def detection_report(model: nn.Module, data: LabelledBoxes, device: torch.device, classes: tuple[str, ...],
-                     batch_size: int = 128):
-    """COCO-style mAP of the detector on prepared frames, in network-input pixels."""
-    boxes, scores, ids = predict_detections(model, data.images, device, batch_size)
-    return evaluate_detections(boxes, scores, ids, data.boxes, data.classes, len(classes), class_names=classes)
-
-
-__all__ = ["Trainer", "TrainingDiverged", "detection_report", "load_data", "train"]
+__all__ = ["Trainer", "TrainingDiverged", "load_data", "train"]
 
 
 class Trainer:

@@ -20,7 +20,7 @@ from dann_ros.runtime.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[2]
 ROBOT_MODULES = ["dann_ros.runtime", "dann_ros.runtime.tensorrt_backend", "dann_ros.cuda", "dann_ros.ros.node",
-                 "dann_ros.evaluation.eval_bag", "dann_ros.evaluation.replay", "dann_ros.evaluation.detection_metrics"]
+                 "dann_ros.evaluation.eval_bag", "dann_ros.evaluation.replay", "dann_ros.model.detection_metrics"]
 
 
 def test_robot_side_modules_do_not_import_torch():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dann_ros.evaluation.detection_metrics import DetectionReport, average_precision, evaluate_detections
+from dann_ros.model.detection_metrics import DetectionReport, average_precision, evaluate_detections
 
 GT = [np.array([[10, 10, 50, 50], [60, 60, 100, 120]], np.float32), np.array([[0, 0, 30, 20]], np.float32)]
 GT_C = [np.array([0, 1]), np.array([0])]
