@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace, tmp: Path) -> dict:
         onnx = Path(args.onnx)
     else:
         from dann_ros.export.onnx_export import export_onnx
-        from dann_ros.train.checkpoint import load_model
+        from dann_ros.export.checkpoint_model import load_model
 
         onnx = tmp / f"{checkpoint.stem}.onnx"
         _, info = load_model(checkpoint)

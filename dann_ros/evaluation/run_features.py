@@ -30,6 +30,7 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     import torch
 
     from dann_ros.config import from_dict
+    from dann_ros.export.checkpoint_model import load_model
     from dann_ros.model.inference import pooled_features, predict
     from dann_ros.train import checkpoint
     from dann_ros.train.config import TrainConfig
@@ -43,7 +44,7 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     if not json.loads(cfg_text):
         raise RunError(f"{model_file} carries no training config, so its data cannot be found")
     cfg = from_dict(TrainConfig, json.loads(cfg_text))
-    deployed, info = checkpoint.load_model(model_file)
+    deployed, info = load_model(model_file)
     data = load_data(cfg)
     rng = np.random.default_rng(seed)
 

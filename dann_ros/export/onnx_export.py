@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dann_ros.export.checkpoint_model import load_model
 from dann_ros.export.metadata import INPUT_NAME, ModelInfo
 from dann_ros.export.parity import TOLERANCES, ParityReport, Tolerance, compare, save_parity_frames
-from dann_ros.train.checkpoint import load, load_model
+from dann_ros.train.checkpoint import load
 
 log = logging.getLogger(__name__)
 

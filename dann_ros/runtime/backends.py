@@ -35,7 +35,8 @@ class TorchBackend:
         try:
             import torch
 
-            from dann_ros.train.checkpoint import CheckpointError, load_model
+            from dann_ros.export.checkpoint_model import load_model
+            from dann_ros.train.checkpoint import CheckpointError
         except ImportError as exc:
             raise ModelLoadError(f"{path}: a .pt checkpoint needs torch, which is not installed here ({exc}); "
                                  "export it with `dann-ros export` and deploy the .onnx (or a TensorRT engine)"

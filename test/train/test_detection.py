@@ -33,7 +33,7 @@ def test_detection_bag_boxes_map_back_to_the_label_file(tiny_detection_domains):
 @pytest.mark.parametrize("method", ["none", "dann"])
 def test_detection_run_reports_map_and_exports(tiny_detection_domains, tmp_path, method):
     from dann_ros.model.deploy import DeployedDetector
-    from dann_ros.train.checkpoint import load_model
+    from dann_ros.export.checkpoint_model import load_model
 
     cfg = tiny_detection_config(tiny_detection_domains, tmp_path / method, **{"adaptation.method": method})
     result = train(cfg, show_progress=False)

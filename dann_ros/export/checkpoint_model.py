@@ -1,0 +1,44 @@
+"""A model checkpoint (train/checkpoint.py's format) -> the deployable module and its ModelInfo:
+where training's output becomes the exported model (ONNX export, the torch backend, reports)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dann_ros.config import from_dict
+from dann_ros.data.preprocess import Preprocess
+from dann_ros.export.metadata import ModelInfo
+from dann_ros.model.builders import build_discriminator, build_model
+from dann_ros.model.config import ModelConfig
+from dann_ros.model.deploy import DeployedClassifier, DeployedDetector
+from dann_ros.train.checkpoint import CheckpointError, load
+
+
+def load_model(path: str | Path):
+    """A deployable model checkpoint -> (DeployedClassifier or DeployedDetector in eval mode, ModelInfo)."""
+    path = Path(path)
+    data = load(path)
+    if data.get("kind") not in ("model", "train_state"):
+        raise CheckpointError(f"{path}: field 'kind' is {data.get('kind')!r}, expected 'model'")
+    if data.get("kind") == "train_state":
+        raise CheckpointError(f"{path}: this is a resume state; use a model checkpoint (model.pt or checkpoints/step_*.pt)")
+    task = data.get("task")
+    if task not in ("classification", "detection"):
+        raise CheckpointError(f"{path}: field 'task' is {task!r}, expected 'classification' or 'detection'")
+    try:
+        preprocess = Preprocess.from_json(data["preprocess"])
+        model_cfg = from_dict(ModelConfig, json.loads(data["model_config"]))
+        classes = tuple(data["classes"])
+        model = build_model(model_cfg, task, len(classes), preprocess)
+        model.load_state_dict(data["model"])
+        disc = None
+        if data.get("domain") is not None:
+            disc = build_discriminator(model_cfg, model)
+            disc.load_state_dict(data["domain"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: invalid model checkpoint: {exc}") from None
+    info = ModelInfo(task=task, classes=classes, preprocess=preprocess, config_digest=data["digest"],
+                     version=data["version"], has_domain=disc is not None)
+    deployed = DeployedDetector if task == "detection" else DeployedClassifier
+    return deployed(model, disc).eval(), info
