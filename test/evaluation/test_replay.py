@@ -171,12 +171,15 @@ def test_replay_of_a_trained_detector_scores_its_detections_like_eval_bag(traine
 
     out = tmp_path / "replay_det"
     proc = cli(["replay", "--bag", str(box_bag["bag"]), "--model", str(trained_detector_onnx), "--out", str(out),
-                "--qos", "reliable", "--grace", "2"], timeout=300)  # about 25 s idle; the suite shares 2 cores
+                "--qos", "reliable", "--grace", "2", "--rate", "0.25"],
+               timeout=300)  # about 35 s idle; the suite shares 2 cores with other ROS tests
+    # a quarter of real time (frames 400 ms apart): the agreement with eval-bag below needs every frame
+    # answered, and the newest-frame-wins node drops a frame whenever a loaded machine stalls it longer
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "report.json").read_text())
     f = report["frames"]
     assert f["published"] == box_bag["n"] and f["unmatched_outputs"] == 0
-    assert f["dropped"] == 0, "frames 100 ms apart should all be answered"
+    assert f["dropped"] == 0, "frames 400 ms apart should all be answered"
     assert report["task"] == "detection" and "accuracy" not in report
     assert report["cameras"]["/camera/image_raw"]["output_topic"] == "/camera/detections"
     assert report["classes"] == ["red", "blue"] and report["outputs"] == {"detection_threshold": 0.3}
