@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dann_ros.config import from_dict
 from dann_ros.data.preprocess import Preprocess
+from dann_ros.data.tasks import TASK_SPECS
 from dann_ros.export.metadata import ModelInfo
 from dann_ros.model.builders import build_discriminator, build_model
 from dann_ros.model.config import ModelConfig
@@ -24,8 +25,8 @@ def load_model(path: str | Path):
     if data.get("kind") == "train_state":
         raise CheckpointError(f"{path}: this is a resume state; use a model checkpoint (model.pt or checkpoints/step_*.pt)")
     task = data.get("task")
-    if task not in ("classification", "detection"):
-        raise CheckpointError(f"{path}: field 'task' is {task!r}, expected 'classification' or 'detection'")
+    if task not in TASK_SPECS:
+        raise CheckpointError(f"{path}: field 'task' is {task!r}, expected one of {', '.join(TASK_SPECS)}")
     try:
         preprocess = Preprocess.from_json(data["preprocess"])
         model_cfg = from_dict(ModelConfig, json.loads(data["model_config"]))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from dann_ros.data.preprocess import Preprocess
+from dann_ros.data.tasks import TASK_SPECS
 
 SCHEMA = "dann_ros.model/1"
 INPUT_NAME = "images"
@@ -65,7 +66,7 @@ class ModelInfo:
                                 f"this dann_ros reads {SCHEMA!r}")
         try:
             task = field("task")
-            if task not in ("classification", "detection"):
+            if task not in TASK_SPECS:
                 raise MetadataError(f"{source}: metadata field 'dann_ros.task' has unknown value {task!r}")
             outputs = json.loads(field("outputs"))
             precision = props.get("dann_ros.precision", "fp32")  # absent in models exported before FP16 export
