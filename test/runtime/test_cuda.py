@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -27,8 +29,8 @@ def test_no_gpu_is_reported_not_raised():
 
 def test_gpu_info_fields(gpu):
     assert gpu.name and gpu.sm_count > 0 and gpu.total_memory_mb > 512
-    major, minor = (int(v) for v in gpu.compute_capability.split("."))
-    assert major >= 5 and minor >= 0
+    assert re.fullmatch(r"\d+\.\d", gpu.compute_capability), gpu.compute_capability
+    assert int(gpu.compute_capability.split(".")[0]) >= 5  # what CUDA 12 still supports
 
 
 def test_buffer_round_trip_on_a_dedicated_stream(gpu):

@@ -87,7 +87,7 @@ def test_camera_augmentation_changes_source_batches_reproducibly(tiny_domains, t
     x_plain, y_plain, _ = plain._batch(3)
     x_aug, y_aug, _ = aug._batch(3)
     assert torch.equal(y_plain, y_aug)  # the same images and labels, seen through another camera
-    assert not torch.equal(x_plain, x_aug) and x_aug.min() >= 0 and x_aug.max() <= 255
+    assert not torch.equal(x_plain, x_aug)
     assert torch.equal(aug._batch(3)[0], x_aug)  # a pure function of (seed, step): resume-safe
     result = train(cfg, show_progress=False)
     assert json.loads((tmp_path / "aug" / "metrics.json").read_text())["history"] == result["history"]
