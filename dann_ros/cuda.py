@@ -104,7 +104,20 @@ def gpu_info(device: int = 0) -> GpuInfo:
                    int(prop.totalGlobalMem) >> 20)
 
 
-class Stream:
+class _FreedOnCollect:
+    """Frees its CUDA resource when garbage-collected, if ``close()`` was not called."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown or a dead context: nothing left to free
+            pass
+
+
+class Stream(_FreedOnCollect):
     """A dedicated non-blocking stream: TensorRT warns about (and syncs on) the legacy default stream."""
 
     def __init__(self) -> None:
@@ -129,14 +142,8 @@ class Stream:
             handle, self._handle = self._handle, None
             call("cudaStreamDestroy", handle)
 
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown or a dead context: nothing left to free
-            pass
 
-
-class DeviceBuffer:
+class DeviceBuffer(_FreedOnCollect):
     """``nbytes`` of device memory (cudaMalloc), grown on demand, freed on close."""
 
     def __init__(self, nbytes: int = 0) -> None:
@@ -168,12 +175,6 @@ class DeviceBuffer:
         ptr, self.ptr, self.nbytes = self.ptr, 0, 0
         if ptr:
             call("cudaFree", ptr)
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown or a dead context: nothing left to free
-            pass
 
 
 __all__ = ["CudaError", "CudaUnavailable", "DeviceBuffer", "GpuInfo", "INSTALL_HINT", "Stream", "cuda_available",
