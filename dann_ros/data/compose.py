@@ -6,7 +6,9 @@ surface: each digit's grey level is its ink coverage (white on black), so it is
 used as an alpha mask and the ink takes a random dark or light colour, with
 the real background showing through the anti-aliased edges. Boxes are tight
 around the ink (alpha >= ``BOX_ALPHA``, the rule :mod:`dann_ros.data.synth` uses
-for its renders), so source and target boxes mean the same thing.
+for its renders), so source and target boxes mean the same thing. They are stored as
+pixel corners (``x_max`` exclusive), the label sidecar's convention; the simulator writes
+BasicWriter's inclusive indices, which :mod:`dann_ros.data.replicator` converts on reading.
 
 The digit cells are split per class before anything is drawn, so no handwritten
 digit of the test bag ever appears in the training bag; frames of both bags come
@@ -37,7 +39,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 @dataclass(frozen=True)
 class ComposedFrame:
     rgb: np.ndarray  # (H, W, 3) uint8
-    boxes: np.ndarray  # (K, 4) int32 x_min, y_min, x_max, y_max (pixel corners)
+    boxes: np.ndarray  # (K, 4) int32 x_min, y_min, x_max, y_max (pixel corners: x_max exclusive)
     cells: np.ndarray  # (K,) index of each digit in digits.png (row-major, 0..4999)
     classes: tuple[str, ...]
 

@@ -120,14 +120,15 @@ def crop_store(root: str | os.PathLike[str], spec: replicator.CropSpec, classes:
     """Object crops of a Replicator set for classification. Column ``class_ids`` indexes
     ``meta['notes']['class_names']`` (``classes`` if given, else every name found, sorted)."""
     root = Path(root)
-    key = {"kind": "replicator-crops", "root": str(root.resolve()), "files": _tree_digest(root),
+    key = {"kind": "replicator-crops", "reader": replicator.READER_VERSION, "root": str(root.resolve()),
+           "files": _tree_digest(root),
            "crop": dataclasses.asdict(spec), "classes": list(classes), "preprocess": preprocess.to_json()}
 
     def build(make_writer) -> FrameStore:
         frames = replicator.scan(root)
         names = classes or tuple(sorted({b.class_name for f in frames for b in f.boxes}))
         index = {n: i for i, n in enumerate(names)}
-        expected = sum(1 for f in frames for b in f.boxes if b.class_name in index)
+        expected = sum(1 for f in frames for b in f.boxes if b.class_among(index) is not None)
         with make_writer(preprocess.input_shape, expected, f"Replicator crops {root}", progress) as writer:
             crops = replicator.iter_crops(frames, spec, set(names))
             for crop, name in crops:
@@ -178,7 +179,8 @@ def detection_store(root: str | os.PathLike[str], max_occlusion: float, classes:
     boxes hidden more than ``max_occlusion`` are dropped; frames without boxes stay as negatives;
     unreadable frames are skipped and counted."""
     root = Path(root)
-    key = {"kind": "replicator-detection", "root": str(root.resolve()), "files": _tree_digest(root),
+    key = {"kind": "replicator-detection", "reader": replicator.READER_VERSION, "root": str(root.resolve()),
+           "files": _tree_digest(root),
            "max_occlusion": max_occlusion, "classes": list(classes), "preprocess": preprocess.to_json()}
 
     def build(make_writer) -> FrameStore:
@@ -195,20 +197,24 @@ def detection_store(root: str | os.PathLike[str], max_occlusion: float, classes:
                     writer.skip()
                     continue
                 chw, g = preprocess.prepare(image)
-                kept = [b for b in frame.boxes if b.class_name in index]
-                visible = [b for b in kept if b.occlusion is None or b.occlusion <= max_occlusion]
+                kept = [(b, b.class_among(index)) for b in frame.boxes]
+                kept = [(b, name) for b, name in kept if name is not None]
+                visible = [(b, name) for b, name in kept if b.occlusion is None or b.occlusion <= max_occlusion]
                 occluded += len(kept) - len(visible)
-                boxes = np.array([[b.x_min, b.y_min, b.x_max, b.y_max] for b in visible], np.float32).reshape(-1, 4)
+                boxes = np.array([[b.x_min, b.y_min, b.x_max, b.y_max] for b, _ in visible],
+                                 np.float32).reshape(-1, 4)
                 boxes[:, 0::2] = boxes[:, 0::2] * g.scale_x + g.offset_x
                 boxes[:, 1::2] = boxes[:, 1::2] * g.scale_y + g.offset_y
                 writer.append(chw, {"geometries": (g.scale_x, g.scale_y, g.offset_x, g.offset_y)},
-                              {"boxes": boxes, "box_classes": np.array([index[b.class_name] for b in visible],
+                              {"boxes": boxes, "box_classes": np.array([index[name] for _, name in visible],
                                                                        np.int64)})
             if bad:
                 log.warning("%s: %d unreadable frames skipped, e.g. %s", root, len(bad), bad[0])
             if not len(writer):
                 raise ValueError(f"{root}: no readable Replicator frames")
-            writer.notes.update(class_names=list(names), occluded_boxes=occluded, unreadable=bad[:5])
+            duplicates = sum(f.duplicates for f in frames)
+            writer.notes.update(class_names=list(names), occluded_boxes=occluded, duplicate_boxes=duplicates,
+                                unreadable=bad[:5])
             return writer.finish()
 
     return open_or_build(cache_dir, f"detection-{root.resolve().name}", key, build)

@@ -29,7 +29,8 @@ class LabelError(ValueError):
 
 @dataclass(frozen=True)
 class LabelBox:
-    """Axis-aligned box in input-image pixels (x_min, y_min) .. (x_max, y_max)."""
+    """Axis-aligned box in input-image pixels (x_min, y_min) .. (x_max, y_max), pixel corners:
+    x_max is exclusive, so x_max - x_min is the width (Replicator boxes are converted to this on reading)."""
 
     x_min: float
     y_min: float

@@ -5,13 +5,27 @@ camera / render product::
 
     rgb_<frame>.png                               RGBA 8-bit render
     bounding_box_2d_tight_<frame>.npy             structured array, one row per object
-    bounding_box_2d_tight_labels_<frame>.json     {"<semanticId>": {"class": "<name>"}}
+    bounding_box_2d_tight_labels_<frame>.json     {"<semanticId>": {"class": "<name>[,<name>...]"}}
     bounding_box_2d_tight_prim_paths_<frame>.json (ignored)
 
-Box coordinates are pixel corners: ``x_max - x_min`` is the width. A frame
-without the bounding-box annotator has no boxes and is used whole. The
-simulator in :mod:`dann_ros.data.synth` writes this same layout, so the
-trainer only ever reads what Isaac Sim produces.
+What real BasicWriter output holds, and how it is read (measured on Isaac Sim 4.2,
+see the README's source-data section):
+
+- Coordinates are inclusive pixel indices (``x_max`` reaches ``width - 1``). They are
+  converted once, here, to this package's convention: pixel corners, ``x_max`` exclusive,
+  so ``x_max - x_min`` is the width (label sidecars, detector targets, crops).
+- A prim with semantic children has ``occlusionRatio`` -1, and parent and child often
+  give the same box twice: rows with the same box and class are one object, kept once
+  (the row with a measured occlusion wins) and counted in ``ReplicatorFrame.duplicates``.
+- A label may join several semantic labels with commas (``"cone,obstacle"``): every name
+  is kept (``Box.names``); the first is the class unless a training class list picks another.
+- Newer releases write the ``bounding_box_2d_tight_fast`` annotator (no ``occlusionRatio``
+  field), under the usual file names or, from writers that name files after the
+  annotator, as ``bounding_box_2d_tight_fast_<frame>.npy`` / ``..._fast_labels_<frame>.json``.
+
+A frame without the bounding-box annotator has no boxes and is used whole. The
+simulator in :mod:`dann_ros.data.synth` writes this same layout, inclusive boxes
+included, so the trainer only ever reads what Isaac Sim produces.
 """
 
 from __future__ import annotations
@@ -23,7 +37,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Collection, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -42,6 +56,11 @@ BBOX_DTYPE = np.dtype([
 ])
 BBOX_PREFIX = "bounding_box_2d_tight_"
 LABELS_PREFIX = "bounding_box_2d_tight_labels_"
+#: ``(array prefix, labels prefix)`` in the order they are looked for; the first found is read.
+BBOX_FILE_KINDS = ((BBOX_PREFIX, LABELS_PREFIX),
+                   ("bounding_box_2d_tight_fast_", "bounding_box_2d_tight_fast_labels_"))
+#: Bumped whenever reading the same files gives different boxes (caches of read data key on it).
+READER_VERSION = 2
 _RGB_RE = re.compile(r"^rgb_(.+)\.(png|jpe?g)$", re.IGNORECASE)
 
 
@@ -51,12 +70,15 @@ class ReplicatorFormatError(ValueError):
 
 @dataclass(frozen=True)
 class Box:
+    """A tight box in pixel corners (``x_max`` exclusive), whatever convention the file used."""
+
     x_min: float
     y_min: float
     x_max: float
     y_max: float
     class_name: str
     occlusion: float | None = None  # fraction hidden by other objects; None when not recorded
+    names: tuple[str, ...] = ()  # every semantic label of the prim ("cone,obstacle"), class_name first
 
     @property
     def width(self) -> float:
@@ -66,6 +88,15 @@ class Box:
     def height(self) -> float:
         return self.y_max - self.y_min
 
+    def class_among(self, wanted: Collection[str] | None) -> str | None:
+        """The box's class for a training class list: its first label in ``wanted`` (None: none is)."""
+        if wanted is None:
+            return self.class_name
+        for name in self.names or (self.class_name,):
+            if name in wanted:
+                return name
+        return None
+
 
 @dataclass(frozen=True)
 class ReplicatorFrame:
@@ -73,6 +104,7 @@ class ReplicatorFrame:
     name: str  # frame name as written, e.g. "0042" or "0_0042"
     rgb_path: Path
     boxes: tuple[Box, ...] = ()
+    duplicates: int = 0  # rows dropped as the same object written twice (parent and child prim)
 
     @property
     def key(self) -> str:
@@ -125,6 +157,9 @@ def scan(root: str | Path, read_boxes: bool = True) -> list[ReplicatorFrame]:
         subdirs = sorted((e.name for e in entries if e.is_dir() and not e.name.startswith(".")), key=natural_key)
     for sub in subdirs:
         frames.extend(_scan_dir(root / sub, sub, read_boxes))
+    duplicates = sum(f.duplicates for f in frames)
+    if duplicates:
+        log.info("%s: %d duplicate boxes (parent and child prim with the same box) dropped", root, duplicates)
     if not frames:
         what = "is empty" if not any(root.iterdir()) else "holds no rgb_<frame>.png files"
         raise ReplicatorFormatError(
@@ -145,16 +180,27 @@ def _scan_dir(folder: Path, camera: str, read_boxes: bool) -> list[ReplicatorFra
     frames = []
     for name in sorted(rgb, key=natural_key):
         boxes: tuple[Box, ...] = ()
-        npy = f"{BBOX_PREFIX}{name}.npy"
-        if read_boxes and npy in names:
-            labels = f"{LABELS_PREFIX}{name}.json"
-            boxes = read_boxes_file(folder / npy, folder / labels if labels in names else None)
-        frames.append(ReplicatorFrame(camera, name, folder / rgb[name], boxes))
+        duplicates = 0
+        for box_prefix, labels_prefix in BBOX_FILE_KINDS if read_boxes else ():
+            npy = f"{box_prefix}{name}.npy"
+            if npy in names:
+                labels = f"{labels_prefix}{name}.json"
+                boxes, duplicates = load_boxes(folder / npy, folder / labels if labels in names else None)
+                break
+        frames.append(ReplicatorFrame(camera, name, folder / rgb[name], boxes, duplicates))
     return frames
 
 
 def read_boxes_file(npy_path: Path, labels_path: Path | None) -> tuple[Box, ...]:
-    """Parse one ``bounding_box_2d_tight`` array and its labels file into boxes."""
+    """The boxes of one ``bounding_box_2d_tight`` array and its labels file (duplicates dropped)."""
+    return load_boxes(npy_path, labels_path)[0]
+
+
+def load_boxes(npy_path: Path, labels_path: Path | None) -> tuple[tuple[Box, ...], int]:
+    """(boxes, duplicate rows dropped) of one ``bounding_box_2d_tight`` array and its labels file.
+
+    Inclusive pixel indices become pixel corners (``x_max + 1``); see the module docstring.
+    """
     try:
         data = np.load(npy_path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -169,26 +215,47 @@ def read_boxes_file(npy_path: Path, labels_path: Path | None) -> tuple[Box, ...]
             f"{npy_path}: missing field(s) {', '.join(missing)} (has: {', '.join(data.dtype.names)})")
     data = data.reshape(-1)
     if len(data) == 0:
-        return ()
+        return (), 0
     if labels_path is None:
         raise ReplicatorFormatError(f"{npy_path}: has {len(data)} boxes but its labels file "
                                     f"{LABELS_PREFIX}<frame>.json is missing")
     labels = _read_labels(labels_path)
+    for name in BBOX_FIELDS:
+        if data.dtype[name].kind not in "iu":
+            raise ReplicatorFormatError(
+                f"{npy_path}: field {name} must hold integers (pixel indices), has dtype {data.dtype[name]}")
     has_occ = "occlusionRatio" in data.dtype.names
-    boxes = []
-    for row in data:
+    boxes: list[Box] = []
+    where: dict[tuple, int] = {}  # (corners, names) -> index in boxes
+    duplicates = 0
+    for i, row in enumerate(data):
         sid = str(int(row["semanticId"]))
         if sid not in labels:
             raise ReplicatorFormatError(f"{labels_path}: no entry for semanticId {sid} used in {npy_path.name}")
+        x0, y0, x1, y1 = (int(row[k]) for k in ("x_min", "y_min", "x_max", "y_max"))
+        if x1 < x0 or y1 < y0:
+            field = "x_max" if x1 < x0 else "y_max"
+            raise ReplicatorFormatError(
+                f"{npy_path}: row {i} (semanticId {sid}): {field} is below its minimum ({(x0, y0, x1, y1)}); "
+                "tight boxes hold inclusive pixel indices with x_min <= x_max")
         occ = float(row["occlusionRatio"]) if has_occ else None
         if occ is not None and not (0.0 <= occ <= 1.0):  # Isaac writes -1 for prims with semantic children
             occ = None
-        boxes.append(Box(float(row["x_min"]), float(row["y_min"]), float(row["x_max"]), float(row["y_max"]),
-                         labels[sid], occ))
-    return tuple(boxes)
+        names = labels[sid]
+        box = Box(float(x0), float(y0), float(x1 + 1), float(y1 + 1), names[0], occ, names)
+        key = (x0, y0, x1, y1, names)
+        if key in where:  # parent and child prim, same box: one object
+            duplicates += 1
+            kept = where[key]
+            if boxes[kept].occlusion is None and occ is not None:  # keep the row whose occlusion was measured
+                boxes[kept] = box
+            continue
+        where[key] = len(boxes)
+        boxes.append(box)
+    return tuple(boxes), duplicates
 
 
-def _read_labels(path: Path) -> dict[str, str]:
+def _read_labels(path: Path) -> dict[str, tuple[str, ...]]:
     try:
         raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:
@@ -204,10 +271,10 @@ def _read_labels(path: Path) -> dict[str, str]:
         value = entry["class"]
         if not isinstance(value, str):
             raise ReplicatorFormatError(f"{path}: entry {sid!r}: \"class\" must be a string, got {value!r}")
-        name = value.split(",")[0].strip()  # Replicator joins several semantic labels with commas
-        if not name:
+        names = tuple(n.strip() for n in value.split(",") if n.strip())  # several labels, comma-joined
+        if not names:
             raise ReplicatorFormatError(f"{path}: entry {sid!r} has an empty class")
-        out[str(sid)] = name
+        out[str(sid)] = names
     return out
 
 
@@ -233,7 +300,7 @@ class CropSpec:
 class CropStats:
     frames: int = 0
     crops: int = 0
-    skipped: Counter = field(default_factory=Counter)  # reason -> boxes: class, small, occluded, outside
+    skipped: Counter = field(default_factory=Counter)  # reason -> boxes: class, small, occluded, outside, duplicate
     bad_frames: int = 0  # images that could not be read (their boxes are not counted above)
     frames_without_boxes: int = 0
 
@@ -255,16 +322,19 @@ class CropStream(Iterator[tuple[np.ndarray, str]]):
         stats = self.stats
         for frame in frames:
             stats.frames += 1
+            if frame.duplicates:
+                stats.skipped["duplicate"] += frame.duplicates
             if not frame.boxes:
                 stats.frames_without_boxes += 1
                 continue
             wanted = []
             for box in frame.boxes:
-                reason = _skip_reason(box, spec, classes)
+                name = box.class_among(classes)
+                reason = "class" if name is None else _skip_reason(box, spec)
                 if reason:
                     stats.skipped[reason] += 1
                 else:
-                    wanted.append(box)
+                    wanted.append((box, name))
             if not wanted:
                 continue
             try:
@@ -273,18 +343,16 @@ class CropStream(Iterator[tuple[np.ndarray, str]]):
                 stats.bad_frames += 1
                 log.warning("skipping frame: %s", exc)
                 continue
-            for box in wanted:
+            for box, name in wanted:
                 crop = crop_box(image, box, spec)
                 if crop is None:
                     stats.skipped["outside"] += 1
                     continue
                 stats.crops += 1
-                yield crop, box.class_name
+                yield crop, name
 
 
-def _skip_reason(box: Box, spec: CropSpec, classes: set[str] | None) -> str | None:
-    if classes is not None and box.class_name not in classes:
-        return "class"
+def _skip_reason(box: Box, spec: CropSpec) -> str | None:
     if box.width < spec.min_size or box.height < spec.min_size:
         return "small"
     if box.occlusion is not None and box.occlusion > spec.max_occlusion:

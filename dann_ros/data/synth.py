@@ -8,8 +8,10 @@ writes exactly what the BasicWriter writes, so the trainer reads the same files
 either way (see :mod:`dann_ros.data.replicator`).
 
 Boxes are tight around the *visible* glyph pixels, like Replicator's
-``bounding_box_2d_tight``; ``occlusionRatio`` is the fraction of a glyph's
-mask hidden by digits drawn after it; fully hidden digits are omitted.
+``bounding_box_2d_tight``, and written as it writes them: inclusive pixel indices
+(``x_max`` is the last ink column, up to ``width - 1``); ``occlusionRatio`` is the
+fraction of a glyph's mask hidden by digits drawn after it; fully hidden digits are
+omitted.
 Output depends only on the config (seed included) and the installed fonts,
 not on the number of workers: every frame has its own random stream.
 """
@@ -266,7 +268,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 @dataclass
 class Scene:
     rgb: np.ndarray  # (H, W, 3) uint8
-    boxes: np.ndarray  # BBOX_DTYPE rows, draw order
+    boxes: np.ndarray  # BBOX_DTYPE rows, draw order, inclusive pixel indices (as BasicWriter writes them)
     classes: list[str]  # one per row
     visible: list[np.ndarray]  # per row, (H, W) float32 visible coverage (for tests and debugging)
 
@@ -459,7 +461,8 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig, assets: _Assets) ->
         if len(ys) == 0 or total <= 0:
             continue  # fully hidden: Replicator omits it from the tight boxes
         occlusion = 1.0 - float(visible.sum()) / total
-        rows.append((int(char), xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, max(0.0, occlusion)))
+        # inclusive pixel indices, as BasicWriter writes them (the reader turns them into corners)
+        rows.append((int(char), xs.min(), ys.min(), xs.max(), ys.max(), max(0.0, occlusion)))
         classes.append(char)
         visible_masks.append(visible)
     rows.reverse(), classes.reverse(), visible_masks.reverse()

@@ -313,6 +313,24 @@ def test_detection_store_keeps_boxes_in_network_pixels(renders, tmp_path):
     np.testing.assert_array_equal(ram.ragged("boxes", 3), store.ragged("boxes", 3))
 
 
+def test_detection_store_counts_duplicates_and_picks_the_wanted_of_joined_labels(tmp_path):
+    """BasicWriter's parent/child duplicate is one target box; "cone,obstacle" trains as "obstacle" when asked."""
+    import cv2
+
+    root = tmp_path / "bw"
+    root.mkdir()
+    cv2.imwrite(str(root / "rgb_0000.png"), np.full((48, 64, 4), 128, np.uint8))
+    rows = [(0, 4, 4, 19, 19, -1.0), (0, 4, 4, 19, 19, 0.0), (1, 30, 10, 63, 47, 0.0)]
+    np.save(root / "bounding_box_2d_tight_0000.npy", np.array(rows, replicator.BBOX_DTYPE))
+    (root / "bounding_box_2d_tight_labels_0000.json").write_text(
+        json.dumps({"0": {"class": "cone,obstacle"}, "1": {"class": "wall"}}))
+    pp = Preprocess(height=48, width=64)
+    store = detection_store(root, 1.0, ("obstacle", "wall"), pp, tmp_path / "cache")
+    assert store.meta["notes"]["duplicate_boxes"] == 1
+    np.testing.assert_allclose(store.ragged("boxes", 0), [[4, 4, 20, 20], [30, 10, 64, 48]])  # corners
+    assert store.ragged("box_classes", 0).tolist() == [0, 1]
+
+
 def test_a_pickled_store_opens_its_own_file(bag, tmp_path):
     """What a spawned DataLoader worker or another DDP process receives: the description, not the descriptor."""
     import pickle

@@ -92,15 +92,164 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
         scan(tmp_path / "nope")
 
 
-def test_multi_label_class_takes_first_and_occlusion_is_optional(tmp_path):
+def test_boxes_read_as_corners_and_occlusion_is_optional(tmp_path):
     _write_frame(tmp_path, "0000", [(5, 1, 2, 11, 12, 0.25), (6, 3, 3, 9, 9, -1.0)],
-                 {"5": {"class": "car,vehicle"}, "6": {"class": " truck "}})
+                 {"5": {"class": "car"}, "6": {"class": " truck "}})
     old = np.dtype([(n, BBOX_DTYPE[n]) for n in ("semanticId", "x_min", "y_min", "x_max", "y_max")])
     _write_frame(tmp_path, "0001", [(5, 1, 2, 11, 12)], {"5": {"class": "car"}}, dtype=old)
     f0, f1 = scan(tmp_path)
-    assert f0.boxes == (Box(1, 2, 11, 12, "car", 0.25), Box(3, 3, 9, 9, "truck", None))
-    assert f1.boxes == (Box(1, 2, 11, 12, "car", None),)
-    assert f0.boxes[0].width == 10 and f0.boxes[0].height == 10
+    assert f0.boxes == (Box(1, 2, 12, 13, "car", 0.25, ("car",)), Box(3, 3, 10, 10, "truck", None, ("truck",)))
+    assert f1.boxes == (Box(1, 2, 12, 13, "car", None, ("car",)),)
+    assert f0.boxes[0].width == 11 and f0.boxes[0].height == 11  # columns 1..11 inclusive
+    assert f0.duplicates == f1.duplicates == 0
+
+
+# --------------------------------------------------------------------------- real BasicWriter quirks
+# Each test writes files in the exact form Isaac Sim's BasicWriter writes them (measured on Isaac
+# Sim 4.2, ../shared/notes/measured.md): structured .npy with its field names and dtypes, the labels
+# JSON keyed by semantic id strings, RGBA PNGs, 4-digit frame numbers in one flat folder.
+
+def _basicwriter_frame(folder: Path, name: str, rows: list[tuple], id_to_labels: dict, size=(72, 128),
+                       dtype=BBOX_DTYPE, prefix: str = "bounding_box_2d_tight_", alpha: np.ndarray | None = None,
+                       bgr: np.ndarray | None = None) -> None:
+    """One BasicWriter frame: rgb (RGBA), the tight-box array, its labels and prim paths, a semantic PNG."""
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = size
+    colour = bgr if bgr is not None else np.full((h, w, 3), 90, np.uint8)
+    a = alpha if alpha is not None else np.full((h, w), 255, np.uint8)
+    cv2.imwrite(str(folder / f"rgb_{name}.png"), np.dstack([colour, a]))
+    np.save(folder / f"{prefix}{name}.npy", np.array(rows, dtype=dtype))
+    (folder / f"{prefix}labels_{name}.json").write_text(json.dumps(id_to_labels))
+    (folder / f"{prefix}prim_paths_{name}.json").write_text(
+        json.dumps([f"/World/obj_{i}" for i in range(len(rows))]))
+    cv2.imwrite(str(folder / f"semantic_segmentation_{name}.png"), np.zeros((h, w, 4), np.uint8))
+    (folder / f"semantic_segmentation_labels_{name}.json").write_text(
+        json.dumps({"(0, 0, 0, 0)": {"class": "BACKGROUND"}}))
+
+
+def test_inclusive_coordinates_become_corners_up_to_the_image_edge(tmp_path):
+    """x_max reaches width - 1 in real output (1279 on 1280): read as x_max = width, one convention after."""
+    h, w = 72, 128
+    _basicwriter_frame(tmp_path, "0000", [(0, 100, 50, w - 1, h - 1, 0.0), (1, 7, 9, 7, 9, 0.0)],
+                       {"0": {"class": "pallet"}, "1": {"class": "screw"}}, size=(h, w))
+    (frame,) = scan(tmp_path)
+    edge, pixel = frame.boxes
+    assert (edge.x_min, edge.y_min, edge.x_max, edge.y_max) == (100, 50, w, h)
+    assert (edge.width, edge.height) == (28, 22)
+    assert (pixel.width, pixel.height) == (1, 1)  # a one-pixel object is one pixel wide, not zero
+    image = frame.load_rgb()
+    crop = crop_box(image, edge, CropSpec(margin=0.0, square=False))
+    assert crop.shape == (22, 28, 3) and np.array_equal(crop, image[50:, 100:])
+
+
+def test_synth_writes_inclusive_boxes_and_the_reader_gives_corners(single):
+    """The demo simulator writes what BasicWriter writes; source and label-sidecar boxes then agree."""
+    for frame in scan(single):
+        raw = np.load(single / f"bounding_box_2d_tight_{frame.name}.npy")
+        (box,) = frame.boxes
+        assert (box.x_min, box.y_min, box.x_max, box.y_max) == (raw["x_min"][0], raw["y_min"][0],
+                                                                 raw["x_max"][0] + 1, raw["y_max"][0] + 1)
+
+
+@pytest.mark.parametrize("row, field", [((0, 10, 10, 9, 20, 0.0), "x_max"), ((0, 10, 10, 20, 3, 0.0), "y_max")])
+def test_box_with_max_below_min_names_file_row_and_field(tmp_path, row, field):
+    _basicwriter_frame(tmp_path, "0003", [(0, 1, 1, 5, 5, 0.0), row], {"0": {"class": "pallet"}})
+    with pytest.raises(ReplicatorFormatError, match=f"row 1.*{field}") as err:
+        scan(tmp_path)
+    assert "bounding_box_2d_tight_0003.npy" in str(err.value)
+
+
+def test_float_coordinates_are_refused_naming_the_field(tmp_path):
+    floats = np.dtype([("semanticId", "<u4"), ("x_min", "<f4"), ("y_min", "<i4"), ("x_max", "<i4"),
+                       ("y_max", "<i4")])
+    _basicwriter_frame(tmp_path, "0000", [(0, 1.5, 1, 5, 5)], {"0": {"class": "a"}}, dtype=floats)
+    with pytest.raises(ReplicatorFormatError, match="x_min.*integers") as err:
+        scan(tmp_path)
+    assert "bounding_box_2d_tight_0000.npy" in str(err.value)
+
+
+def test_parent_and_child_prim_with_the_same_box_are_one_object(tmp_path):
+    """occlusionRatio -1 marks a prim with semantic children; it often repeats its child's box."""
+    rows = [
+        (0, 10, 10, 40, 30, -1.0),  # parent /World/forklift
+        (0, 10, 10, 40, 30, 0.2),  # its child, same box: the same object
+        (0, 50, 10, 60, 30, -1.0),  # a parent whose box no child repeats: kept, occlusion unknown
+        (1, 10, 10, 40, 30, 0.0),  # same pixels, other class: a different label, kept
+        (2, 70, 40, 90, 60, 0.1), (2, 70, 40, 90, 60, -1.0),  # child listed first this time
+    ]
+    _basicwriter_frame(tmp_path, "0000", rows, {"0": {"class": "forklift"}, "1": {"class": "pallet"},
+                                                "2": {"class": "cone"}})
+    (frame,) = scan(tmp_path)
+    assert frame.duplicates == 2
+    got = [(b.class_name, b.x_min, b.y_min, b.x_max, b.y_max, b.occlusion) for b in frame.boxes]
+    assert got == [("forklift", 10, 10, 41, 31, pytest.approx(0.2)), ("forklift", 50, 10, 61, 31, None),
+                   ("pallet", 10, 10, 41, 31, 0.0), ("cone", 70, 40, 91, 61, pytest.approx(0.1))]
+    stream = iter_crops([frame], CropSpec(min_size=1, max_occlusion=1.0))
+    assert len(list(stream)) == 4
+    assert stream.stats.skipped["duplicate"] == 2 and stream.stats.crops == 4
+
+
+def test_comma_joined_class_names_keep_every_label(tmp_path):
+    """BasicWriter joins a prim's semantic labels with commas ("cone,obstacle")."""
+    _basicwriter_frame(tmp_path, "0000", [(0, 5, 5, 30, 30, 0.0), (1, 40, 5, 70, 30, 0.0)],
+                       {"0": {"class": "cone,obstacle"}, "1": {"class": "wall, static ,"}})
+    (frame,) = scan(tmp_path)
+    cone, wall = frame.boxes
+    assert (cone.class_name, cone.names) == ("cone", ("cone", "obstacle"))
+    assert (wall.class_name, wall.names) == ("wall", ("wall", "static"))
+    assert cone.class_among(None) == "cone" and cone.class_among({"obstacle"}) == "obstacle"
+    assert wall.class_among({"obstacle"}) is None
+    stream = iter_crops([frame], CropSpec(min_size=1), classes={"obstacle", "static"})
+    assert sorted(c for _, c in stream) == ["obstacle", "static"]
+
+
+def test_comma_only_class_is_an_error_naming_the_file(tmp_path):
+    _basicwriter_frame(tmp_path, "0000", [(0, 5, 5, 30, 30, 0.0)], {"0": {"class": " , "}})
+    with pytest.raises(ReplicatorFormatError, match="empty class") as err:
+        scan(tmp_path)
+    assert "bounding_box_2d_tight_labels_0000.json" in str(err.value)
+
+
+def test_rgba_png_drops_alpha_without_premultiplying(tmp_path):
+    """rgb_<frame>.png is RGBA; alpha (0 where nothing was rendered) must not darken or leak into colour."""
+    h, w = 72, 128
+    bgr = np.zeros((h, w, 3), np.uint8)
+    bgr[..., 0], bgr[..., 1], bgr[..., 2] = 30, 120, 210  # B, G, R
+    alpha = np.zeros((h, w), np.uint8)
+    alpha[:, w // 2:] = 255
+    _basicwriter_frame(tmp_path, "0000", [(0, 1, 1, 10, 10, 0.0)], {"0": {"class": "a"}}, size=(h, w),
+                       alpha=alpha, bgr=bgr)
+    (frame,) = scan(tmp_path)  # the RGBA semantic_segmentation PNG and its labels are not frames
+    assert frame.rgb_path.name == "rgb_0000.png"
+    assert cv2.imread(str(frame.rgb_path), cv2.IMREAD_UNCHANGED).shape == (h, w, 4)
+    rgb = frame.load_rgb()
+    assert rgb.shape == (h, w, 3) and rgb.dtype == np.uint8
+    assert (rgb == np.array([210, 120, 30], np.uint8)).all()
+
+
+@pytest.mark.parametrize("prefix", ["bounding_box_2d_tight_", "bounding_box_2d_tight_fast_"])
+def test_fast_annotator_output_without_occlusion_ratio(tmp_path, prefix):
+    """bounding_box_2d_tight_fast has no occlusionRatio; BasicWriter writes it under the usual names,
+    writers that name files after the annotator as bounding_box_2d_tight_fast_<frame>.npy."""
+    fast = np.dtype([("semanticId", "<u4"), ("x_min", "<i4"), ("y_min", "<i4"), ("x_max", "<i4"), ("y_max", "<i4")])
+    rows = [(3, 0, 0, 127, 71), (4, 20, 30, 40, 50), (4, 20, 30, 40, 50)]  # whole frame; a prim twice
+    _basicwriter_frame(tmp_path, "0000", rows, {"3": {"class": "floor"}, "4": {"class": "cone,obstacle"}},
+                       dtype=fast, prefix=prefix)
+    _basicwriter_frame(tmp_path, "0001", [], {}, dtype=fast, prefix=prefix)  # nothing in view
+    f0, f1 = scan(tmp_path)
+    assert f0.boxes == (Box(0, 0, 128, 72, "floor", None, ("floor",)),
+                        Box(20, 30, 41, 51, "cone", None, ("cone", "obstacle")))
+    assert f0.duplicates == 1 and f1.boxes == () and f1.duplicates == 0
+    crops = list(iter_crops([f0], CropSpec(max_occlusion=0.0), classes={"obstacle"}))  # unknown occlusion: kept
+    assert [c for _, c in crops] == ["obstacle"]
+
+
+def test_plain_annotator_file_wins_over_fast_file_of_the_same_frame(tmp_path):
+    _basicwriter_frame(tmp_path, "0000", [(0, 1, 1, 10, 10, 0.5)], {"0": {"class": "a"}})
+    fast = np.dtype([(n, BBOX_DTYPE[n]) for n in ("semanticId", "x_min", "y_min", "x_max", "y_max")])
+    np.save(tmp_path / "bounding_box_2d_tight_fast_0000.npy", np.array([(0, 2, 2, 20, 20)], fast))
+    (frame,) = scan(tmp_path)
+    assert frame.boxes == (Box(1, 1, 11, 11, "a", 0.5, ("a",)),)
 
 
 @pytest.mark.parametrize("write, what", [

@@ -41,7 +41,7 @@ def test_writes_exact_basicwriter_layout_and_dtypes(tmp_path):
         labels = json.loads((tmp_path / f"bounding_box_2d_tight_labels_{i:04d}.json").read_text())
         for row in boxes:
             assert labels[str(int(row["semanticId"]))]["class"] == str(int(row["semanticId"]))
-            assert 0 <= row["x_min"] < row["x_max"] <= 64 and 0 <= row["y_min"] < row["y_max"] <= 64
+            assert 0 <= row["x_min"] < row["x_max"] <= 63 and 0 <= row["y_min"] < row["y_max"] <= 63  # inclusive
         prims = json.loads((tmp_path / f"bounding_box_2d_tight_prim_paths_{i:04d}.json").read_text())
         assert len(prims) == len(boxes) and all(p.startswith("/World/") for p in prims)
 
@@ -90,13 +90,13 @@ def test_boxes_are_tight_around_visible_glyph_pixels(assets, monkeypatch):
             x0, y0, x1, y1 = (int(row[k]) for k in ("x_min", "y_min", "x_max", "y_max"))
             n_boxes += 1
             ink = vis >= BOX_ALPHA
-            # the box is exactly the extent of the visible ink ...
+            # the box is exactly the extent of the visible ink, in inclusive pixel indices as BasicWriter writes ...
             ys, xs = np.nonzero(ink)
-            assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x0, y0, x1, y1)
+            assert (xs.min(), ys.min(), xs.max(), ys.max()) == (x0, y0, x1, y1)
             # ... and each of its four edges touches pixels that differ from the background
-            for edge in (diff[y0, x0:x1], diff[y1 - 1, x0:x1], diff[y0:y1, x0], diff[y0:y1, x1 - 1]):
+            for edge in (diff[y0, x0:x1 + 1], diff[y1, x0:x1 + 1], diff[y0:y1 + 1, x0], diff[y0:y1 + 1, x1]):
                 assert edge.max() >= 8
-            outside[y0:y1, x0:x1] = False
+            outside[y0:y1 + 1, x0:x1 + 1] = False
         # away from the boxes the image is background, apart from faint anti-aliased fringes
         assert np.mean(diff[outside] <= 1) > 0.95
         assert diff[outside].max() <= BOX_ALPHA * 255 + 2
@@ -122,7 +122,7 @@ def test_single_digit_near_centre_and_sized_to_image(assets):
         row = render_scene(np.random.default_rng([0, 0, i]), cfg, assets).boxes[0]
         cx, cy = (row["x_min"] + row["x_max"]) / 2, (row["y_min"] + row["y_max"]) / 2
         assert abs(cx - 32) < 14 and abs(cy - 32) < 14
-        assert 20 <= row["y_max"] - row["y_min"] <= 64
+        assert 20 <= row["y_max"] - row["y_min"] + 1 <= 64
 
 
 def test_fonts_are_checked_by_rendering():
