@@ -3,6 +3,7 @@ where training's output becomes the exported model (ONNX export, the torch backe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -29,7 +30,9 @@ def load_model(path: str | Path):
         raise CheckpointError(f"{path}: field 'task' is {task!r}, expected one of {', '.join(TASK_SPECS)}")
     try:
         preprocess = Preprocess.from_json(data["preprocess"])
-        model_cfg = from_dict(ModelConfig, json.loads(data["model_config"]))
+        # the checkpoint holds all weights: the pretrained file of training need not exist here
+        model_cfg = dataclasses.replace(from_dict(ModelConfig, json.loads(data["model_config"])),
+                                        backbone_weights=None)
         classes = tuple(data["classes"])
         model = build_model(model_cfg, task, len(classes), preprocess)
         model.load_state_dict(data["model"])

@@ -7,6 +7,7 @@ head (per location) and the image-level domain discriminator.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -17,6 +18,9 @@ SMALL_BACKBONES = ("small_cnn", "lenet", "tllib_lenet")
 
 
 class Backbone(nn.Module):
+    """``body`` (an nn.Sequential) maps the image to its deepest map. ``stages()`` tells where the
+    body's resolution halves, so a multi-scale neck (FPN) can tap the intermediate maps."""
+
     def __init__(self, body: nn.Module, out_channels: int, stride: int) -> None:
         super().__init__()
         self.body = body
@@ -25,6 +29,42 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+    def stages(self, in_channels: int) -> list[tuple[int, int, int]]:
+        """(index of the last child at each stride, its channels, the stride), finest first: measured
+        with one dry run through the children, so any Sequential body (torchvision's too) works."""
+        if not isinstance(self.body, nn.Sequential):
+            raise ValueError("multi-scale features need a Sequential backbone body")
+        was_training = self.body.training
+        self.body.eval()
+        size = 128
+        x = torch.zeros(1, in_channels, size, size)
+        found: dict[int, tuple[int, int, int]] = {}
+        with torch.no_grad():
+            for i, child in enumerate(self.body):
+                x = child(x)
+                if x.dim() != 4:
+                    break
+                stride = round(size / x.shape[-1])
+                found[stride] = (i, int(x.shape[1]), stride)  # later children at the same stride win
+        self.body.train(was_training)
+        return [found[s] for s in sorted(found)]
+
+    def forward_levels(self, x: torch.Tensor, taps: Sequence[int]) -> list[torch.Tensor]:
+        """The maps after the children at ``taps`` (ascending indices), in one pass."""
+        out, last = [], taps[-1]
+        for i, child in enumerate(self.body):
+            x = child(x)
+            if i in taps:
+                out.append(x)
+            if i == last:
+                break
+        return out
+
+    def truncate(self, last_index: int) -> None:
+        """Drop the children after ``last_index`` (compute a multi-scale neck never reads); the kept
+        children keep their state-dict keys."""
+        self.body = self.body[:last_index + 1]
 
 
 def _conv_block(cin: int, cout: int, k: int, pad: int, dropout: float = 0.0) -> list[nn.Module]:
@@ -64,20 +104,68 @@ def tllib_lenet(in_channels: int, dense: bool = False) -> Backbone:
     return Backbone(body, 500, 1)
 
 
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """A local weights file (torch.save of a state_dict, e.g. as downloaded from torchvision) -> the
+    state_dict. Also takes {"state_dict": ...} / {"model": ...} wrappers and DDP's "module." prefix."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model.backbone_weights: {path} does not exist (weights are never downloaded: "
+                                "put torchvision's .pth file there)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncated files, non-tensor content
+        raise ValueError(f"model.backbone_weights: {path} is not a readable state_dict file ({exc})") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"model.backbone_weights: {path} does not hold a state_dict (name -> tensor)")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def load_backbone_weights(net: nn.Module, path: Path, name: str) -> None:
+    """Load every feature-extractor tensor of ``path`` into the torchvision model ``net``.
+
+    The classification head (``fc.*``, ``classifier.*``) may be absent or differ (another number
+    of classes): it is never used. Anything else missing, unexpected or of another shape is an
+    error that names the file and the keys, so a resnet34 file given for resnet18 cannot load halfway.
+    """
+    state = load_state_dict_file(path)
+    own = net.state_dict()
+
+    def is_head(key: str) -> bool:
+        return key.startswith(("fc.", "classifier.")) or key.endswith("num_batches_tracked")
+
+    missing = [k for k in own if k not in state and not is_head(k)]
+    unexpected = [k for k in state if k not in own and not is_head(k)]
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in state
+              if k in own and not is_head(k) and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+            if keys:
+                more = f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""
+                parts.append(f"{label} {len(keys)}: {', '.join(keys[:5])}{more}")
+        raise ValueError(f"model.backbone_weights: {path} does not match backbone {name!r}: {'; '.join(parts)}")
+    net.load_state_dict({k: v for k, v in state.items() if k in own and not is_head(k)}, strict=False)
+
+
 def _torchvision(name: str, in_channels: int, weights_path: Path | None) -> Backbone:
     try:
         net = torchvision.models.get_model(name, weights=None)
     except ValueError as exc:
         raise ValueError(f"model.backbone: unknown backbone {name!r} ({exc})") from None
     if weights_path is not None:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        head_keys = [k for k in missing + unexpected if not k.startswith(("fc.", "classifier."))]
-        if head_keys:
-            raise ValueError(f"{weights_path}: weights do not match backbone {name!r}: {head_keys[:5]}")
+        load_backbone_weights(net, weights_path, name)
     if name.startswith(("resnet", "resnext", "wide_resnet", "regnet")):
         if in_channels != 3:
-            net.conv1 = nn.Conv2d(in_channels, net.conv1.out_channels, 7, 2, 3, bias=False)
+            old = net.conv1
+            net.conv1 = nn.Conv2d(in_channels, old.out_channels, 7, 2, 3, bias=False)
+            if weights_path is not None and in_channels == 1:  # grey input: the RGB filters summed
+                with torch.no_grad():
+                    net.conv1.weight.copy_(old.weight.sum(dim=1, keepdim=True))
         body = nn.Sequential(*list(net.children())[:-2])
         channels = net.fc.in_features
         return Backbone(body, channels, 32)
@@ -85,8 +173,9 @@ def _torchvision(name: str, in_channels: int, weights_path: Path | None) -> Back
         if in_channels != 3:
             raise ValueError(f"model.backbone: {name} supports only 3 input channels")
         body = net.features
-        with torch.no_grad():
-            channels = body(torch.zeros(1, 3, 64, 64)).shape[1]
+        with torch.no_grad():  # in eval mode: a training-mode pass would move pretrained BN statistics
+            channels = body.eval()(torch.zeros(1, 3, 64, 64)).shape[1]
+        body.train()
         return Backbone(body, channels, 32)
     raise ValueError(f"model.backbone: {name!r} has no known feature extractor layout")
 

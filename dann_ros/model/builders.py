@@ -15,6 +15,8 @@ from dann_ros.model.discriminator import DomainDiscriminator, PixelDomainDiscrim
 
 
 def build_classifier(cfg: ModelConfig, num_classes: int, preprocess: Preprocess) -> ImageClassifier:
+    if cfg.neck != "conv":
+        raise ValueError(f"model.neck {cfg.neck!r} is a detection neck; a classifier pools the backbone's last map")
     backbone = build_backbone(cfg.backbone, preprocess.num_channels, weights_path=cfg.backbone_weights)
     pool = cfg.pool if cfg.pool != "auto" else ("flatten" if cfg.backbone in SMALL_BACKBONES else "avg")
     return ImageClassifier(backbone, num_classes, preprocess.input_shape, preprocess.mean, preprocess.std,

@@ -1,4 +1,4 @@
-"""Anchor-free CenterNet detector (Zhou et al., "Objects as Points", 2019) on one backbone stride.
+"""Anchor-free CenterNet detector (Zhou et al., "Objects as Points", 2019) on one output stride.
 
 Chosen because its whole decode, peak picking included, is plain tensor algebra:
 3x3 max-pool "NMS" on the logits (a location is kept only where it equals its
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dann_ros.model.backbones import Backbone, build_backbone
+from dann_ros.model.fpn import FeaturePyramidNeck
 from dann_ros.model.layers import InputNormalize
 
 HEATMAP_BIAS = -2.19  # sigmoid(-2.19) = 0.1: CenterNet's prior, keeps the focal loss stable at the start
@@ -40,13 +41,15 @@ def _head(cin: int, hidden: int, cout: int) -> nn.Sequential:
 
 
 class CenterNetDetector(nn.Module):
-    """Backbone (dense) -> neck -> heatmap / size / offset heads at the backbone's stride.
+    """Backbone (dense) -> neck -> heatmap / size / offset heads at the neck's output stride.
 
-    The neck (``neck_layers`` 3x3 conv-BN-ReLU, the second one dilated) widens the
-    receptive field of the small demo CNNs (16 px for small_cnn) to about 50 px so a
-    head sees a whole digit. Its output is the feature map every head reads and the
-    one ``forward_train`` hands to the pixel domain discriminator (``feature_channels``
-    wide), so adaptation shapes exactly the representation the heads use.
+    ``neck="conv"``: ``neck_layers`` 3x3 conv-BN-ReLU (the second one dilated) on the
+    backbone's last map widen the receptive field of the small demo CNNs (16 px for
+    small_cnn) to about 50 px so a head sees a whole digit. ``neck="fpn"``: a feature
+    pyramid over ``fpn_strides`` fused into one map at the finest of them
+    (:class:`FeaturePyramidNeck`). Either way the neck's output is the feature map every
+    head reads and the one ``forward_train`` hands to the pixel domain discriminator
+    (``feature_channels`` wide), so adaptation shapes exactly the representation the heads use.
     """
 
     task = "detection"
@@ -54,32 +57,38 @@ class CenterNetDetector(nn.Module):
     def __init__(self, backbone: Backbone, num_classes: int, input_shape: tuple[int, int, int],
                  mean: tuple[float, ...], std: tuple[float, ...], head_channels: int = 64,
                  max_detections: int = 100, neck_layers: int = 2, size_weight: float = 0.1,
-                 offset_weight: float = 1.0) -> None:
+                 offset_weight: float = 1.0, neck: str = "conv", fpn_strides: Sequence[int] = (4, 8, 16)) -> None:
         super().__init__()
         if num_classes < 1 or max_detections < 1 or head_channels < 1 or neck_layers < 0:
             raise ValueError("num_classes, max_detections and head_channels must be positive, neck_layers >= 0")
         self.normalize = InputNormalize(mean, std)
         self.backbone = backbone
-        neck: list[nn.Module] = []
-        width = backbone.out_channels
-        for i in range(neck_layers):
-            neck += _conv_bn_relu(width, head_channels, dilation=2 if i % 2 else 1)
-            width = head_channels
-        self.neck = nn.Sequential(*neck)
+        if neck == "fpn":
+            self.neck: nn.Module = FeaturePyramidNeck(backbone, input_shape[0], fpn_strides, head_channels)
+            width, stride = head_channels, self.neck.stride
+        elif neck == "conv":
+            layers: list[nn.Module] = []
+            width, stride = backbone.out_channels, backbone.stride
+            for i in range(neck_layers):
+                layers += _conv_bn_relu(width, head_channels, dilation=2 if i % 2 else 1)
+                width = head_channels
+            self.neck = nn.Sequential(*layers)
+        else:
+            raise ValueError(f"model.neck: {neck!r} is not one of conv, fpn")
         self.feature_channels = width
         self.heatmap = _head(width, head_channels, num_classes)
         self.size = _head(width, head_channels, 2)
         self.offset = _head(width, head_channels, 2)
         nn.init.constant_(self.heatmap[-1].bias, HEATMAP_BIAS)
         self.num_classes = num_classes
-        self.stride = backbone.stride
+        self.stride = stride
         self.input_shape = tuple(input_shape)
         self.size_weight = size_weight
         self.offset_weight = offset_weight
         with torch.no_grad():
             was_training = self.training
             self.eval()
-            fmap = self.neck(backbone(torch.zeros(1, *input_shape)))
+            fmap = self._neck(torch.zeros(1, *input_shape))
             self.train(was_training)
         self.output_hw = (int(fmap.shape[2]), int(fmap.shape[3]))
         # TopK needs a constant K for TensorRT: fix it from the (static) input size
@@ -87,8 +96,13 @@ class CenterNetDetector(nn.Module):
         self.loss_parts: dict[str, float] = {}
 
     # -- network ----------------------------------------------------------------------------
+    def _neck(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.neck, FeaturePyramidNeck):
+            return self.neck(self.backbone.forward_levels(x, self.neck.taps))
+        return self.neck(self.backbone(x))
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.neck(self.backbone(self.normalize(x)))
+        return self._neck(self.normalize(x))
 
     def heads(self, f: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"heatmap": self.heatmap(f), "size": self.size(f), "offset": self.offset(f)}
@@ -284,11 +298,13 @@ def encode_targets(boxes_list: Sequence, classes_list: Sequence, num_classes: in
 
 def build_detector(model_cfg, num_classes: int, preprocess) -> CenterNetDetector:
     """From ``model:`` config and the Preprocess; optional config fields (``head_channels``,
-    ``max_detections``, ``neck_layers``, ``size_weight``, ``offset_weight``) fall back to defaults."""
+    ``max_detections``, ``neck_layers``, ``size_weight``, ``offset_weight``, ``neck``, ``fpn_strides``)
+    fall back to defaults."""
     backbone = build_backbone(model_cfg.backbone, preprocess.num_channels, dense=True,
                               weights_path=model_cfg.backbone_weights)
     opt = {k: getattr(model_cfg, k) for k in ("head_channels", "max_detections", "neck_layers", "size_weight",
-                                               "offset_weight") if getattr(model_cfg, k, None) is not None}
+                                               "offset_weight", "neck", "fpn_strides")
+           if getattr(model_cfg, k, None) is not None}
     return CenterNetDetector(backbone, num_classes, preprocess.input_shape, preprocess.mean, preprocess.std, **opt)
 
 
