@@ -2,10 +2,14 @@
 
 Stands in for an Isaac Sim Replicator run so the whole pipeline can be shown
 without a GPU renderer: ``dann-ros synth`` renders digits from TrueType fonts
-with domain randomisation (font, size, slant, rotation, stroke weight, mild
+with randomised appearance (font, size, slant, rotation, stroke weight, mild
 elastic warp, colours, textured and cluttered backgrounds, blur, noise) and
 writes exactly what the BasicWriter writes, so the trainer reads the same files
-either way (see :mod:`dann_ros.data.replicator`).
+either way (see :mod:`dann_ros.data.replicator`). ``SynthConfig.randomisation``
+(``--randomise``) adds what Replicator users randomise on top: texture panels and
+fine surface detail, man-made edges, unlabelled distractors at any depth, object
+textures, exposure / white balance / directional and spot light, motion blur,
+photon noise, response curve and JPEG compression.
 
 Boxes are tight around the *visible* glyph pixels, like Replicator's
 ``bounding_box_2d_tight``, and written as it writes them: inclusive pixel indices
@@ -44,8 +48,58 @@ log = logging.getLogger(__name__)
 DIGITS = "0123456789"
 BASE_FONT_SIZE = 64  # glyphs are rendered once at this size and resampled per instance
 BOX_ALPHA = 0.25  # a pixel counts as glyph for the tight box when at least this much covered
+#: Written into synth_config.json; 2: boxes in inclusive pixel indices, as BasicWriter writes them.
+SYNTH_FORMAT = 2
 _TEXTURE_SIZE = 256
 _N_TEXTURES = 12
+
+
+@dataclass(frozen=True)
+class Randomisation:
+    """Replicator-style domain randomisation layered on top of the base scene.
+
+    Why: DANN aligns the real target with the source, which works best when the
+    real frames fall inside what the source covers; Isaac Sim users get there by
+    randomising materials, lights, distractors and the camera (Tobin et al. 2017,
+    Tremblay et al. 2018). Every draw comes from its own random stream per frame, so
+    turning this on leaves the base scene (digits, positions, classes) unchanged.
+    Probabilities are per frame (per digit for ``object_texture``).
+    """
+
+    # materials
+    background_collage: float = 0.6  # chance of 1-3 coloured texture panels (walls, floor, posters)
+    fine_texture: float = 0.5  # chance a texture is tiled 2-8 times: fine detail (gravel, brick, foliage)
+    structure: tuple[int, int] = (0, 8)  # long edges and large outlines (poles, kerbs, window frames) per frame
+    surface_detail: tuple[float, float] = (0.0, 40.0)  # grey-level amplitude of fine grain over the background
+    object_texture: float = 0.35  # chance a digit is painted with a two-colour texture instead of one colour
+    # distractors: unlabelled shapes at any depth (polygons, ellipses, blocks, letters that look like no digit)
+    distractors: tuple[int, int] = (0, 6)
+    distractor_scale: tuple[float, float] = (0.3, 1.2)  # size, relative to the largest digit height
+    # lighting
+    brightness: tuple[float, float] = (0.6, 1.3)  # exposure gain
+    colour_cast: float = 0.15  # white balance: per-channel gain within 1 +- this
+    light_falloff: float = 0.5  # directional or spot light: gain falls by up to this across the frame
+    gamma: tuple[float, float] = (0.8, 1.25)  # sensor response curve
+    # camera
+    motion_blur_p: float = 0.3
+    motion_blur: tuple[float, float] = (2.0, 7.0)  # streak length in pixels
+    shot_noise: tuple[float, float] = (0.0, 0.8)  # photon noise: std = this * sqrt(pixel value)
+    jpeg_p: float = 0.3
+    jpeg_quality: tuple[int, int] = (30, 90)
+
+    def __post_init__(self) -> None:
+        for name in ("background_collage", "fine_texture", "object_texture", "colour_cast", "light_falloff",
+                     "motion_blur_p", "jpeg_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"randomisation.{name} must be within 0..1, got {getattr(self, name)}")
+        for name, low in (("distractors", 0), ("structure", 0), ("surface_detail", 0.0),
+                          ("distractor_scale", 0.05), ("brightness", 0.05), ("gamma", 0.1),
+                          ("motion_blur", 0.0), ("shot_noise", 0.0), ("jpeg_quality", 1)):
+            a, b = getattr(self, name)
+            if a < low or b < a:
+                raise ValueError(f"randomisation.{name} must be (min, max) with {low} <= min <= max, got {(a, b)}")
+        if self.jpeg_quality[1] > 100:
+            raise ValueError(f"randomisation.jpeg_quality must be within 1..100, got {self.jpeg_quality}")
 
 
 @dataclass(frozen=True)
@@ -74,6 +128,7 @@ class SynthConfig:
     frame_prefix: str = ""  # frame names are <prefix><index padded to frame_padding>
     frame_padding: int = 4
     font_dirs: tuple[str, ...] = ()  # extra folders searched for .ttf/.otf
+    randomisation: Randomisation | None = None  # Replicator-style domain randomisation; None: the base scene only
 
     def __post_init__(self) -> None:
         if self.n_frames < 1:
@@ -100,6 +155,8 @@ class SynthConfig:
             raise ValueError(f"camera must be a plain folder name, got {self.camera!r}")
         if "/" in self.frame_prefix:
             raise ValueError(f"frame_prefix must not contain '/', got {self.frame_prefix!r}")
+        if self.randomisation is not None and not isinstance(self.randomisation, Randomisation):
+            raise ValueError(f"randomisation must be a Randomisation or None, got {type(self.randomisation).__name__}")
 
     @property
     def height_range(self) -> tuple[float, float]:
@@ -401,15 +458,219 @@ def _ramp(rng: np.random.Generator, h: int, w: int, amp: float) -> np.ndarray:
             + np.linspace(-0.5 * ay, 0.5 * ay, h, dtype=np.float32)[:, None])
 
 
-def render_scene(rng: np.random.Generator, cfg: SynthConfig, assets: _Assets) -> Scene:
+# --------------------------------------------------------------------------- domain randomisation
+
+# Letters and signs that no digit font draws like a digit (no O/o, I/l, S, B, Z, G, b, g, q, T, J, A, U).
+_DISTRACTOR_CHARS = "CEFHKMNPRVWXYacefhkmnrtvwxy#&@%"
+
+
+def _texture_window(rng: np.random.Generator, assets: _Assets, h: int, w: int, fine: float = 0.0) -> np.ndarray:
+    """A random window of a random procedural texture, resized to h x w (float32 0..1); with chance
+    ``fine`` the texture is tiled 2-8 times first, so its detail is finer than the base scene's."""
+    tex = assets.textures[int(rng.integers(len(assets.textures)))]
+    if fine > 0 and rng.random() < fine:
+        reps = int(rng.integers(2, 9))  # shrink one tile, then repeat it: cost ~ h * w, not reps^2 textures
+        tile = cv2.resize(tex[::int(rng.choice([1, -1]))], (-(-w // reps), -(-h // reps)),
+                          interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(np.tile(tile, (reps, reps))[:h, :w])
+    n = tex.shape[0]
+    cw = max(8, int(n * rng.uniform(0.2, 1.0)))
+    ch = max(8, min(n, int(cw * h / max(w, 1))))
+    y0, x0 = int(rng.integers(0, n - ch + 1)), int(rng.integers(0, n - cw + 1))
+    return cv2.resize(np.ascontiguousarray(tex[y0:y0 + ch, x0:x0 + cw]), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _collage(drng: np.random.Generator, img: np.ndarray, assets: _Assets, fine: float) -> None:
+    """Paint 1-3 coloured texture panels (quadrilaterals reaching past the frame) over the background."""
+    h, w = img.shape[:2]
+    for _ in range(int(drng.integers(1, 4))):
+        c1 = _random_colour(drng)
+        c2 = np.clip(c1 + drng.normal(0, 80, 3), 0, 255).astype(np.float32)
+        panel = c1 + _texture_window(drng, assets, h, w, fine)[:, :, None] * (c2 - c1)
+        corners = np.stack([drng.uniform(-0.3 * w, 1.3 * w, 4), drng.uniform(-0.3 * h, 1.3 * h, 4)], axis=1)
+        hull = cv2.convexHull(corners.astype(np.int32))
+        mask = np.zeros((h, w), np.float32)
+        cv2.fillConvexPoly(mask, hull, 1.0, cv2.LINE_AA)
+        if drng.random() < 0.5:
+            mask = cv2.GaussianBlur(mask, (0, 0), float(drng.uniform(0.5, 3.0)))
+        img += mask[:, :, None] * (panel - img)
+
+
+def _structure(drng: np.random.Generator, img: np.ndarray, n: int, min_size: float) -> None:
+    """Long straight edges and outlines larger than any digit: the man-made clutter of real scenes."""
+    h, w = img.shape[:2]
+    mean = img.mean((0, 1))
+    for _ in range(n):
+        colour = tuple(float(v) for v in np.clip(mean + drng.normal(0, 70, 3), 0, 255))
+        thickness = int(drng.integers(1, 4))
+        if drng.random() < 0.6:  # an edge across the frame
+            side = drng.random() < 0.5
+            p1 = (int(drng.integers(0, w)), 0) if side else (0, int(drng.integers(0, h)))
+            p2 = (int(drng.integers(0, w)), h - 1) if side else (w - 1, int(drng.integers(0, h)))
+            cv2.line(img, p1, p2, colour, thickness, cv2.LINE_AA)
+        else:  # an outline at least twice a digit's size (a window, a sign, a kerb)
+            bw, bh = (int(drng.uniform(2, 5) * min_size) for _ in range(2))
+            x0, y0 = int(drng.integers(-bw // 2, w)), int(drng.integers(-bh // 2, h))
+            cv2.rectangle(img, (x0, y0), (x0 + bw, y0 + bh), colour, thickness, cv2.LINE_AA)
+
+
+def _distractor_mask(drng: np.random.Generator, cfg: SynthConfig, assets: _Assets) -> np.ndarray:
+    """Coverage mask (float32 0..1) of one unlabelled shape: polygon, ellipse, block or non-digit letter."""
+    r = cfg.randomisation
+    size = max(4, int(round(drng.uniform(*r.distractor_scale) * cfg.height_range[1])))
+    size = min(size, cfg.height, cfg.width)
+    kind = int(drng.integers(4))
+    if kind == 3:  # a letter from the same fonts as the digits: text-like clutter that must not fire
+        glyph = assets.glyph(int(drng.integers(len(assets.font_paths))),
+                             _DISTRACTOR_CHARS[int(drng.integers(len(_DISTRACTOR_CHARS)))], 0)
+        s = size / max(glyph.shape)
+        return np.clip(cv2.resize(glyph, (max(1, round(glyph.shape[1] * s)), max(1, round(glyph.shape[0] * s))),
+                                  interpolation=cv2.INTER_AREA), 0, 1)
+    hh, ww = max(3, int(size * drng.uniform(0.5, 1.0))), max(3, int(size * drng.uniform(0.5, 1.0)))
+    mask = np.zeros((hh, ww), np.float32)
+    if kind == 0:  # filled polygon
+        n = int(drng.integers(3, 8))
+        pts = np.stack([drng.uniform(0, ww - 1, n), drng.uniform(0, hh - 1, n)], axis=1).astype(np.int32)
+        cv2.fillConvexPoly(mask, cv2.convexHull(pts), 1.0, cv2.LINE_AA)
+    elif kind == 1:  # filled ellipse (no rings: a ring is a 0)
+        cv2.ellipse(mask, (ww // 2, hh // 2), (max(1, ww // 2 - 1), max(1, hh // 2 - 1)), 0, 0, 360, 1.0, -1,
+                    cv2.LINE_AA)
+    else:  # rotated block, at most 2:1 (a thin bar is a 1)
+        long_side = min(hh, ww) * drng.uniform(0.6, 1.0)
+        rect = ((ww / 2, hh / 2), (long_side, long_side * drng.uniform(0.5, 1.0)), float(drng.uniform(0, 180)))
+        cv2.fillConvexPoly(mask, cv2.boxPoints(rect).astype(np.int32), 1.0, cv2.LINE_AA)
+    return mask
+
+
+def _paint(rng: np.random.Generator, colour: np.ndarray, h: int, w: int, assets: _Assets,
+           textured: bool) -> np.ndarray:
+    """Fill colour of an object: one colour, or a texture between it and a related colour."""
+    if not textured:
+        return colour
+    other = np.clip(colour * rng.uniform(0.6, 1.4) + rng.normal(0, 25, 3), 0, 255).astype(np.float32)
+    return colour + _texture_window(rng, assets, h, w)[:, :, None] * (other - colour)
+
+
+def _composite_distractor(drng: np.random.Generator, cfg: SynthConfig, assets: _Assets, img: np.ndarray,
+                          placed: list[tuple[int, int, int, int]]) -> np.ndarray | None:
+    """Draw one distractor; returns its full-frame coverage (it hides the digits under it), or None."""
+    mask = _distractor_mask(drng, cfg, assets)
+    ph, pw = mask.shape
     h, w = cfg.height, cfg.width
+    for _ in range(10):  # it may cover part of a digit below it, never most of one
+        y0, x0 = int(drng.integers(0, h - ph + 1)), int(drng.integers(0, w - pw + 1))
+        if all(max(0, min(px1, x0 + pw) - max(px0, x0)) * max(0, min(py1, y0 + ph) - max(py0, y0))
+               <= 0.35 * (py1 - py0) * (px1 - px0) for (py0, px0, py1, px1) in placed):
+            break
+    else:
+        return None
+    region = img[y0:y0 + ph, x0:x0 + pw]
+    colour = _random_colour(drng)
+    fg = _paint(drng, colour, ph, pw, assets, drng.random() < cfg.randomisation.object_texture)
+    a = mask[:, :, None] * drng.uniform(0.7, 1.0)
+    region *= 1 - a
+    region += a * fg
+    full = np.zeros((h, w), np.float32)
+    full[y0:y0 + ph, x0:x0 + pw] = a[:, :, 0]
+    return full
+
+
+def _light(drng: np.random.Generator, img: np.ndarray, r: Randomisation) -> np.ndarray:
+    """Exposure, white balance and a directional or spot light, multiplied into scene radiance."""
+    h, w = img.shape[:2]
+    falloff = drng.uniform(0, r.light_falloff)
+    if drng.random() < 0.5:  # directional: a linear ramp
+        angle = drng.uniform(0, 2 * math.pi)
+        t = (np.arange(w, dtype=np.float32)[None, :] * math.cos(angle)
+             + np.arange(h, dtype=np.float32)[:, None] * math.sin(angle))
+        t = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
+    else:  # spot: Gaussian pool of light
+        cy, cx = drng.uniform(-0.2, 1.2) * h, drng.uniform(-0.2, 1.2) * w
+        sigma = drng.uniform(0.3, 1.0) * max(h, w)
+        yy = (np.arange(h, dtype=np.float32)[:, None] - cy) ** 2
+        xx = (np.arange(w, dtype=np.float32)[None, :] - cx) ** 2
+        t = 1 - np.exp(-(yy + xx) / (2 * sigma * sigma))
+    gain = (1 - falloff * t) * drng.uniform(*r.brightness)
+    channels = 1 + drng.uniform(-r.colour_cast, r.colour_cast, 3).astype(np.float32)
+    return img * (gain[:, :, None] * channels).astype(np.float32)
+
+
+def _motion_blur(drng: np.random.Generator, img: np.ndarray, length: float) -> np.ndarray:
+    k = max(3, int(math.ceil(length)) | 1)
+    kernel = np.zeros((k, k), np.float32)
+    angle = drng.uniform(0, math.pi)
+    c = (k - 1) / 2
+    dx, dy = math.cos(angle) * length / 2, math.sin(angle) * length / 2
+    cv2.line(kernel, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1.0, 1, cv2.LINE_AA)
+    return cv2.filter2D(img, -1, kernel / max(float(kernel.sum()), 1e-6), borderType=cv2.BORDER_REFLECT)
+
+
+def _camera_out(drng: np.random.Generator, img: np.ndarray, r: Randomisation) -> np.ndarray:
+    """Photon noise, response curve and compression on the float image (0..255); returns uint8 RGB."""
+    k = drng.uniform(*r.shot_noise)
+    if k > 0:
+        img += drng.standard_normal(img.shape, dtype=np.float32) * np.sqrt(np.maximum(img, 0)) * np.float32(k)
+    np.clip(img, 0, 255, out=img)
+    gamma = drng.uniform(*r.gamma)
+    img = 255.0 * (img * np.float32(1 / 255)) ** np.float32(gamma)
+    rgb = (img + 0.5).astype(np.uint8)
+    if drng.random() < r.jpeg_p:
+        quality = int(drng.integers(r.jpeg_quality[0], r.jpeg_quality[1] + 1))
+        ok, buf = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok:
+            rgb = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    return rgb
+
+
+# --------------------------------------------------------------------------- the scene
+
+def _luma_under(region: np.ndarray, ink: np.ndarray) -> float:
+    """Mean luminance (0..1) of the background under a glyph's ink (the whole patch if it has none)."""
+    return float((region[ink] if ink.any() else region.reshape(-1, 3)).mean(axis=0) @ _LUMA) / 255
+
+
+def _blend(region: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> None:
+    region *= 1 - alpha
+    region += alpha * colour
+
+
+def render_scene(rng: np.random.Generator, cfg: SynthConfig, assets: _Assets) -> Scene:
+    """One scene from ``rng``; with ``cfg.randomisation`` its draws come from a stream spawned from ``rng``,
+    so the digits, their places and classes are the same with randomisation on or off."""
+    h, w = cfg.height, cfg.width
+    dr = cfg.randomisation
+    drng = rng.spawn(1)[0] if dr is not None else None
     img = _background(rng, cfg, assets)
+    # with randomisation the base scene is composited alongside: digit colours are chosen against it
+    # (as without randomisation, so the base stream draws the same numbers), then checked against the
+    # randomised image and redrawn from the randomisation stream where they would vanish
+    base = img.copy() if dr is not None else img
+    if dr is not None:
+        if drng.random() < dr.background_collage:
+            _collage(drng, img, assets, dr.fine_texture)
+        _structure(drng, img, int(drng.integers(dr.structure[0], dr.structure[1] + 1)), cfg.height_range[1])
+        amp = drng.uniform(*dr.surface_detail)
+        if amp > 0:  # asphalt, foliage, fabric: detail at the pixel scale that real frames are full of
+            grain = _texture_window(drng, assets, h, w, fine=1.0)
+            img += (grain - grain.mean())[:, :, None] * np.float32(2 * amp)
     single = cfg.digits_per_image[1] == 1
     n_digits = int(rng.integers(cfg.digits_per_image[0], cfg.digits_per_image[1] + 1))
+    # distractors go in at a random depth: before digit k (k = n_digits: on top of all)
+    depth = (np.sort(drng.integers(0, n_digits + 1, int(drng.integers(dr.distractors[0], dr.distractors[1] + 1))))
+             if dr is not None else np.zeros(0, np.int64))
     placed: list[tuple[int, int, int, int]] = []
     alphas: list[np.ndarray] = []
-    chars: list[str] = []
-    for _ in range(n_digits):
+    chars: list[str | None] = []  # None: a distractor (hides what is below, has no box)
+
+    def distractors_at(k: int) -> None:
+        for _ in range(int(np.sum(depth == k))):
+            full = _composite_distractor(drng, cfg, assets, img, placed)
+            if full is not None:
+                alphas.append(full)
+                chars.append(None)
+
+    for k in range(n_digits):
+        distractors_at(k)
         char = DIGITS[int(rng.integers(10))]
         patch = _digit_patch(rng, cfg, assets, char)
         ph, pw = patch.shape
@@ -421,41 +682,51 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig, assets: _Assets) ->
         if pos is None:
             continue
         y0, x0 = pos
-        region = img[y0:y0 + ph, x0:x0 + pw]
         ink = patch > 0.25
-        bg_luma = float((region[ink] if ink.any() else region.reshape(-1, 3)).mean(axis=0) @ _LUMA) / 255
-        colour = _pick_colour(rng, bg_luma, cfg.min_contrast)
-        if rng.random() < 0.4:  # uneven ink / lighting across the digit
-            shade = 1 + _ramp(rng, ph, pw, 0.2)
-            fg = colour * shade[:, :, None]
-        else:
-            fg = colour
+        colour = _pick_colour(rng, _luma_under(base[y0:y0 + ph, x0:x0 + pw], ink), cfg.min_contrast)
+        shade = 1 + _ramp(rng, ph, pw, 0.2) if rng.random() < 0.4 else None  # uneven ink / light on the digit
         a = patch[:, :, None]
-        region *= 1 - a
-        region += a * fg
+        if dr is not None:
+            _blend(base[y0:y0 + ph, x0:x0 + pw], a, colour if shade is None else colour * shade[:, :, None])
+            luma = _luma_under(img[y0:y0 + ph, x0:x0 + pw], ink)
+            if abs(float(colour @ _LUMA) / 255 - luma) < cfg.min_contrast:
+                colour = _pick_colour(drng, luma, cfg.min_contrast)
+            if drng.random() < dr.object_texture:
+                colour = _paint(drng, colour, ph, pw, assets, True)
+        _blend(img[y0:y0 + ph, x0:x0 + pw], a, colour if shade is None else colour * shade[:, :, None])
         full = np.zeros((h, w), np.float32)
         full[y0:y0 + ph, x0:x0 + pw] = patch
         alphas.append(full)
         chars.append(char)
         placed.append((y0, x0, y0 + ph, x0 + pw))
+    distractors_at(n_digits)
 
-    # post-processing: vignetting/illumination, defocus, sensor noise
+    # post-processing: light, defocus and motion, sensor noise, response curve, compression
+    if dr is not None:
+        img = _light(drng, img, dr)
     if rng.random() < 0.5 and cfg.illumination > 0:
         img *= (1 + _ramp(rng, h, w, cfg.illumination))[:, :, None]
     sigma = rng.uniform(*cfg.blur_sigma)
     if sigma > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
+    if dr is not None and drng.random() < dr.motion_blur_p:
+        img = _motion_blur(drng, img, drng.uniform(*dr.motion_blur))
     noise = rng.uniform(*cfg.noise_std)
     if noise > 0:
         img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(noise)
-    img += 0.5
-    rgb = np.clip(img, 0, 255, out=img).astype(np.uint8)
+    if dr is not None:
+        rgb = _camera_out(drng, img, dr)
+    else:
+        img += 0.5
+        rgb = np.clip(img, 0, 255, out=img).astype(np.uint8)
 
     rows, classes, visible_masks = [], [], []
     hidden = np.zeros((h, w), np.float32)  # coverage by digits drawn later, composited back to front
     for alpha, char in zip(reversed(alphas), reversed(chars)):
         visible = alpha * (1 - hidden)
         hidden = hidden + alpha * (1 - hidden)
+        if char is None:
+            continue
         total = float(alpha.sum())
         ys, xs = np.nonzero(visible >= BOX_ALPHA)
         if len(ys) == 0 or total <= 0:
@@ -547,7 +818,7 @@ def render_dataset(out_dir: str | Path, cfg: SynthConfig, workers: int = 1, over
         for p in old:
             p.unlink()
     fonts = find_digit_fonts(tuple(cfg.font_dirs))
-    meta = {"generator": "dann_ros.data.synth", "config": dataclasses.asdict(cfg),
+    meta = {"generator": "dann_ros.data.synth", "format": SYNTH_FORMAT, "config": dataclasses.asdict(cfg),
             "fonts": [str(p) for p in fonts]}
     (Path(out_dir) / "synth_config.json").write_text(json.dumps(meta, indent=1))
 
@@ -592,6 +863,8 @@ def add_synth_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--workers", type=int, default=1, help="processes (output does not depend on it)")
     p.add_argument("--camera", default=None, help="write into this render-product subfolder")
     p.add_argument("--overwrite", action="store_true", help="replace frames already in the folder")
+    p.add_argument("--randomise", action="store_true",
+                   help="Replicator-style domain randomisation (textures, lights, distractors, camera), defaults")
     p.set_defaults(func=run_synth)
     return p
 
@@ -599,7 +872,8 @@ def add_synth_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 def run_synth(args: argparse.Namespace) -> int:
     cfg = SynthConfig(n_frames=args.frames, width=args.width, height=args.height,
                       digits_per_image=tuple(args.digits_per_image), seed=args.seed,
-                      digit_height=tuple(args.digit_height) if args.digit_height else None, camera=args.camera)
+                      digit_height=tuple(args.digit_height) if args.digit_height else None, camera=args.camera,
+                      randomisation=Randomisation() if args.randomise else None)
     t0 = time.perf_counter()
     folder = render_dataset(args.out, cfg, workers=args.workers, overwrite=args.overwrite, progress=True)
     dt = time.perf_counter() - t0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 
 from dann_ros.data import synth
 from dann_ros.data.replicator import BBOX_DTYPE
-from dann_ros.data.synth import BOX_ALPHA, SynthConfig, add_synth_parser, find_digit_fonts, render_dataset, render_scene
+from dann_ros.data.synth import (BOX_ALPHA, Randomisation, SynthConfig, add_synth_parser, find_digit_fonts,
+                                 render_dataset, render_scene)
 
 DIGITS = set("0123456789")
 
@@ -136,7 +138,7 @@ def test_fonts_are_checked_by_rendering():
 
 @pytest.mark.parametrize("kwargs", [
     {"digits_per_image": (2, 1)}, {"width": 8}, {"n_frames": 0}, {"digit_height": (10, 100)},
-    {"camera": "a/b"}, {"blur_sigma": (1.0, 0.5)},
+    {"camera": "a/b"}, {"blur_sigma": (1.0, 0.5)}, {"randomisation": {"brightness": (0.5, 1.0)}},
 ])
 def test_config_rejects_bad_values(kwargs):
     with pytest.raises(ValueError):
@@ -152,3 +154,105 @@ def test_cli_subcommand(tmp_path, capsys):
     assert len(list((tmp_path / "cam0").glob("rgb_*.png"))) == 3
     meta = json.loads((tmp_path / "synth_config.json").read_text())
     assert meta["config"]["seed"] == 4 and meta["config"]["digits_per_image"] == [1, 2]
+
+
+# --------------------------------------------------------------------------- domain randomisation
+
+DET = dict(width=160, height=120, digits_per_image=(1, 4), digit_height=(12.0, 32.0), max_overlap=0.0)  # the demo's
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"brightness": (1.2, 0.5)}, {"distractors": (-1, 2)}, {"jpeg_quality": (50, 101)}, {"colour_cast": 1.5},
+    {"motion_blur_p": -0.1}, {"gamma": (0.0, 1.0)},
+])
+def test_randomisation_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError, match="randomisation"):
+        Randomisation(**kwargs)
+
+
+def test_randomisation_is_seeded_and_independent_of_workers(tmp_path):
+    cfg = SynthConfig(n_frames=6, seed=7, randomisation=Randomisation(), **DET)
+    a = _files(render_dataset(tmp_path / "a", cfg))
+    b = _files(render_dataset(tmp_path / "b", cfg, workers=2))
+    c = _files(render_dataset(tmp_path / "c", SynthConfig(n_frames=6, seed=8, randomisation=Randomisation(), **DET)))
+    meta = json.loads(a.pop("synth_config.json"))
+    assert meta["config"]["randomisation"]["brightness"] == [0.6, 1.3]
+    b.pop("synth_config.json"), c.pop("synth_config.json")
+    assert a == b
+    assert all(a[f"rgb_{i:04d}.png"] != c[f"rgb_{i:04d}.png"] for i in range(6))
+
+
+def test_randomisation_keeps_the_base_scene_and_boxes_stay_tight(assets):
+    """Same seed on and off: the same digits in the same places; distractors can only hide ink, so a
+    box on shrinks inside the box off, and it is still exactly the visible ink."""
+    off, on = SynthConfig(**DET), SynthConfig(randomisation=Randomisation(distractors=(4, 8)), **DET)
+    n_boxes, hidden = 0, 0
+    for i in range(25):
+        a = render_scene(np.random.default_rng([0, 0, i]), off, assets)
+        b = render_scene(np.random.default_rng([0, 0, i]), on, assets)
+        assert not np.array_equal(a.rgb, b.rgb)
+        assert b.classes == a.classes  # nothing fully hidden: a distractor covers at most part of a digit
+        for ra, rb, vis in zip(a.boxes, b.boxes, b.visible):
+            assert ra["x_min"] <= rb["x_min"] <= rb["x_max"] <= ra["x_max"]
+            assert ra["y_min"] <= rb["y_min"] <= rb["y_max"] <= ra["y_max"]
+            ys, xs = np.nonzero(vis >= BOX_ALPHA)
+            assert (xs.min(), ys.min(), xs.max(), ys.max()) == tuple(int(rb[k]) for k in ("x_min", "y_min", "x_max",
+                                                                                        "y_max"))
+            assert rb["occlusionRatio"] >= ra["occlusionRatio"]
+            hidden += rb["occlusionRatio"] > ra["occlusionRatio"] + 0.01
+            n_boxes += 1
+    assert n_boxes >= 40 and hidden >= 3  # some digits are partly behind a distractor
+
+
+def test_distractors_draw_outside_the_boxes(assets, monkeypatch):
+    grey = 128.0
+    monkeypatch.setattr(synth, "_background", lambda rng, cfg, assets: np.full((cfg.height, cfg.width, 3), grey,
+                                                                                np.float32))
+    plain = dict(blur_sigma=(0, 0), noise_std=(0, 0), illumination=0.0, **DET)
+    only = Randomisation(background_collage=0.0, object_texture=0.0, distractors=(3, 3), brightness=(1, 1),
+                         colour_cast=0.0, light_falloff=0.0, gamma=(1, 1), motion_blur_p=0.0, shot_noise=(0, 0),
+                         jpeg_p=0.0)
+    changed = []
+    for cfg in (SynthConfig(**plain), SynthConfig(randomisation=only, **plain)):
+        outside = []
+        for i in range(10):
+            scene = render_scene(np.random.default_rng([1, 0, i]), cfg, assets)
+            mask = np.ones(scene.rgb.shape[:2], bool)
+            for row in scene.boxes:
+                mask[row["y_min"]:row["y_max"] + 1, row["x_min"]:row["x_max"] + 1] = False
+            diff = np.abs(scene.rgb.astype(int) - int(grey)).max(axis=2)
+            outside.append(np.mean(diff[mask] > 20))
+        changed.append(np.mean(outside))
+    assert changed[0] < 0.001 and changed[1] > 0.005  # the base scene draws nothing outside its boxes
+
+
+def _frame_stats(rgb: np.ndarray) -> np.ndarray:
+    """Mean luminance, contrast, colour cast (R-B), log sharpness, noise (high-pass energy) of one frame."""
+    f = rgb.astype(np.float32)
+    luma = f @ np.array([0.299, 0.587, 0.114], np.float32)
+    lap = cv2.Laplacian(luma, cv2.CV_32F)
+    return np.array([luma.mean(), luma.std(), (f[..., 0] - f[..., 2]).mean(), np.log(lap.var() + 1.0),
+                     np.abs(luma - cv2.GaussianBlur(luma, (0, 0), 1.0)).mean()])
+
+
+def test_randomisation_varies_the_images_more(assets):
+    """Across frames, contrast, sharpness and noise spread wider with randomisation on, and frames hold
+    more structure (the base scene already draws its background colour and brightness uniformly, so
+    those spreads are not expected to grow: they must not shrink much either)."""
+    stats = []
+    for cfg in (SynthConfig(**DET), SynthConfig(randomisation=Randomisation(), **DET)):
+        stats.append(np.array([_frame_stats(render_scene(np.random.default_rng([2, 0, i]), cfg, assets).rgb)
+                               for i in range(60)]))
+    off, on = (s.std(axis=0) for s in stats)
+    assert (on[[1, 3, 4]] > 1.15 * off[[1, 3, 4]]).all(), (off, on)  # contrast, sharpness, noise
+    assert (on[[0, 2]] > 0.7 * off[[0, 2]]).all(), (off, on)  # brightness, colour cast
+    assert stats[1][:, 1].mean() > 1.3 * stats[0][:, 1].mean()  # more structure within a frame
+
+
+def test_cli_randomise_flag(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_synth_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["synth", "--out", str(tmp_path), "--frames", "2", "--randomise"])
+    assert args.func(args) == 0
+    meta = json.loads((tmp_path / "synth_config.json").read_text())
+    assert meta["config"]["randomisation"] == json.loads(json.dumps(dataclasses.asdict(Randomisation())))
