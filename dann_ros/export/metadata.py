@@ -31,12 +31,13 @@ class ModelInfo:
     version: str
     has_domain: bool = False
     precision: Literal["fp32", "fp16"] = "fp32"  # of the graph's weights/compute; inputs and outputs stay fp32
+    has_feature_monitor: bool = False  # output feature_shift: the post-hoc monitor fitted at export
 
     @property
     def output_names(self) -> list[str]:
         """The graph's outputs in order (see dann_ros.model.deploy)."""
         names = ["boxes", "scores", "classes"] if self.task == "detection" else ["scores"]
-        return names + ["domain"] if self.has_domain else names
+        return names + (["domain"] if self.has_domain else []) + (["feature_shift"] if self.has_feature_monitor else [])
 
     def to_props(self) -> dict[str, str]:
         return {
@@ -75,7 +76,8 @@ class ModelInfo:
             return cls(task=task, classes=tuple(json.loads(field("classes"))),
                        preprocess=Preprocess.from_json(field("preprocess")),
                        config_digest=field("config_digest"), version=field("version"),
-                       has_domain="domain" in outputs, precision=precision)
+                       has_domain="domain" in outputs, precision=precision,
+                       has_feature_monitor="feature_shift" in outputs)
         except (json.JSONDecodeError, TypeError, ValueError) as exc:
             if isinstance(exc, MetadataError):
                 raise

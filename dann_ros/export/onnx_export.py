@@ -52,8 +52,14 @@ class _Fp16Graph(torch.nn.Module):
 
 def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = True, opset: int = 17,
                 parity_frames: np.ndarray | None = None, tolerance: float | None = None,
-                box_tolerance: float | None = None, fp16: bool = False) -> tuple[ModelInfo, ParityReport]:
+                box_tolerance: float | None = None, fp16: bool = False, feature_monitor: bool = True,
+                monitor_frames: tuple[np.ndarray, np.ndarray | None] | None = None,
+                ) -> tuple[ModelInfo, ParityReport]:
     """Write ``out`` (and ``<out stem>.parity.npz``, the frames it was checked on) or raise.
+
+    ``feature_monitor``: fit the post-hoc shift monitor (output ``feature_shift``) on the
+    adaptation-target frames of the training config (or ``monitor_frames`` = (target, source)
+    prepared uint8 frames); skipped with a warning when there are none.
 
     ``fp16``: weights and compute in half precision, inputs/outputs float32 (metadata precision
     "fp16"); checked against the fp32 PyTorch model with the fp16 tolerances. Default
@@ -65,6 +71,14 @@ def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = Tru
         module.discriminator = None
         info = dataclasses.replace(info, has_domain=False)
     module.eval()
+    monitor = None
+    if feature_monitor:
+        from dann_ros.export.monitor_fit import attach_feature_monitor, training_monitor_frames
+
+        frames = monitor_frames if monitor_frames is not None else training_monitor_frames(checkpoint,
+                                                                                            info.preprocess)
+        if frames is not None:
+            info, monitor = attach_feature_monitor(module, info, *frames)
     limits = TOLERANCES["fp16" if fp16 else "onnx"]
     tolerance = limits.max_abs_diff if tolerance is None else tolerance
     box_tolerance = limits.box_px if box_tolerance is None else box_tolerance
@@ -87,6 +101,11 @@ def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = Tru
     for key, value in info.to_props().items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
+    if monitor is not None:
+        from dann_ros.export.monitor_fit import REPORT_KEY
+
+        entry = model.metadata_props.add()
+        entry.key, entry.value = REPORT_KEY, json.dumps(monitor.report)
     model.doc_string = f"dann_ros {info.task} model ({info.precision}): classes {list(info.classes)}"
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(tmp))

@@ -8,6 +8,8 @@ keeps TensorRT engines and every backend's conversion simple; ids are exact in
 float32), its M candidates best first with no threshold applied. When the
 discriminator is kept, ``domain`` = P(looks like the synthetic source) per image
 (a pixel discriminator's logits are averaged over the map): the node's domain-shift monitor.
+When a post-hoc monitor was fitted at export (:mod:`dann_ros.model.feature_monitor`),
+``feature_shift`` follows: 0 on frames like the adaptation target, towards 1 beyond it.
 """
 
 from __future__ import annotations
@@ -25,16 +27,20 @@ class _Deployed(nn.Module):
         super().__init__()
         self.model = model
         self.discriminator = discriminator
+        self.feature_monitor: nn.Module | None = None  # set at export (model/feature_monitor.py)
 
     @property
     def output_names(self) -> list[str]:
-        return self.task_outputs + (["domain"] if self.discriminator is not None else [])
+        return (self.task_outputs + (["domain"] if self.discriminator is not None else [])
+                + (["feature_shift"] if self.feature_monitor is not None else []))
 
     def _with_domain(self, outputs: tuple[torch.Tensor, ...], features: torch.Tensor):
-        if self.discriminator is None:
-            return outputs if len(outputs) > 1 else outputs[0]
-        logits = self.discriminator(features).reshape(features.shape[0], -1)
-        return (*outputs, torch.sigmoid(logits.mean(1)))
+        if self.discriminator is not None:
+            logits = self.discriminator(features).reshape(features.shape[0], -1)
+            outputs = (*outputs, torch.sigmoid(logits.mean(1)))
+        if self.feature_monitor is not None:
+            outputs = (*outputs, self.feature_monitor(features))
+        return outputs if len(outputs) > 1 else outputs[0]
 
 
 class DeployedClassifier(_Deployed):

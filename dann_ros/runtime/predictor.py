@@ -55,10 +55,11 @@ class Predictor:
     def classify_prepared(self, batch: np.ndarray) -> list[Classification]:
         out = self.run_prepared(batch)
         scores = out["scores"]
-        domain = out.get("domain")
+        domain, shift = out.get("domain"), out.get("feature_shift")
         ids = scores.argmax(1)
         return [Classification(int(c), self.classes[int(c)], float(s[c]), s,
-                               None if domain is None else float(domain[i]))
+                               None if domain is None else float(domain[i]),
+                               None if shift is None else float(shift[i]))
                 for i, (c, s) in enumerate(zip(ids, scores))]
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[Classification]:
@@ -80,7 +81,7 @@ class Predictor:
             raise ValueError(f"this is a {self.info.task} model; detect() needs a detection model")
         out = self.run_prepared(batch)
         boxes, scores, classes = out["boxes"], out["scores"], out["classes"]
-        domain = out.get("domain")
+        domain, shift = out.get("domain"), out.get("feature_shift")
         results = []
         for i, geometry in enumerate(geometries):
             keep = scores[i] >= score_threshold  # candidates come best first
@@ -91,7 +92,8 @@ class Predictor:
                 image_boxes[:, 1::2] = image_boxes[:, 1::2].clip(0, h)
             items = tuple(Detection(tuple(float(v) for v in b), int(c), self.classes[int(c)], float(s))
                           for b, c, s in zip(image_boxes, classes[i][keep], scores[i][keep]))
-            results.append(Detections(items, None if domain is None else float(domain[i])))
+            results.append(Detections(items, None if domain is None else float(domain[i]),
+                                      None if shift is None else float(shift[i])))
         return results
 
     def detect_batch(self, images: Sequence[np.ndarray], score_threshold: float = 0.3) -> list[Detections]:

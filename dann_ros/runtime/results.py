@@ -14,6 +14,7 @@ class Classification:
     score: float
     scores: np.ndarray  # (K,) probabilities
     domain_score: float | None = None  # P(frame looks like the synthetic source); None without a monitor
+    shift_score: float | None = None  # post-hoc monitor: 0 like the adaptation target, -> 1 beyond; None without
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Detections:
 
     items: tuple[Detection, ...]
     domain_score: float | None = None  # P(frame looks like the synthetic source); None without a monitor
+    shift_score: float | None = None  # post-hoc monitor: 0 like the adaptation target, -> 1 beyond; None without
 
     def __len__(self) -> int:
         return len(self.items)
