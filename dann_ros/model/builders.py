@@ -7,6 +7,7 @@ from torch import nn
 from dann_ros.data.preprocess import Preprocess
 from dann_ros.model.adaptation.cdan import ConditionalDomainAdversarialLoss
 from dann_ros.model.adaptation.dann import DomainAdversarialLoss
+from dann_ros.model.adaptation.instance import InstanceAdversarialLoss
 from dann_ros.model.backbones import SMALL_BACKBONES, build_backbone
 from dann_ros.model.classifier import ImageClassifier
 from dann_ros.model.config import ModelConfig
@@ -45,8 +46,19 @@ def build_discriminator(cfg: ModelConfig, features: int | nn.Module) -> nn.Modul
 
 
 def build_domain_loss(cfg: ModelConfig, features: int | nn.Module, method: str = "dann",
-                      num_classes: int | None = None, entropy_conditioning: bool = False) -> DomainAdversarialLoss:
-    """``method`` dann, or cdan (the discriminator sees features x predictions: ``num_classes`` times wider)."""
+                      num_classes: int | None = None, entropy_conditioning: bool = False,
+                      instance: bool = False, consistency: bool = False, top_k: int = 8) -> DomainAdversarialLoss:
+    """``method`` dann, or cdan (the discriminator sees features x predictions: ``num_classes`` times wider).
+    ``instance`` (a detector, dann): DA-Faster's instance-level discriminator on the features at object
+    centres (``top_k`` predicted peaks per target image), and with ``consistency`` its consistency term."""
+    if method == "dann" and instance:
+        if getattr(features, "task", None) != "detection":
+            raise ValueError("instance-level alignment reads object centres: detection only")
+        inst = DomainDiscriminator(features.feature_channels, cfg.discriminator_hidden, cfg.discriminator_layers,
+                                   cfg.discriminator_dropout)
+        return InstanceAdversarialLoss(build_discriminator(cfg, features), inst, top_k, consistency)
+    if consistency:
+        raise ValueError("the consistency term pairs image- and instance-level discriminators: set instance")
     if method == "dann":
         return DomainAdversarialLoss(build_discriminator(cfg, features))
     if method == "cdan":

@@ -96,8 +96,20 @@ class AdaptationConfig:
     entropy_weight: float = 0.0  # target entropy minimisation (model/adaptation/entropy.py)
     mcc_weight: float = 0.0  # minimum class confusion on target (model/adaptation/mcc.py)
     mcc_temperature: float = 2.5
+    # detection, dann: DA-Faster's instance-level alignment at object centres and its image/instance
+    # consistency term (model/adaptation/instance.py); 0 = off
+    instance_weight: float = 0.0
+    consistency_weight: float = 0.0
+    instance_top_k: int = 8  # target instances: the strongest predicted peaks per image
 
     def __post_init__(self) -> None:
+        if self.instance_weight < 0 or self.consistency_weight < 0 or self.instance_top_k < 1:
+            raise ValueError("adaptation.instance_weight and consistency_weight must be >= 0, instance_top_k >= 1")
+        if (self.instance_weight or self.consistency_weight) and self.method != "dann":
+            raise ValueError("adaptation.instance_weight/consistency_weight extend image-level alignment: method dann")
+        if self.consistency_weight and not self.instance_weight:
+            raise ValueError("adaptation.consistency_weight pairs image- and instance-level discriminators: "
+                             "set instance_weight too")
         if self.entropy_weight < 0 or self.mcc_weight < 0 or self.weight < 0:
             raise ValueError("adaptation.weight, entropy_weight and mcc_weight must be >= 0")
         if self.mcc_temperature <= 0:

@@ -45,7 +45,8 @@ class StepModule(nn.Module):
         out_s, out_t = _split(outputs, n)
         losses = {"task": self.model.task_loss(out_s, targets)}
         if self.adversarial is not None:
-            losses["domain"] = self.adversarial(features[:n], features[n:], out_s, out_t)
+            domain = self.adversarial(features[:n], features[n:], out_s, out_t, targets=targets)
+            losses.update(domain if isinstance(domain, dict) else {"domain": domain})  # instance: its parts
         for name, loss in self.target_losses.items():
             losses[name] = loss(out_t)
         return losses

@@ -120,10 +120,12 @@ class Trainer:
         self.adversarial = None
         if a.method != "none":
             self.adversarial = build_domain_loss(cfg.model, self.model, a.method, len(self.data.classes),
-                                                 a.entropy_conditioning).to(self.device)
+                                                 a.entropy_conditioning, a.instance_weight > 0,
+                                                 a.consistency_weight > 0, a.instance_top_k).to(self.device)
         regularisers = {name: loss for name, loss, w in (("entropy", EntropyLoss(), a.entropy_weight),
                         ("mcc", MinimumClassConfusionLoss(a.mcc_temperature), a.mcc_weight)) if w > 0}
-        self.loss_weights = {"task": 1.0, "domain": a.weight, "entropy": a.entropy_weight, "mcc": a.mcc_weight}
+        self.loss_weights = {"task": 1.0, "domain": a.weight, "entropy": a.entropy_weight, "mcc": a.mcc_weight,
+                             "instance": a.instance_weight, "consistency": a.consistency_weight}
         self.step_module: nn.Module = StepModule(self.model, self.adversarial, regularisers)
         self.uses_target = self.step_module.needs_target
         if self.dist.enabled:

@@ -4,6 +4,8 @@
 from dann_ros.model.adaptation.cdan import ConditionalDomainAdversarialLoss
 from dann_ros.model.adaptation.dann import DomainAdversarialLoss
 from dann_ros.model.adaptation.entropy import EntropyLoss
+from dann_ros.model.adaptation.instance import InstanceAdversarialLoss
 from dann_ros.model.adaptation.mcc import MinimumClassConfusionLoss
 
-__all__ = ["ConditionalDomainAdversarialLoss", "DomainAdversarialLoss", "EntropyLoss", "MinimumClassConfusionLoss"]
+__all__ = ["ConditionalDomainAdversarialLoss", "DomainAdversarialLoss", "EntropyLoss", "InstanceAdversarialLoss",
+           "MinimumClassConfusionLoss"]

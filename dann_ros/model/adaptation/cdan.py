@@ -33,7 +33,8 @@ class ConditionalDomainAdversarialLoss(DomainAdversarialLoss):
         super().__init__(discriminator)
         self.entropy_conditioning = entropy_conditioning
 
-    def forward(self, f_s: torch.Tensor, f_t: torch.Tensor, logits_s=None, logits_t=None) -> torch.Tensor:
+    def forward(self, f_s: torch.Tensor, f_t: torch.Tensor, logits_s=None, logits_t=None,
+                targets=None) -> torch.Tensor:
         if logits_s is None or logits_t is None:
             raise ValueError("CDAN conditions on the task predictions: pass logits_s and logits_t")
         f = torch.cat([f_s, f_t], dim=0)

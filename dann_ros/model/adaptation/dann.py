@@ -36,9 +36,11 @@ class DomainAdversarialLoss(nn.Module):
     def coeff(self, value: float) -> None:
         self.grl.coeff = value
 
-    def forward(self, f_s: torch.Tensor, f_t: torch.Tensor, logits_s=None, logits_t=None) -> torch.Tensor:
-        """``logits_*``: the task outputs (a detector's are dicts), unused by DANN: one signature
-        for all adversarial losses (CDAN conditions on them)."""
+    def forward(self, f_s: torch.Tensor, f_t: torch.Tensor, logits_s=None, logits_t=None,
+                targets=None) -> torch.Tensor:
+        """``logits_*``: the task outputs (a detector's are dicts), ``targets`` the source's task targets,
+        unused by DANN: one signature for all adversarial losses (CDAN conditions on the logits, the
+        instance-level loss reads object centres from the targets)."""
         d = self.discriminator(self.grl(torch.cat([f_s, f_t], dim=0))).float()
         return self._bce(d, f_s.shape[0])
 
