@@ -36,9 +36,10 @@ from torch import nn
 
 from dann_ros.paths import share_file
 from dann_ros.train.config import load_train_config
-from dann_ros.train.datasets import LabelledImages
+from dann_ros.data.frame_store import MemoryStore
+from dann_ros.train.data import TrainData
 from dann_ros.train.hardware import native_bf16
-from dann_ros.train.trainer import Data, Trainer
+from dann_ros.train.trainer import Trainer
 
 REFERENCE_STEPS_TO_90 = 3500  # tllib digits DANN on the demo data (measured.md): 89.3 at 3,000, 90.4 at 3,500
 OURS_STEPS_TO_90 = 750  # demo recipe (DANN + MCC): the 3-seed mean first >= 90% at step 750 (README) unless --ours-metrics
@@ -116,12 +117,14 @@ class ReferenceStep:
 
 
 # ------------------------------------------------------------------------------ ours
-def _random_data(channels: int, n: int = 2048, seed: int = 0) -> Data:
+def _random_data(channels: int, n: int = 2048, seed: int = 0) -> TrainData:
     rng = np.random.default_rng(seed)
     frames = rng.integers(0, 256, (n, channels, 28, 28), dtype=np.uint8)
-    source = LabelledImages(frames, rng.integers(0, 10, n).astype(np.int64))
-    val = LabelledImages(frames[:64], source.labels[:64])
-    return Data(tuple(str(i) for i in range(10)), source, val, frames[::-1].copy(), None)
+    labels = rng.integers(0, 10, n).astype(np.int64)
+    source = MemoryStore(frames, {"class_ids": labels}, {}, {})
+    val = MemoryStore(frames[:64], {"class_ids": labels[:64]}, {}, {})
+    return TrainData(tuple(str(i) for i in range(10)), source, val, [MemoryStore(frames[::-1].copy(), {}, {}, {})],
+                     None)
 
 
 class OurStep:

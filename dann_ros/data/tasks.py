@@ -21,6 +21,9 @@ class TaskSpec:
     metric_detail: str  # what it is, for the reports
     output_name: str  # the node's output topic, relative to the camera namespace
     output_msgtype: str  # what the node publishes there
+    outputs: tuple[str, ...]  # the deployed graph's task outputs, in order (model/deploy.py, ONNX, TensorRT)
+    image_scores: bool  # one class distribution per image: IM/SND selection, CDAN, entropy, MCC and
+    #                     whole-frame labels apply
 
     def metric_key(self, split: str) -> str:
         """``target`` -> ``target_map50``: the key training history and metrics.json use."""
@@ -32,9 +35,9 @@ class TaskSpec:
 
 TASK_SPECS: dict[str, TaskSpec] = {
     "classification": TaskSpec("classification", "accuracy", "accuracy", "top-1 accuracy on labelled frames",
-                               "classification", "vision_msgs/msg/Classification"),
+                               "classification", "vision_msgs/msg/Classification", ("scores",), True),
     "detection": TaskSpec("detection", "map50", "mAP@0.5", "COCO-style mean average precision at IoU 0.5",
-                          "detections", "vision_msgs/msg/Detection2DArray"),
+                          "detections", "vision_msgs/msg/Detection2DArray", ("boxes", "scores", "classes"), False),
 }
 
 

@@ -8,7 +8,7 @@
   so a compared run gets one even if it was never computed);
 - the confusion matrix on the labelled evaluation target, when the run had one.
 
-Data comes from the training config stored in the checkpoint (dann_ros.train.trainer.load_data,
+Data comes from the training config stored in the checkpoint (dann_ros.train.data.load_train_data,
 through the frame cache). Output: <run>/report/report.html (self-contained), the PNGs, report.json.
 """
 

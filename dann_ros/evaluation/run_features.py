@@ -34,7 +34,7 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     from dann_ros.model.inference import pooled_features, predict
     from dann_ros.train import checkpoint
     from dann_ros.train.config import TrainConfig
-    from dann_ros.train.trainer import load_data
+    from dann_ros.train.data import load_train_data
 
     model_file = run.path / "model.pt"
     if not model_file.exists():
@@ -45,29 +45,33 @@ def run_features(run: Any, points: int, seed: int) -> Features:
         raise RunError(f"{model_file} carries no training config, so its data cannot be found")
     cfg = from_dict(TrainConfig, json.loads(cfg_text))
     deployed, info = load_model(model_file)
-    data = load_data(cfg)
+    data = load_train_data(cfg.replace(**{"train.data": "stream"}))  # reads only the sampled records
     rng = np.random.default_rng(seed)
 
-    def sample(images: np.ndarray) -> np.ndarray:
-        if len(images) <= points:
-            return images
-        return images[np.sort(rng.choice(len(images), points, replace=False))]
+    def sample(stores) -> np.ndarray:
+        """``points`` records of the stores taken together (all of them when fewer)."""
+        sizes = [len(s) for s in stores]
+        total = sum(sizes)
+        pick = np.arange(total) if total <= points else np.sort(rng.choice(total, points, replace=False))
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        return np.concatenate([s.read(pick[(pick >= a) & (pick < b)] - a)
+                               for s, a, b in zip(stores, starts[:-1], starts[1:])])
 
     device = torch.device("cpu")
-    source = np.concatenate([data.source.images, data.source_val.images])
-    if data.target is not None:
+    if data.target:
         target, target_from = data.target, "target.bags"
     elif data.eval_target is not None:
-        target, target_from = data.eval_target.images, "eval_target"
+        target, target_from = [data.eval_target], "eval_target"
     else:
         raise RunError(f"{run.path}: the run's config has neither target bags nor an eval target")
     # the discriminator's features per image (a detector's feature map averaged over locations)
-    f_s = pooled_features(deployed.model, sample(source), device)
+    f_s = pooled_features(deployed.model, sample([data.source, data.source_val]), device)
     f_t = pooled_features(deployed.model, sample(target), device)
     confusion = None
     if data.eval_target is not None and info.task == "classification":
-        probs, _ = predict(deployed.model, data.eval_target.images, device)
-        confusion = classification_scores(probs.argmax(1).numpy(), data.eval_target.labels, info.classes)
+        e = data.eval_target
+        probs, _ = predict(deployed.model, e.read(np.arange(len(e))), device)
+        confusion = classification_scores(probs.argmax(1).numpy(), e.columns["class_ids"], info.classes)
     return Features(f_s.numpy(), f_t.numpy(), target_from, confusion, tuple(info.classes))
 
 

@@ -13,7 +13,7 @@ from dann_ros.data.tasks import TASK_SPECS
 from dann_ros.export.metadata import ModelInfo
 from dann_ros.model.builders import build_discriminator, build_model
 from dann_ros.model.config import ModelConfig
-from dann_ros.model.deploy import DeployedClassifier, DeployedDetector
+from dann_ros.model.deploy import deploy
 from dann_ros.train.checkpoint import CheckpointError, load
 
 
@@ -44,5 +44,4 @@ def load_model(path: str | Path):
         raise CheckpointError(f"{path}: invalid model checkpoint: {exc}") from None
     info = ModelInfo(task=task, classes=classes, preprocess=preprocess, config_digest=data["digest"],
                      version=data["version"], has_domain=disc is not None)
-    deployed = DeployedDetector if task == "detection" else DeployedClassifier
-    return deployed(model, disc).eval(), info
+    return deploy(model, disc).eval(), info

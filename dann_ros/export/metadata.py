@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from dann_ros.data.preprocess import Preprocess
-from dann_ros.data.tasks import TASK_SPECS
+from dann_ros.data.tasks import TASK_SPECS, task_spec
 
 SCHEMA = "dann_ros.model/1"
 INPUT_NAME = "images"
@@ -24,7 +24,7 @@ class MetadataError(ValueError):
 
 @dataclass(frozen=True)
 class ModelInfo:
-    task: Literal["classification", "detection"]
+    task: str  # a key of dann_ros.data.tasks.TASK_SPECS (checked in from_props)
     classes: tuple[str, ...]
     preprocess: Preprocess
     config_digest: str
@@ -36,7 +36,7 @@ class ModelInfo:
     @property
     def output_names(self) -> list[str]:
         """The graph's outputs in order (see dann_ros.model.deploy)."""
-        names = ["boxes", "scores", "classes"] if self.task == "detection" else ["scores"]
+        names = list(task_spec(self.task).outputs)
         return names + (["domain"] if self.has_domain else []) + (["feature_shift"] if self.has_feature_monitor else [])
 
     def to_props(self) -> dict[str, str]:

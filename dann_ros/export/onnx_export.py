@@ -126,22 +126,21 @@ def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = Tru
 
 
 def training_frames(checkpoint: Path, info: ModelInfo, limit: int = 256) -> tuple[np.ndarray, str]:
-    """Real target frames the model was adapted on (from the training cache), else random pixels."""
+    """Real target frames the model was adapted on (from the training cache), else its source
+    training images, else random pixels."""
     data = load(checkpoint)
     try:
         from dann_ros.config import from_dict
         from dann_ros.train.config import TrainConfig
-        from dann_ros.train.datasets import load_target
+        from dann_ros.train.data import load_train_data
 
         cfg = from_dict(TrainConfig, json.loads(data["train_config"]))
-        if cfg.target.bags:
-            frames = load_target(cfg.target, info.preprocess, cfg.cache_dir, cfg.seed)
-            return frames[:limit], f"{len(frames[:limit])} target frames of {cfg.target.bags[0]}"
-        from dann_ros.train.datasets import load_detection_source, load_source
-
-        load_src = load_detection_source if cfg.task == "detection" else load_source
-        src, _ = load_src(cfg.source, info.preprocess, info.classes, cfg.cache_dir)
-        return src.images[:limit], "source training images"
+        cfg = cfg.replace(**{"train.data": "stream", "eval_target": None})  # read only the frames used here
+        run = load_train_data(cfg)
+        stores, origin = (run.target, f"target frames of {cfg.target.bags[0]}") if run.target else \
+            ([run.source], "source training images")
+        frames = np.concatenate([s.read(np.arange(min(len(s), limit))) for s in stores])[:limit]
+        return frames, f"{len(frames)} {origin}"
     except Exception as exc:  # data moved or deleted: still check on something
         log.warning("training data unavailable for the parity check (%s); using random frames", exc)
         rng = np.random.default_rng(0)

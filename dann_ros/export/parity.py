@@ -62,18 +62,25 @@ def compare(ref: list[np.ndarray], got: list[np.ndarray], task: str, origin: str
     """Reference and converted outputs, in the graph's output order (see ModelInfo.output_names)."""
     ref = [np.asarray(r) for r in ref]
     got = [np.asarray(g) for g in got]
-    n = len(ref[0])
-    if task == "detection":
-        return _detection(ref, got, n, origin, box_tolerance)
-    diff = max(_max_diff(r, g) for r, g in zip(ref, got))
-    agree = float((ref[0].argmax(1) == got[0].argmax(1)).mean()) if n else 1.0
-    return ParityReport(n, diff, agree, origin)
+    try:
+        rule = _RULES[task]
+    except KeyError:
+        raise ValueError(f"no parity rule for task {task!r}; known: {', '.join(_RULES)}") from None
+    return rule(ref, got, len(ref[0]), origin, box_tolerance)
 
 
 def _max_diff(r: np.ndarray, g: np.ndarray) -> float:
     if r.shape != g.shape:
         return float("inf")
     return float(np.abs(r.astype(np.float64) - g.astype(np.float64)).max()) if r.size else 0.0
+
+
+def _classification(ref: list[np.ndarray], got: list[np.ndarray], n: int, origin: str,
+                    box_tolerance: float) -> ParityReport:
+    """Outputs scores[, domain]: every value within the tolerance, and the top-1 class agrees."""
+    diff = max(_max_diff(r, g) for r, g in zip(ref, got))
+    agree = float((ref[0].argmax(1) == got[0].argmax(1)).mean()) if n else 1.0
+    return ParityReport(n, diff, agree, origin)
 
 
 def _detection(ref: list[np.ndarray], got: list[np.ndarray], n: int, origin: str, box_tolerance: float,
@@ -91,6 +98,10 @@ def _detection(ref: list[np.ndarray], got: list[np.ndarray], n: int, origin: str
         box_diff = max(box_diff, float(dist.min()))
         agree += bool(dist.min() <= box_tolerance)
     return ParityReport(n, diff, agree / max(n, 1), origin, box_diff)
+
+
+# per task (keys of dann_ros.data.tasks.TASK_SPECS): how a conversion's outputs are compared
+_RULES = {"classification": _classification, "detection": _detection}
 
 
 def parity_frames_path(onnx_path: str | Path) -> Path:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dann_ros.data.tasks import task_spec
+
 
 class _Deployed(nn.Module):
     """A task model plus, optionally, the discriminator kept as the domain-shift monitor."""
@@ -44,7 +46,7 @@ class _Deployed(nn.Module):
 
 
 class DeployedClassifier(_Deployed):
-    task_outputs = ["scores"]
+    task_outputs = list(task_spec("classification").outputs)
 
     def forward(self, images: torch.Tensor):
         features, logits = self.model.forward_train(images)
@@ -52,9 +54,20 @@ class DeployedClassifier(_Deployed):
 
 
 class DeployedDetector(_Deployed):
-    task_outputs = ["boxes", "scores", "classes"]
+    task_outputs = list(task_spec("detection").outputs)
 
     def forward(self, images: torch.Tensor):
         features, outputs = self.model.forward_train(images)
         boxes, scores, classes = self.model.decode(outputs)
         return self._with_domain((boxes, scores, classes.to(scores.dtype)), features)
+
+
+DEPLOYED: dict[str, type[_Deployed]] = {"classification": DeployedClassifier, "detection": DeployedDetector}
+
+
+def deploy(model: nn.Module, discriminator: nn.Module | None = None) -> _Deployed:
+    """The deployed graph of a task model (it knows its task), with the monitor's discriminator if given."""
+    try:
+        return DEPLOYED[model.task](model, discriminator)
+    except KeyError:
+        raise ValueError(f"no deployed graph for task {model.task!r}; known: {', '.join(DEPLOYED)}") from None

@@ -10,6 +10,7 @@ from typing import Literal
 
 from dann_ros.config import from_dict, load_yaml, to_dict
 from dann_ros.data.preprocess import Preprocess
+from dann_ros.data.tasks import task_spec
 from dann_ros.model.config import ModelConfig
 
 
@@ -70,7 +71,17 @@ class TargetConfig:
     stride: int = 1
     start_s: float | None = None
     end_s: float | None = None
-    max_frames: int | None = None
+    max_frames: int | None = None  # over all bags together, a seeded subset (also what evaluation scores)
+    weights: tuple[float, ...] = ()  # one per bag: how often each bag is drawn (default: by its size,
+    #                                  random sampling; equally per bag, epoch sampling)
+
+    def __post_init__(self) -> None:
+        if self.weights and len(self.weights) != len(self.bags):
+            raise ValueError(f"target.weights: {len(self.weights)} weights for {len(self.bags)} bags; give one per bag")
+        if not all(w > 0 for w in self.weights):
+            raise ValueError("target.weights must be positive (leave a bag out of target.bags to drop it)")
+        if self.stride < 1 or (self.max_frames is not None and self.max_frames < 1):
+            raise ValueError("target.stride and target.max_frames must be positive")
 
 
 @dataclass(frozen=True)
@@ -153,17 +164,27 @@ class LoopConfig:
     channels_last: bool = True  # NHWC convolutions: faster oneDNN kernels on CPU, tensor cores on GPU
     threads: int | None = None
     eval_frames: int = 2000  # target frames scored for label-free selection at each evaluation
+    # where the prepared frames live: auto = in RAM up to ram_limit_mb of frames, else streamed from the
+    # on-disk frame cache by `workers` DataLoader processes (bounded memory whatever the data size)
+    data: Literal["auto", "ram", "stream"] = "auto"
+    ram_limit_mb: int = 2048
+    workers: int | None = None  # stream: batch-assembling processes (None: min(4, CPUs - 1); 0: in-process)
+    # random: each batch drawn uniformly with replacement (the demo recipe's); epoch: every record once
+    # per epoch in a per-epoch shuffle, DistributedDataParallel ranks reading disjoint records
+    sampling: Literal["random", "epoch"] = "random"
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 2 or self.eval_every < 1 or self.checkpoint_every < 1:
             raise ValueError("train.steps, batch_size (>= 2), eval_every and checkpoint_every must be positive")
+        if (self.workers is not None and self.workers < 0) or self.ram_limit_mb < 0:
+            raise ValueError("train.workers and train.ram_limit_mb must be >= 0")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     source: SourceConfig
     output_dir: Path = Path("runs/train")
-    task: Literal["classification", "detection"] = "classification"
+    task: str = "classification"  # a key of dann_ros.data.tasks.TASK_SPECS
     seed: int = 0
     classes: tuple[str, ...] = ()  # empty: sorted class names found in the source
     target: TargetConfig = field(default_factory=TargetConfig)
@@ -182,24 +203,31 @@ class TrainConfig:
         if a.uses_target and not self.target.bags:
             what = f"adaptation.method {a.method}" if a.method != "none" else "adaptation.entropy_weight/mcc_weight"
             raise ValueError(f"{what} needs target.bags")
-        if self.task != "classification" and (a.method == "cdan" or a.entropy_weight or a.mcc_weight):
+        spec = task_spec(self.task)  # unknown task: an error naming the supported ones
+        if not spec.image_scores and (a.method == "cdan" or a.entropy_weight or a.mcc_weight):
             raise ValueError("adaptation.method cdan, entropy_weight and mcc_weight work on class predictions: "
                              "classification only")
         if self.selection in ("im", "snd") and not self.target.bags:
             raise ValueError(f"selection {self.selection} scores target frames: set target.bags or use source_val")
-        if self.task == "detection":
-            if self.selection in ("im", "snd"):
-                raise ValueError(f"selection {self.selection} scores class probabilities (classification only); "
-                                 "detection selects by source_val (source-val mAP@0.5) or last")
-            if self.source.frame_labels is not None:
-                raise ValueError("source.frame_labels are whole-frame class labels; detection reads the "
-                                 "Replicator boxes (remove source.frame_labels)")
+        if not spec.image_scores and self.selection in ("im", "snd"):
+            raise ValueError(f"selection {self.selection} scores class probabilities (classification only); "
+                             f"{self.task} selects by source_val (source-val {spec.metric_title}) or last")
+        if not spec.image_scores and self.source.frame_labels is not None:
+            raise ValueError(f"source.frame_labels are whole-frame class labels; {self.task} reads the "
+                             "Replicator boxes (remove source.frame_labels)")
 
     def digest(self) -> str:
         """Hash of everything that shapes the weights (not where they are written)."""
         data = to_dict(self)
         data.pop("output_dir")
         data.pop("cache_dir")
+        for where in ("data", "ram_limit_mb", "workers"):  # same batches in RAM or streamed: a run may switch
+            data["train"].pop(where)
+        for key, default in (("sampling", "random"),):  # new options at their defaults: old runs still resume
+            if data["train"][key] == default:
+                data["train"].pop(key)
+        if not data["target"]["weights"]:
+            data["target"].pop("weights")
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self, **changes) -> "TrainConfig":

@@ -10,26 +10,32 @@ batches and :func:`to_device` copies them without blocking.
 
 The stores can be on disk (:class:`~dann_ros.data.frame_store.FrameStore`, bounded memory) or in
 RAM (:class:`~dann_ros.data.frame_store.MemoryStore`, small data): the same code reads both.
+
+Two samplers, both pure functions of (seed, step, rank): :class:`~dann_ros.data.sampling.MixedSampler`
+(``train.sampling: epoch``: every record once per epoch, bags mixed by weight, ranks disjoint) and
+:class:`RandomDraws` (``random``: uniform draws with replacement, the sampling the demo recipe
+was tuned with, batch for batch the same as before streaming existed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from dann_ros.data import replicator
-from dann_ros.data.bags import BagSelection
-from dann_ros.data.frame_cache import bag_store, crop_store, detection_store, frame_label_store
-from dann_ros.data.frame_store import Store, Subset
+from dann_ros.data.frame_store import Store
 from dann_ros.data.sampling import MixedSampler, Part
-from dann_ros.train.config import TrainConfig
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+class Sampler(Protocol):
+    def batch(self, step: int, rank: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(part, record) of each item of the batch of ``step`` on ``rank``."""
 
 
 @dataclass
@@ -38,7 +44,7 @@ class Stream:
     to return as the class ids, ``ragged`` the per-record ragged columns (detection boxes)."""
 
     stores: Sequence[Store]
-    sampler: MixedSampler
+    sampler: Sampler
     label: str | None = None
     ragged: tuple[str, ...] = ()
 
@@ -74,8 +80,11 @@ class Stream:
         out: dict[str, Any] = {"images": batch,
                                "ids": torch.from_numpy(np.stack([parts, records], 1))}
         if self.label is not None:
-            out["labels"] = torch.from_numpy(np.array(
-                [self.stores[k].columns[self.label][i] for k, i in zip(parts.tolist(), records.tolist())], np.int64))
+            labels = np.empty(len(records), np.int64)
+            for k, store in enumerate(self.stores):
+                mine = parts == k
+                labels[mine] = store.columns[self.label][records[mine]]
+            out["labels"] = torch.from_numpy(labels)
         for name in self.ragged:
             out[name] = [torch.from_numpy(self.stores[k].ragged(name, i))
                          for k, i in zip(parts.tolist(), records.tolist())]
@@ -85,6 +94,60 @@ class Stream:
 def step_generator(seed: int, step: int, rank: int, stream: int = 0) -> torch.Generator:
     """The generator of a step's augmentation: a pure function of (seed, step, rank)."""
     return torch.Generator().manual_seed((((seed * 1_000_003 + step) * 131 + rank) * 7 + stream) & (2**62 - 1))
+
+
+def _draw_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 131 + rank) & (2**62 - 1))
+
+
+class RandomDraws:
+    """Uniform draws with replacement, a pure function of (seed, step, rank): one torch generator per
+    step draws ``batch_size`` source records, then (``target_sizes`` given) ``batch_size`` target
+    records, then the step's source augmentation (:meth:`augment_generator`). Target records are
+    uniform over all bags' frames together, or (``target_weights``) a bag by weight, then a frame.
+    Ranks draw independently (not disjoint): use :class:`~dann_ros.data.sampling.MixedSampler` for that."""
+
+    def __init__(self, n_source: int, target_sizes: Sequence[int] | None, seed: int, batch_size: int,
+                 target_weights: Sequence[float] | None = None) -> None:
+        self.n_source, self.seed, self.b = int(n_source), seed, batch_size
+        self.sizes = None if target_sizes is None else np.asarray(target_sizes, np.int64)
+        self.weights = None if target_weights is None else torch.tensor(target_weights, dtype=torch.float64)
+
+    def draws(self, step: int, rank: int, target: bool = True):
+        """(source records, (target parts, records) or None, the generator where it stands now)."""
+        g = _draw_generator(self.seed, step, rank)
+        source = torch.randint(self.n_source, (self.b,), generator=g).numpy()
+        if self.sizes is None or not target:
+            return source, None, g
+        if self.weights is None:
+            flat = torch.randint(int(self.sizes.sum()), (self.b,), generator=g).numpy()
+            starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+            parts = np.searchsorted(starts, flat, side="right") - 1
+            return source, (parts, flat - starts[parts]), g
+        parts = torch.multinomial(self.weights, self.b, replacement=True, generator=g).numpy()
+        records = (torch.rand(self.b, generator=g, dtype=torch.float64).numpy() * self.sizes[parts]).astype(np.int64)
+        return source, (parts, np.minimum(records, self.sizes[parts] - 1)), g
+
+    def augment_generator(self, step: int, rank: int) -> torch.Generator:
+        return self.draws(step, rank)[2]
+
+    @property
+    def source(self) -> Sampler:
+        return _Role(self, "source")
+
+    @property
+    def target(self) -> Sampler:
+        return _Role(self, "target")
+
+
+@dataclass
+class _Role:
+    draws: RandomDraws
+    role: str
+
+    def batch(self, step: int, rank: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        source, target, _ = self.draws.draws(step, rank, target=self.role == "target")
+        return (np.zeros(len(source), np.int64), source) if self.role == "source" else target
 
 
 class StepBatches(Dataset):
@@ -116,84 +179,25 @@ def step_loader(batches: StepBatches, start_step: int, steps: int, num_workers: 
     extra: dict[str, Any] = {}
     if num_workers:
         extra = {"prefetch_factor": prefetch_factor, "persistent_workers": False}
+    # its own generator: making the loader's iterator must not draw from the global RNG (dropout's), or a
+    # resumed run (a new loader at step s) would diverge from the straight one
     return DataLoader(batches, batch_size=None, sampler=range(start_step, steps), num_workers=num_workers,
-                      pin_memory=pin_memory, **extra)
+                      pin_memory=pin_memory, generator=torch.Generator(), **extra)
 
 
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Images to ``device`` as float (0..255, as the network takes them), copied without blocking
-    (the loader pinned them on a GPU run); labels alongside; ragged columns stay on the CPU."""
+def to_device(batch: dict[str, Any], device: torch.device,
+              memory_format: torch.memory_format = torch.contiguous_format) -> dict[str, Any]:
+    """Images to ``device`` as float (0..255, as the network takes them) in ``memory_format``, copied
+    without blocking (the loader pinned them on a GPU run); labels alongside; ragged columns stay on the CPU."""
     out = {"step": batch["step"]}
     for name in ("source", "target"):
         if name in batch:
             part = dict(batch[name])
-            part["images"] = part["images"].to(device, non_blocking=True).float()
+            part["images"] = part["images"].to(device, non_blocking=True).to(torch.float32, memory_format=memory_format)
             if "labels" in part:
                 part["labels"] = part["labels"].to(device, non_blocking=True)
             out[name] = part
     return out
-
-
-@dataclass
-class StreamedData:
-    """A training config's data as stores and streams (what the trainer's ``load_data`` holds in RAM today)."""
-
-    classes: tuple[str, ...]
-    source: Store  # the training split
-    source_val: Store  # the validation split (same records as today's split_validation picks)
-    target: list[Store]  # one per target bag
-    source_stream: Stream
-    target_stream: Stream | None
-
-
-def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) record indices, the same split as ``datasets.split_validation`` draws."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(n * fraction)))
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
-def streamed_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1, in_ram: bool = False,
-                  target_weights: Sequence[float] | None = None) -> StreamedData:
-    """Build (or open) the frame stores of ``cfg`` and the streams a run of ``world_size`` ranks draws from.
-
-    ``in_ram`` loads every store into memory first (small data: no reads per step; use 0 workers).
-    ``target_weights``: one per target bag (default: equal). ``target.max_frames`` is shared among the
-    bags by their sizes. With several ranks, let rank 0 call this first (it builds the stores), then
-    the others after a barrier (they open them)."""
-    src, pp, cache = cfg.source, cfg.preprocess, cfg.cache_dir
-    if src.replicator is None:
-        raise NotImplementedError("streaming reads Replicator sources; a labelled-bag source (source.bag) "
-                                  "still goes through the in-RAM loader")
-    if cfg.task == "detection":
-        store = detection_store(src.replicator, src.crop.max_occlusion, cfg.classes, pp, cache)
-        label, ragged = None, ("boxes", "box_classes")
-    elif src.frame_labels is not None:
-        store = frame_label_store(src.replicator, src.frame_labels, cfg.classes, pp, cache)
-        label, ragged = "class_ids", ()
-    else:
-        spec = replicator.CropSpec(src.crop.margin, src.crop.square, src.crop.min_size, src.crop.max_occlusion)
-        store = crop_store(src.replicator, spec, cfg.classes, pp, cache)
-        label, ragged = "class_ids", ()
-    classes = tuple(store.meta["notes"]["class_names"])
-    train_idx, val_idx = split_indices(len(store), src.val_fraction, cfg.seed)
-    base: Store = store.load() if in_ram else store
-    train, val = Subset(base, train_idx), Subset(base, val_idx)
-    b, seed = cfg.train.batch_size, cfg.seed
-    source_stream = Stream.of([train], seed, b, world_size, label=label, ragged=ragged)
-    t = cfg.target
-    selection = BagSelection(tuple(t.topics), t.stride, t.start_s, t.end_s)
-    targets: list[Store] = [bag_store(bag, selection, pp, cache) for bag in t.bags]
-    if in_ram:
-        targets = [s.load() for s in targets]
-    target_stream = None
-    if targets:
-        total = sum(len(s) for s in targets)
-        caps = None
-        if t.max_frames is not None and t.max_frames < total:
-            caps = [max(1, round(t.max_frames * len(s) / total)) for s in targets]
-        target_stream = Stream.of(targets, seed + 1, b, world_size, weights=target_weights, max_frames=caps)
-    return StreamedData(classes, train, val, targets, source_stream, target_stream)
 
 
 def iter_store(store: Store, batch_size: int = 512):

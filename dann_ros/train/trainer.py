@@ -8,9 +8,10 @@ Everything else (``after_step``: logging, evaluation, checkpoints) runs on its
 own period. Everything random is derived from (seed, step, rank), and the global
 RNG state is checkpointed, so a killed run resumes to the same weights.
 
-Classification and detection share all of it: the task model encodes its
-targets and owns its loss; only evaluation (accuracy vs. mAP) and the data
-loaders differ.
+Classification and detection share all of it: the task model owns its loss, and
+what differs per task (source records, batch targets, evaluation -> metrics) comes
+from the training task registry (train/tasks). Batches come from frame stores
+(train/data.py), in RAM or streamed by DataLoader workers (train/streaming.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -33,16 +33,17 @@ from dann_ros.data.tasks import task_spec
 from dann_ros.model.adaptation.entropy import EntropyLoss
 from dann_ros.model.adaptation.mcc import MinimumClassConfusionLoss
 from dann_ros.model.builders import build_domain_loss, build_model
-from dann_ros.model.inference import detection_report, pooled_features, predict
+from dann_ros.model.inference import pooled_features
 from dann_ros.model.schedules import dann_lambda, dann_lr_factor
 from dann_ros.train import checkpoint, metrics
 from dann_ros.train.augment import camera_augment
 from dann_ros.train.config import TrainConfig
-from dann_ros.train.datasets import (LabelledBoxes, LabelledImages, load_detection_bag, load_detection_source,
-                                     load_labelled_bag, load_source, load_target, split_validation)
+from dann_ros.train.data import TrainData, default_workers, load_train_data, make_sampling, subsample, tqdm_progress
 from dann_ros.train.distributed import Dist, init_distributed, shutdown
 from dann_ros.train.hardware import native_bf16, pick_device
 from dann_ros.train.step import StepModule
+from dann_ros.train.streaming import StepBatches, iter_store, step_loader, to_device
+from dann_ros.train.tasks import train_task
 
 log = logging.getLogger(__name__)
 
@@ -52,52 +53,26 @@ class TrainingDiverged(RuntimeError):
 
 
 @dataclass
-class Data:
-    classes: tuple[str, ...]
-    source: LabelledImages | LabelledBoxes  # LabelledBoxes for detection
-    source_val: LabelledImages | LabelledBoxes
-    target: np.ndarray | None
-    eval_target: LabelledImages | LabelledBoxes | None
-
-
-def load_data(cfg: TrainConfig) -> Data:
-    cache = cfg.cache_dir
-    detection = cfg.task == "detection"
-    load = load_detection_source if detection else load_source
-    source, classes = load(cfg.source, cfg.preprocess, cfg.classes, cache)
-    train, val = split_validation(source, cfg.source.val_fraction, cfg.seed)
-    target = load_target(cfg.target, cfg.preprocess, cache, cfg.seed) if cfg.target.bags else None
-    eval_target = None
-    if cfg.eval_target is not None:
-        e = cfg.eval_target
-        load_bag = load_detection_bag if detection else load_labelled_bag
-        eval_target = load_bag(e.bag, e.labels, e.topics, cfg.preprocess, classes, cache)
-    return Data(classes, train, val, target, eval_target)
-
-
-@dataclass
 class Evaluation:
-    """One evaluation; None fields (the other task's metrics) stay out of metrics.json."""
+    """One evaluation: the task's metrics (keys from its TaskSpec: source_val_accuracy, target_map50, im,
+    ...), then the discriminator's accuracy since the last one."""
 
     step: int
-    source_val_accuracy: float | None = None
-    target_accuracy: float | None = None
-    source_val_map50: float | None = None  # detection: mAP@0.5 and mAP@[.5:.95]
-    source_val_map: float | None = None
-    target_map50: float | None = None
-    target_map: float | None = None
-    im: float | None = None
-    snd: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
     domain_accuracy: float | None = None
-    extra: dict = field(default_factory=dict)
+
+    def record(self) -> dict:
+        """The history entry (metrics.json): None values stay out."""
+        out = {"step": self.step, **self.metrics, "domain_accuracy": self.domain_accuracy}
+        return {k: v for k, v in out.items() if v is not None}
 
 
-__all__ = ["Trainer", "TrainingDiverged", "load_data", "train"]
+__all__ = ["Trainer", "TrainingDiverged", "train"]
 
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = True, show_progress: bool = True,
-                 data: Data | None = None) -> None:
+                 data: TrainData | None = None) -> None:
         """``data``: already loaded data (benchmarks, tests); by default read as the config says."""
         self.cfg = cfg
         self.device = pick_device(cfg.train.device)
@@ -109,7 +84,8 @@ class Trainer:
         self.out = Path(cfg.output_dir)
         self.show_progress = show_progress and self.dist.is_main
         torch.manual_seed(cfg.seed)
-        self.data = data if data is not None else load_data(cfg)
+        self.task = train_task(cfg.task)
+        self.data = data if data is not None else self._load_data()
         self.model = build_model(cfg.model, cfg.task, len(self.data.classes), cfg.preprocess).to(self.device)
         # NHWC: oneDNN's (and cuDNN's) fast convolution layout; the images are stored in it too,
         # so a batch is gathered and converted to float without a layout change
@@ -134,15 +110,11 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.step = 0
         self.history: list[dict] = []
-        # uint8 frames are small (20k digit crops: 47 MB): on a GPU they live there, so a step
-        # costs no host-to-device copy
-        on = self.device if self.device.type == "cuda" else torch.device("cpu")
-        self.detection = cfg.task == "detection"
-        self.source_images = self._frames(self.data.source.images, on)
-        # detection targets are encoded per batch from the boxes (model.encode_targets)
-        self.source_labels = None if self.detection else torch.from_numpy(self.data.source.labels).to(on)
-        self.target_images = self._frames(self.data.target, on) if self.data.target is not None else None
-        self.eval_target_subset = self._target_subset()
+        self.sampling = make_sampling(cfg, self.data, self.task, self.dist.world_size, self.uses_target)
+        self.batches = StepBatches(self.sampling.source, self.sampling.target, cfg.seed, self.dist.rank)
+        self._loader = None  # run()'s DataLoader iterator; without one (a lone train_step) batches are built here
+        # the target frames scored at each evaluation (IM, SND, proxy A-distance)
+        self.target_probe = subsample(self.data.target, cfg.train.eval_frames, cfg.seed)
         self.train_seconds = 0.0
         self._domain_acc: list[torch.Tensor] = []  # discriminator accuracy on the training batches since the last eval
         if resume:
@@ -152,8 +124,15 @@ class Trainer:
             (self.out / "last.pt").unlink()
 
     # ----------------------------------------------------------------- set-up
-    def _frames(self, images: np.ndarray, device: torch.device) -> torch.Tensor:
-        return torch.from_numpy(images).to(device).contiguous(memory_format=self.memory_format)
+    def _load_data(self) -> TrainData:
+        """Rank 0 builds (or opens) the frame caches first; the other ranks then open them."""
+        progress = tqdm_progress() if self.show_progress else None
+        if not self.dist.is_main:
+            self.dist.barrier()
+        data = load_train_data(self.cfg, progress)
+        if self.dist.is_main:
+            self.dist.barrier()
+        return data
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -169,13 +148,6 @@ class Trainer:
             return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
                                    nesterov=o.nesterov and o.momentum > 0)
         return torch.optim.Adam(groups, lr=o.lr, weight_decay=o.weight_decay)
-
-    def _target_subset(self) -> torch.Tensor | None:
-        if self.target_images is None:
-            return None
-        n = min(len(self.target_images), self.cfg.train.eval_frames)
-        pick = np.sort(np.random.default_rng(self.cfg.seed).choice(len(self.target_images), n, replace=False))
-        return self.target_images[torch.from_numpy(pick).to(self.target_images.device)]
 
     def _try_resume(self) -> None:
         path = self.out / "last.pt"
@@ -215,28 +187,29 @@ class Trainer:
         return lam, o.lr * factor
 
     def _batch(self, step: int):
-        """Indices are a pure function of (seed, step, rank): resuming replays the same batches.
-
-        Returns source images (camera-augmented when ``augment.camera``), their targets (class
-        ids, or a detector's encoded maps) and target images (None when no loss reads them)."""
-        b = self.cfg.train.batch_size
-        g = torch.Generator().manual_seed(((self.cfg.seed * 1_000_003 + step) * 131 + self.dist.rank) & (2**62 - 1))
-        picked = torch.randint(len(self.data.source), (b,), generator=g)
-        idx = picked.to(self.source_images.device)
-        x_s = self.source_images[idx].to(self.device, non_blocking=True).float()
-        if self.detection:
-            src = self.data.source
-            y_s = self.model.encode_targets([src.boxes[i] for i in picked.tolist()],
-                                            [src.classes[i] for i in picked.tolist()])
+        """The batch of ``step`` (a pure function of seed, step and rank: resuming replays the same
+        batches): from run()'s loader, or assembled here. Returns source images (camera-augmented when
+        ``augment.camera``), their targets (class ids, or a detector's encoded maps) and target images
+        (None when no loss reads them)."""
+        if self._loader is not None:
+            batch = next(self._loader)
+            if batch["step"] != step:
+                raise RuntimeError(f"the loader delivered step {batch['step']} for step {step}")
         else:
-            y_s = self.source_labels[idx].to(self.device, non_blocking=True)
-        x_t = None
-        if self.uses_target:
-            idx_t = torch.randint(len(self.target_images), (b,), generator=g).to(self.target_images.device)
-            x_t = self.target_images[idx_t].to(self.device, non_blocking=True).float()
+            batch = self.batches[step]
+        batch = to_device(batch, self.device, self.memory_format)
+        x_s = batch["source"]["images"]
+        y_s = self.task.targets(self.model, batch["source"], self.device)
+        x_t = batch["target"]["images"] if "target" in batch else None
         if self.cfg.augment.camera:
-            x_s = camera_augment(x_s, self.cfg.augment, g)
+            x_s = camera_augment(x_s, self.cfg.augment, self.sampling.augment_generator(step, self.dist.rank))
         return x_s, y_s, x_t
+
+    def _open_loader(self) -> None:
+        t = self.cfg.train
+        workers = 0 if self.data.in_ram else (default_workers() if t.workers is None else t.workers)
+        self._loader = iter(step_loader(self.batches, self.step, t.steps, num_workers=workers,
+                                        pin_memory=self.device.type == "cuda"))
 
     # ------------------------------------------------------------------ loop
     def run(self, stop_after: int | None = None) -> dict | None:
@@ -249,6 +222,7 @@ class Trainer:
         self._bar = tqdm(total=cfg.train.steps, initial=self.step, disable=not self.show_progress,
                          desc=f"{cfg.adaptation.method}", dynamic_ncols=True)
         self.step_module.train()
+        self._open_loader()
         self._started, steps_done = time.perf_counter(), 0
         try:
             while self.step < cfg.train.steps:
@@ -260,6 +234,7 @@ class Trainer:
                 steps_done += 1
                 self.after_step(losses, lam, lr)
         finally:
+            self._loader = None  # its workers exit
             self._bar.close()
             if self._writer is not None:
                 self._writer.close()
@@ -334,35 +309,16 @@ class Trainer:
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self) -> Evaluation:
-        if self.detection:
-            return self._evaluate_detection()
         d = self.data
-        probs_v, feats_v = predict(self.model, d.source_val.images, self.device)
-        ev = Evaluation(self.step, metrics.accuracy(probs_v.argmax(1).numpy(), d.source_val.labels))
-        if self.eval_target_subset is not None:
-            probs_t, feats_t = predict(self.model, self.eval_target_subset, self.device)
-            ev.im = metrics.information_maximization(probs_t)
-            ev.snd = metrics.soft_neighborhood_density(probs_t)
-        if d.eval_target is not None:
-            probs_e, _ = predict(self.model, d.eval_target.images, self.device)
-            ev.target_accuracy = metrics.accuracy(probs_e.argmax(1).numpy(), d.eval_target.labels)
-        return ev
-
-    def _evaluate_detection(self) -> Evaluation:
-        d = self.data
-        val = detection_report(self.model, d.source_val, self.device, d.classes)
-        ev = Evaluation(self.step, source_val_map50=val.map50, source_val_map=val.map)
-        if d.eval_target is not None:
-            target = detection_report(self.model, d.eval_target, self.device, d.classes)
-            ev.target_map50, ev.target_map = target.map50, target.map
-        return ev
+        return Evaluation(self.step, self.task.evaluate(self.model, d.source_val, d.eval_target, self.target_probe,
+                                                        self.device, d.classes))
 
     def _evaluate_and_save(self, writer) -> None:
         ev = self.evaluate()
         if self._domain_acc:
             ev.domain_accuracy = float(torch.stack(self._domain_acc).mean())
             self._domain_acc.clear()
-        record = {k: v for k, v in ev.__dict__.items() if k != "extra" and v is not None}
+        record = ev.record()
         self.history.append(record)
         if writer is not None:
             for k, v in record.items():
@@ -414,8 +370,7 @@ class Trainer:
             "selection": crit, "selected": chosen, "oracle": oracle, "last": hist[-1],
             "proxy_a_distance": pad, "train_seconds": round(self.train_seconds, 2),
             "source_images_per_second": round(images / max(self.train_seconds, 1e-9), 1),
-            "n_source": int(len(self.data.source)), "n_target": int(len(self.target_images))
-            if self.target_images is not None else 0,
+            "n_source": int(len(self.data.source)), "n_target": int(self.data.n_target),
             "n_eval_target": int(len(self.data.eval_target)) if self.data.eval_target else 0,
             "history": hist, "config_digest": cfg.digest(), "version": __version__,
         }
@@ -423,15 +378,18 @@ class Trainer:
         return result
 
     def _proxy_a_distance(self, ckpt: Path) -> float | None:
-        if self.eval_target_subset is None:
+        if not self.target_probe:
             return None
         state = checkpoint.load(ckpt)
         current = {k: v.clone() for k, v in self.model.state_dict().items()}
         self.model.load_state_dict(state["model"])
-        f_s = pooled_features(self.model, self.data.source_val.images, self.device)
-        f_t = pooled_features(self.model, self.eval_target_subset, self.device)
+        f_s = self._pooled_features([self.data.source_val])
+        f_t = self._pooled_features(self.target_probe)
         self.model.load_state_dict(current)
         return metrics.proxy_a_distance(f_s.numpy(), f_t.numpy(), self.cfg.seed)
+
+    def _pooled_features(self, stores) -> torch.Tensor:
+        return torch.cat([pooled_features(self.model, x, self.device) for s in stores for x in iter_store(s)])
 
 
 def _finite(value: float | None) -> float:

@@ -164,14 +164,21 @@ def test_ddp_ranks_read_disjoint_records_in_a_real_gloo_run(stores, tmp_path):
     assert a | b == set(range(len(bag_a)))
 
 
-def test_streamed_data_of_a_training_config_holds_today_s_data(tiny_domains, tmp_path):
+@pytest.mark.parametrize("mode", ["stream", "ram"])
+def test_training_data_of_a_config_holds_today_s_data(tiny_domains, tmp_path, mode):
+    """The stores hold the records today's in-RAM loaders return (same split, labels, class names), and
+    the epoch sampler's batches read them: the same in RAM and streamed."""
+    from dann_ros.train.data import load_train_data, make_sampling
     from dann_ros.train.datasets import load_source, load_target, split_validation
-    from dann_ros.train.streaming import iter_store, streamed_data
+    from dann_ros.train.streaming import iter_store
+    from dann_ros.train.tasks import train_task
 
     from .conftest import tiny_config
 
-    cfg = tiny_config(tiny_domains, tmp_path / "run", **{"cache_dir": tmp_path / "cache"})
-    data = streamed_data(cfg)
+    cfg = tiny_config(tiny_domains, tmp_path / "run", **{"cache_dir": tmp_path / "cache", "train.data": mode,
+                                                         "train.sampling": "epoch"})
+    data = load_train_data(cfg)
+    assert data.in_ram == (mode == "ram")
     ram, classes = load_source(cfg.source, cfg.preprocess, cfg.classes, None)
     train, val = split_validation(ram, cfg.source.val_fraction, cfg.seed)
     assert data.classes == classes
@@ -180,25 +187,41 @@ def test_streamed_data_of_a_training_config_holds_today_s_data(tiny_domains, tmp
     np.testing.assert_array_equal(data.source.columns["class_ids"], train.labels)
     target = load_target(cfg.target, cfg.preprocess, None, cfg.seed)
     np.testing.assert_array_equal(data.target[0].read(np.arange(len(target))), target)
-    batch = StepBatches(data.source_stream, data.target_stream, cfg.seed)[3]
+    sampling = make_sampling(cfg, data, train_task(cfg.task), 1, uses_target=True)
+    batch = StepBatches(sampling.source, sampling.target, cfg.seed)[3]
     assert batch["source"]["images"].shape == (16, 3, 28, 28) and batch["target"]["images"].shape == (16, 3, 28, 28)
     ids = batch["source"]["ids"][:, 1].numpy()
     np.testing.assert_array_equal(batch["source"]["labels"].numpy(), train.labels[ids])
-    in_ram = streamed_data(cfg, in_ram=True)
-    _same(StepBatches(in_ram.source_stream, in_ram.target_stream, cfg.seed)[3], batch)
+    np.testing.assert_array_equal(batch["source"]["images"].numpy(), train.images[ids])
+
+
+def test_max_frames_keeps_today_s_target_subset(tiny_domains, tmp_path):
+    from dann_ros.train.data import load_train_data
+    from dann_ros.train.datasets import load_target
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(tiny_domains, tmp_path / "run", **{"cache_dir": tmp_path / "cache", "target.max_frames": 50})
+    data = load_train_data(cfg)
+    assert data.n_target == 50
+    np.testing.assert_array_equal(data.target[0].read(np.arange(50)), load_target(cfg.target, cfg.preprocess, None,
+                                                                                   cfg.seed))
 
 
 def test_streamed_detection_data_carries_the_boxes(tiny_detection_domains, tmp_path):
+    from dann_ros.train.data import load_train_data, make_sampling
     from dann_ros.train.datasets import load_detection_source, split_validation
-    from dann_ros.train.streaming import streamed_data
+    from dann_ros.train.tasks import train_task
 
     from .conftest import tiny_detection_config
 
-    cfg = tiny_detection_config(tiny_detection_domains, tmp_path / "run", **{"cache_dir": tmp_path / "cache"})
-    data = streamed_data(cfg, world_size=2)
+    cfg = tiny_detection_config(tiny_detection_domains, tmp_path / "run", **{
+        "cache_dir": tmp_path / "cache", "train.data": "stream", "train.sampling": "epoch"})
+    data = load_train_data(cfg)
+    sampling = make_sampling(cfg, data, train_task(cfg.task), 2, uses_target=True)
     ram, _ = load_detection_source(cfg.source, cfg.preprocess, cfg.classes, None)
     train, _ = split_validation(ram, cfg.source.val_fraction, cfg.seed)
-    batch = StepBatches(data.source_stream, data.target_stream, cfg.seed, rank=1)[0]
+    batch = StepBatches(sampling.source, sampling.target, cfg.seed, rank=1)[0]
     for k, i in enumerate(batch["source"]["ids"][:, 1].tolist()):
         np.testing.assert_allclose(batch["source"]["boxes"][k].numpy(), train.boxes[i], atol=1e-4)
         np.testing.assert_array_equal(batch["source"]["box_classes"][k].numpy(), train.classes[i])
