@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from dann_ros.demo import DEMO_CONFIG, DemoPaths, _export_and_eval, demo_configs
+from dann_ros.demo import DEMO_CONFIG, DETECTION_CONFIG, DemoPaths, _export_and_eval, demo_configs, detection_configs, gap_closed
 from dann_ros.train.config import load_train_config
 from test.evaluation.conftest import box_bag, labelled_bag, trained_detector_onnx  # noqa: F401 (fixtures)
 
@@ -25,6 +25,18 @@ def test_baselines_have_no_target_losses_and_dann_keeps_the_config_recipe(tmp_pa
     assert tt.source.bag == tmp_path / "data" / "real_digits_train" and tt.source.replicator is None
     assert all(c.seed == 1 and c.train.steps == base.train.steps for c in runs.values())
     assert Path(dann.output_dir) == tmp_path / "runs" / "dann_seed1"
+
+
+def test_detection_runs_include_the_train_on_target_upper_bound(tmp_path):
+    base = load_train_config(DETECTION_CONFIG)
+    runs = detection_configs(base, DemoPaths(tmp_path / "data", tmp_path / "runs"), seed=0, steps=None)
+    assert set(runs) == {"det_source_only", "det_dann", "det_train_on_target"}
+    tt = runs["det_train_on_target"]
+    assert tt.source.replicator is None and tt.source.bag == tmp_path / "data" / "real_scenes_train"
+    assert tt.adaptation.method == "none" and runs["det_dann"].adaptation.method == "dann"
+    # the upper bound is scored on the same held-out scenes as the other two, never on its training bag
+    assert {c.eval_target.bag for c in runs.values()} == {tmp_path / "data" / "real_scenes_test"}
+    assert gap_closed(0.25, 0.5, 1.25) == 0.25 and gap_closed(0.5, 0.6, 0.5) is None
 
 
 def test_quick_steps_override_sets_the_evaluation_period(tmp_path):
