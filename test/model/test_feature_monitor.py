@@ -29,9 +29,11 @@ def test_held_out_target_scores_near_zero_and_shifted_frames_near_one():
         assert shift_scores(fit, other).mean() > 0.6
 
 
-def test_graph_module_matches_numpy_and_pools_feature_maps():
+@pytest.mark.parametrize("with_source", [False, True])
+def test_graph_module_matches_numpy_and_pools_feature_maps(with_source):
     rng = np.random.default_rng(2)
-    fit = fit_monitor(_features(200, rng))
+    fit = fit_monitor(_features(200, rng), source=_features(60, rng, shift=0.8) if with_source else None)
+    assert (fit.logit_scale > 0) == with_source
     flat = _features(50, rng, shift=rng.uniform(0, 1.0, (50, 1)))
     maps = np.repeat(np.repeat(flat[:, :, None, None], 3, 2), 5, 3)  # constant maps: their mean is `flat`
     module = FeatureMonitor(fit).eval()
@@ -56,3 +58,13 @@ def test_high_dimensional_features_with_few_frames_still_fit():
 def test_too_few_frames_is_a_clear_error():
     with pytest.raises(ValueError, match="too few target frames"):
         fit_monitor(np.zeros((10, 4)))
+
+
+def test_source_classifier_term_flags_frames_moved_towards_the_source():
+    """Frames moved along the source-target axis by less than the Gaussian term notices still count."""
+    rng = np.random.default_rng(4)
+    target, source = _features(400, rng), _features(200, rng, shift=0.6)
+    with_clf, gaussian_only = fit_monitor(target, source), fit_monitor(target)
+    halfway = _features(300, rng, shift=0.45)
+    assert shift_scores(with_clf, halfway).mean() > shift_scores(gaussian_only, halfway).mean() + 0.2
+    assert shift_scores(with_clf, _features(300, rng)).mean() < 0.1
