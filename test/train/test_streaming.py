@@ -234,3 +234,40 @@ def test_stream_arguments_are_checked(stores):
         Stream.of(targets, 0, 4, weights=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="one record shape"):
         Stream.of([targets[0], source.load().__class__(np.zeros((2, 1, 8, 8), np.uint8), {}, {}, {})], 0, 4)
+
+
+def test_random_draws_are_the_trainer_s_former_batches():
+    """``train.sampling: random`` draws what Trainer._batch drew before streaming: one generator per
+    (seed, step, rank), source indices, then target indices over the bags together, then augmentation."""
+    from dann_ros.train.streaming import RandomDraws
+
+    draws = RandomDraws(100, [30, 20], seed=3, batch_size=8)
+    for step, rank in ((0, 0), (5, 1)):
+        g = torch.Generator().manual_seed(((3 * 1_000_003 + step) * 131 + rank) & (2**62 - 1))
+        source, target = torch.randint(100, (8,), generator=g), torch.randint(50, (8,), generator=g)
+        s, (parts, records), g2 = draws.draws(step, rank)
+        np.testing.assert_array_equal(s, source.numpy())
+        np.testing.assert_array_equal(np.where(parts == 0, records, 30 + records), target.numpy())
+        assert torch.equal(torch.rand(4, generator=g2), torch.rand(4, generator=g))  # the augmentation's stream
+        np.testing.assert_array_equal(draws.source.batch(step, rank)[1], source.numpy())
+
+
+def test_weighted_target_bags(tiny_domains, tmp_path):
+    """target.weights: two bags mixed 1:3 by both samplers, every record inside its own bag."""
+    from dann_ros.train.data import load_train_data, make_sampling
+    from dann_ros.train.tasks import train_task
+
+    from .conftest import tiny_config
+
+    for sampling in ("random", "epoch"):
+        cfg = tiny_config(tiny_domains, tmp_path / sampling, **{
+            "target.bags": [tiny_domains["bag"], tiny_domains["bag"]], "target.weights": [1.0, 3.0],
+            "train.sampling": sampling, "train.batch_size": 64})
+        data = load_train_data(cfg)
+        s = make_sampling(cfg, data, train_task(cfg.task), 1, uses_target=True)
+        parts = np.concatenate([s.target.sampler.batch(step, 0)[0] for step in range(40)])
+        records = np.concatenate([s.target.sampler.batch(step, 0)[1] for step in range(40)])
+        assert abs(parts.mean() - 0.75) < 0.05, (sampling, parts.mean())
+        assert records.min() >= 0 and records.max() < len(data.target[0])
+    with pytest.raises(ValueError, match="target.weights: 1 weights for 2 bags"):
+        tiny_config(tiny_domains, tmp_path / "x", **{"target.bags": [tiny_domains["bag"]] * 2, "target.weights": [1.0]})

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -64,9 +65,11 @@ def test_resume_after_stop_gives_the_same_weights(tiny_domains, tmp_path):
 
 
 def test_resume_after_sigkill(tiny_domains, tmp_path):
-    """A real kill -9 in the middle of training; the run resumes from last.pt to identical weights."""
+    """A real kill -9 in the middle of a streamed run (2 DataLoader workers alive); it resumes from
+    last.pt to the weights of a straight in-RAM run."""
     cfg = tiny_config(tiny_domains, tmp_path / "killed", **{"train.steps": 40, "train.eval_every": 20,
-                                                             "train.checkpoint_every": 5})
+                                                             "train.checkpoint_every": 5, "train.data": "stream",
+                                                             "train.workers": 2})
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(to_dict(cfg)))
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -131,3 +134,35 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(checkpoint.CheckpointError, match="model.pt"):
         checkpoint.load(bad)
+
+
+def test_streamed_run_with_workers_resumes_exactly_and_matches_the_in_ram_run(tiny_domains, tmp_path):
+    """train.data stream with 2 DataLoader workers and epoch sampling: stopped after step 6 (as a kill
+    would) and resumed by a new Trainer, it ends on the weights of a straight in-RAM run, bit for bit:
+    where the frames live and who assembles the batches change nothing."""
+    epoch = {"train.sampling": "epoch", "augment.camera": True}
+    in_ram = tiny_config(tiny_domains, tmp_path / "ram", **epoch, **{"train.data": "ram"})
+    train(in_ram, show_progress=False)
+    streamed = tiny_config(tiny_domains, tmp_path / "stream", **epoch, **{"train.data": "stream", "train.workers": 2})
+    first = Trainer(streamed, show_progress=False)
+    assert not first.data.in_ram and first.data.source.store.__class__.__name__ == "FrameStore"
+    assert first.run(stop_after=6) is None
+    resumed = Trainer(streamed, show_progress=False)
+    assert resumed.step == 6
+    resumed.run()
+    a, b = _weights(tmp_path / "ram" / "checkpoints" / "step_000012.pt"), \
+        _weights(tmp_path / "stream" / "checkpoints" / "step_000012.pt")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    history = [json.loads((tmp_path / run / "metrics.json").read_text())["history"] for run in ("ram", "stream")]
+    assert history[0] == history[1]
+
+
+def test_data_auto_streams_above_the_ram_limit(tiny_domains, tmp_path):
+    from dann_ros.train.data import load_train_data
+
+    small = load_train_data(tiny_config(tiny_domains, tmp_path / "a"))
+    assert small.in_ram and small.source.store.__class__.__name__ == "MemoryStore"
+    large = load_train_data(tiny_config(tiny_domains, tmp_path / "b", **{"train.ram_limit_mb": 0}))
+    assert not large.in_ram and large.source.store.__class__.__name__ == "FrameStore"
+    np.testing.assert_array_equal(small.source.read(np.arange(5)), large.source.read(np.arange(5)))
