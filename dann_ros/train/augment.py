@@ -1,4 +1,5 @@
-"""Source augmentation that mimics a real camera (opt-in ``augment.camera``).
+"""Source augmentation: what a real camera does to a render (opt-in ``augment.camera``) and
+how real objects vary in shape and pose where renders do not (opt-in ``augment.geometric``).
 
 Renders are clean where cameras are not: a real frame has another exposure and
 contrast, a tone curve, defocus or motion blur, and sensor noise. Drawing those
@@ -9,6 +10,8 @@ resumed run draws the same augmentations.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -50,3 +53,23 @@ def camera_augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generat
         noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
         x = x + noise * u(0, cfg.noise_std)
     return x.clamp(0, 255)
+
+
+def geometric_augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """(N, C, H, W) -> each image under its own random rotation, zoom, shear and shift (border pixels
+    repeated). Font renders are upright, even and centred; handwriting and real poses are not."""
+    n = x.shape[0]
+
+    def u(limit: float) -> torch.Tensor:
+        return (torch.rand(n, generator=generator) * 2 - 1) * limit
+
+    angle, zoom, shear = u(math.radians(cfg.rotation)), 1 + u(cfg.scale), u(cfg.shear)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # output -> input sampling grid: rotation @ shear / zoom, then the shift (normalised coordinates)
+    theta = torch.stack([torch.stack([cos, cos * shear - sin, u(2 * cfg.translate)], 1),
+                         torch.stack([sin, sin * shear + cos, u(2 * cfg.translate)], 1)], 1)
+    theta[:, :, :2] /= zoom.view(n, 1, 1)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(
+        memory_format=torch.channels_last) and not x.is_contiguous() else out

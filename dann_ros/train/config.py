@@ -22,12 +22,19 @@ class AugmentConfig:
     gamma: float = 0.4  # tone curve exponent exp(U(-g, g))
     blur_sigma: float = 1.2  # gaussian blur sigma drawn from [0, this] (half the images)
     noise_std: float = 10.0  # gaussian sensor noise std drawn from [0, this]
+    geometric: bool = False  # random affine warp of source images (classification: boxes are not moved)
+    rotation: float = 15.0  # degrees, drawn from +-this
+    scale: float = 0.15  # zoom drawn from [1 - s, 1 + s]
+    shear: float = 0.3  # horizontal shear factor drawn from +-this (slant, as handwriting has)
+    translate: float = 0.1  # shift drawn from +-this share of the image size
 
     def __post_init__(self) -> None:
         if min(self.contrast, self.brightness, self.gamma, self.blur_sigma, self.noise_std) < 0:
             raise ValueError("augment: contrast, brightness, gamma, blur_sigma and noise_std must be >= 0")
         if self.contrast >= 1:
             raise ValueError("augment.contrast must be < 1 (a gain of 1 - contrast must stay positive)")
+        if min(self.rotation, self.scale, self.shear, self.translate) < 0 or self.scale >= 1:
+            raise ValueError("augment: rotation, shear and translate must be >= 0 and scale in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,10 @@ class AdaptationConfig:
     entropy_weight: float = 0.0  # target entropy minimisation (model/adaptation/entropy.py)
     mcc_weight: float = 0.0  # minimum class confusion on target (model/adaptation/mcc.py)
     mcc_temperature: float = 2.5
+    pseudo_label_weight: float = 0.0  # self-training on a mean teacher's confident target labels (pseudo_label.py)
+    pseudo_label_threshold: float = 0.95
+    pseudo_label_start: float = 0.5  # share of train.steps after which it is on (after adaptation)
+    pseudo_label_ema: float = 0.99  # the teacher's weight average decay per step
     # detection, dann: DA-Faster's instance-level alignment at object centres and its image/instance
     # consistency term (model/adaptation/instance.py); 0 = off
     instance_weight: float = 0.0
@@ -121,8 +132,12 @@ class AdaptationConfig:
         if self.consistency_weight and not self.instance_weight:
             raise ValueError("adaptation.consistency_weight pairs image- and instance-level discriminators: "
                              "set instance_weight too")
-        if self.entropy_weight < 0 or self.mcc_weight < 0 or self.weight < 0:
-            raise ValueError("adaptation.weight, entropy_weight and mcc_weight must be >= 0")
+        if min(self.entropy_weight, self.mcc_weight, self.weight, self.pseudo_label_weight) < 0:
+            raise ValueError("adaptation.weight, entropy_weight, mcc_weight and pseudo_label_weight must be >= 0")
+        if not 0.0 < self.pseudo_label_threshold <= 1.0 or not 0.0 <= self.pseudo_label_start <= 1.0:
+            raise ValueError("adaptation.pseudo_label_threshold must be in (0, 1] and pseudo_label_start in [0, 1]")
+        if not 0.0 <= self.pseudo_label_ema < 1.0:
+            raise ValueError("adaptation.pseudo_label_ema must be in [0, 1)")
         if self.mcc_temperature <= 0:
             raise ValueError("adaptation.mcc_temperature must be positive")
         if self.entropy_conditioning and self.method != "cdan":
@@ -130,7 +145,7 @@ class AdaptationConfig:
 
     @property
     def uses_target(self) -> bool:
-        return self.method != "none" or self.entropy_weight > 0 or self.mcc_weight > 0
+        return self.method != "none" or self.entropy_weight > 0 or self.mcc_weight > 0 or self.pseudo_label_weight > 0
 
 
 @dataclass(frozen=True)
@@ -201,12 +216,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         a = self.adaptation
         if a.uses_target and not self.target.bags:
-            what = f"adaptation.method {a.method}" if a.method != "none" else "adaptation.entropy_weight/mcc_weight"
+            what = f"adaptation.method {a.method}" if a.method != "none" else "adaptation.entropy_weight/mcc_weight/pseudo_label_weight"
             raise ValueError(f"{what} needs target.bags")
         spec = task_spec(self.task)  # unknown task: an error naming the supported ones
-        if not spec.image_scores and (a.method == "cdan" or a.entropy_weight or a.mcc_weight):
-            raise ValueError("adaptation.method cdan, entropy_weight and mcc_weight work on class predictions: "
-                             "classification only")
+        if not spec.image_scores and (a.method == "cdan" or a.entropy_weight or a.mcc_weight
+                                      or a.pseudo_label_weight):
+            raise ValueError("adaptation.method cdan, entropy_weight, mcc_weight and pseudo_label_weight work on "
+                             "class predictions: classification only")
+        if not spec.image_scores and self.augment.geometric:
+            raise ValueError("augment.geometric moves the image but not its boxes: classification only")
         if self.selection in ("im", "snd") and not self.target.bags:
             raise ValueError(f"selection {self.selection} scores target frames: set target.bags or use source_val")
         if not spec.image_scores and self.selection in ("im", "snd"):

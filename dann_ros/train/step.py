@@ -21,7 +21,8 @@ class StepModule(nn.Module):
     Source and target go through the model in one pass (shared BatchNorm statistics, as in
     tllib). Returns the unweighted losses by name: ``task`` on the source half, ``domain``
     from the adversarial loss (features of both halves, and the task outputs, which CDAN
-    conditions on), and one entry per target regulariser (entropy, mcc) on the target outputs.
+    conditions on), and one entry per target regulariser (entropy, mcc, pseudo_label) on the
+    target outputs (and the target images, which the pseudo-labelling teacher reads).
     ``targets`` are whatever the model's ``task_loss`` takes (class ids, or a detector's encoded maps).
     """
 
@@ -48,5 +49,5 @@ class StepModule(nn.Module):
             domain = self.adversarial(features[:n], features[n:], out_s, out_t, targets=targets)
             losses.update(domain if isinstance(domain, dict) else {"domain": domain})  # instance: its parts
         for name, loss in self.target_losses.items():
-            losses[name] = loss(out_t)
+            losses[name] = loss(out_t, x_t)
         return losses

@@ -32,11 +32,12 @@ from dann_ros.config import to_dict
 from dann_ros.data.tasks import task_spec
 from dann_ros.model.adaptation.entropy import EntropyLoss
 from dann_ros.model.adaptation.mcc import MinimumClassConfusionLoss
+from dann_ros.model.adaptation.pseudo_label import PseudoLabelLoss
 from dann_ros.model.builders import build_domain_loss, build_model
 from dann_ros.model.inference import pooled_features
 from dann_ros.model.schedules import dann_lambda, dann_lr_factor
 from dann_ros.train import checkpoint, metrics
-from dann_ros.train.augment import camera_augment
+from dann_ros.train.augment import camera_augment, geometric_augment
 from dann_ros.train.config import TrainConfig
 from dann_ros.train.data import TrainData, default_workers, load_train_data, make_sampling, subsample, tqdm_progress
 from dann_ros.train.distributed import Dist, init_distributed, shutdown
@@ -98,9 +99,14 @@ class Trainer:
             self.adversarial = build_domain_loss(cfg.model, self.model, a.method, len(self.data.classes),
                                                  a.entropy_conditioning, a.instance_weight > 0,
                                                  a.consistency_weight > 0, a.instance_top_k).to(self.device)
-        regularisers = {name: loss for name, loss, w in (("entropy", EntropyLoss(), a.entropy_weight),
-                        ("mcc", MinimumClassConfusionLoss(a.mcc_temperature), a.mcc_weight)) if w > 0}
+        regularisers = {name: make() for name, make, w in (
+            ("entropy", EntropyLoss, a.entropy_weight),
+            ("mcc", lambda: MinimumClassConfusionLoss(a.mcc_temperature), a.mcc_weight),
+            ("pseudo_label", lambda: PseudoLabelLoss(self.model, a.pseudo_label_threshold, a.pseudo_label_ema),
+             a.pseudo_label_weight)) if w > 0}
+        self.pseudo_label: PseudoLabelLoss | None = regularisers.get("pseudo_label")
         self.loss_weights = {"task": 1.0, "domain": a.weight, "entropy": a.entropy_weight, "mcc": a.mcc_weight,
+                             "pseudo_label": a.pseudo_label_weight,
                              "instance": a.instance_weight, "consistency": a.consistency_weight}
         self.step_module: nn.Module = StepModule(self.model, self.adversarial, regularisers)
         self.uses_target = self.step_module.needs_target
@@ -139,7 +145,7 @@ class Trainer:
         backbone = list(self.model.backbone.parameters())
         disc = list(self.adversarial.parameters()) if self.adversarial is not None else []
         ids = {id(p) for p in backbone + disc}
-        rest = [p for p in self.step_module.parameters() if id(p) not in ids]
+        rest = [p for p in self.step_module.parameters() if id(p) not in ids and p.requires_grad]
         groups = [{"params": backbone, "lr_mult": o.backbone_lr_mult}, {"params": rest, "lr_mult": 1.0},
                   {"params": disc, "lr_mult": o.discriminator_lr_mult}]
         for g in groups:
@@ -161,6 +167,8 @@ class Trainer:
         if self.adversarial is not None:
             self.adversarial.load_state_dict(state["domain"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("target_losses"):
+            self._target_losses().load_state_dict(state["target_losses"])
         torch.set_rng_state(state["rng"])
         if self.device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"])
@@ -169,6 +177,10 @@ class Trainer:
         self.train_seconds = float(state.get("train_seconds", 0.0))
         self._domain_acc = list(state.get("domain_acc_since_eval", torch.empty(0)).to(self.device))
         log.info("resumed %s at step %d", path, self.step)
+
+    def _target_losses(self) -> nn.ModuleDict:
+        module = self.step_module.module if self.dist.enabled else self.step_module
+        return module.target_losses
 
     # ------------------------------------------------------------- schedules
     def progress(self, step: int, horizon: int | None = None) -> float:
@@ -180,6 +192,8 @@ class Trainer:
             if self.adversarial is not None else 0.0
         if self.adversarial is not None:
             self.adversarial.coeff = lam
+        if self.pseudo_label is not None:
+            self.pseudo_label.active = step >= a.pseudo_label_start * self.cfg.train.steps
         factor = dann_lr_factor(self.progress(step, o.lr_horizon), o.lr_alpha, o.lr_beta) \
             if o.lr_schedule == "dann" else 1.0
         for g in self.optimizer.param_groups:
@@ -201,8 +215,11 @@ class Trainer:
         x_s = batch["source"]["images"]
         y_s = self.task.targets(self.model, batch["source"], self.device)
         x_t = batch["target"]["images"] if "target" in batch else None
-        if self.cfg.augment.camera:
-            x_s = camera_augment(x_s, self.cfg.augment, self.sampling.augment_generator(step, self.dist.rank))
+        aug = self.cfg.augment
+        if aug.geometric or aug.camera:
+            g = self.sampling.augment_generator(step, self.dist.rank)
+            x_s = geometric_augment(x_s, aug, g) if aug.geometric else x_s
+            x_s = camera_augment(x_s, aug, g) if aug.camera else x_s
         return x_s, y_s, x_t
 
     def _open_loader(self) -> None:
@@ -298,6 +315,8 @@ class Trainer:
         self._writer.add_scalar("train/lr", lr, self.step)
         if self.adversarial is not None:
             self._writer.add_scalar("train/discriminator_accuracy", self.adversarial.domain_accuracy, self.step)
+        if self.pseudo_label is not None:
+            self._writer.add_scalar("train/pseudo_label_rate", float(self.pseudo_label.last_mask_rate), self.step)
         self._bar.set_postfix({k[:4]: f"{v:.3f}" for k, v in values.items()})
 
     def _check_finite(self, next_step: int) -> bool:
@@ -335,6 +354,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "domain": self.adversarial.state_dict() if self.adversarial is not None else None,
             "optimizer": self.optimizer.state_dict(), "rng": torch.get_rng_state(),
+            "target_losses": self._target_losses().state_dict(),  # the pseudo-label teacher
             "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
             "history": json.dumps(self.history), "train_seconds": self.train_seconds,
             "domain_acc_since_eval": (torch.stack(self._domain_acc).cpu() if self._domain_acc else torch.empty(0)),

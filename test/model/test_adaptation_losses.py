@@ -10,6 +10,7 @@ import torch
 from dann_ros.model.adaptation import (ConditionalDomainAdversarialLoss, DomainAdversarialLoss, EntropyLoss,
                                        MinimumClassConfusionLoss)
 from dann_ros.model.adaptation.cdan import multilinear_map
+from dann_ros.model.adaptation.pseudo_label import PseudoLabelLoss
 
 
 def _logits(*rows: list[float]) -> torch.Tensor:
@@ -98,3 +99,40 @@ def test_cdan_entropy_conditioning_weights_confident_samples_more():
     assert torch.isfinite(loss) and float(loss) != pytest.approx(float(plain))
     with pytest.raises(ValueError, match="logits"):
         adv(f, f)
+
+
+def _linear_model(weight: list[list[float]]) -> torch.nn.Linear:
+    model = torch.nn.Linear(len(weight[0]), len(weight), bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor(weight, dtype=torch.float64))
+    return model
+
+
+def test_pseudo_label_loss_is_ce_on_the_teachers_confident_labels_over_the_batch():
+    # teacher = identity on 2 classes scaled by 5: inputs (1, 0) -> p = sigmoid(5) = 0.9933 for class 0 (kept at
+    # threshold 0.95), (0.2, 0) -> p = sigmoid(1) = 0.7311 (masked out)
+    model = _linear_model([[5.0, 0.0], [0.0, 5.0]])
+    loss = PseudoLabelLoss(model, threshold=0.95, ema_decay=0.5)
+    loss.active = True
+    images = torch.tensor([[1.0, 0.0], [0.2, 0.0]], dtype=torch.float64)
+    student_logits = _logits([0.6, 0.4], [0.1, 0.9])
+    # only row 0 counts, with label 0: CE = -ln 0.6, divided by the batch size 2 (FixMatch)
+    assert float(loss(student_logits, images)) == pytest.approx(-math.log(0.6) / 2, abs=1e-6)
+    assert float(loss.last_mask_rate) == pytest.approx(0.5)
+
+
+def test_pseudo_label_teacher_is_an_ema_of_the_model_and_takes_no_gradient():
+    model = _linear_model([[1.0, 0.0], [0.0, 1.0]])
+    loss = PseudoLabelLoss(model, threshold=0.5, ema_decay=0.75)
+    assert not any(p.requires_grad for p in loss.teacher.parameters())
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    logits = torch.zeros(1, 2, dtype=torch.float64, requires_grad=True)
+    out = loss(logits, torch.ones(1, 2, dtype=torch.float64))  # inactive: zero loss, but the teacher moves
+    assert float(out) == 0.0
+    # 0.75 * old + 0.25 * new: diagonal 0.75 + 0.75 = 1.5, off-diagonal 0.75
+    assert torch.allclose(loss.teacher.weight, torch.tensor([[1.5, 0.75], [0.75, 1.5]], dtype=torch.float64))
+    loss.eval()
+    loss(logits, torch.ones(1, 2, dtype=torch.float64))  # evaluation does not move the teacher
+    assert torch.allclose(loss.teacher.weight, torch.tensor([[1.5, 0.75], [0.75, 1.5]], dtype=torch.float64))
+    assert "teacher.weight" in loss.state_dict()  # saved with the run, so a resume continues exactly

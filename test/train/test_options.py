@@ -108,3 +108,58 @@ def test_camera_augment_parts():
     assert means.std() > 5 and (means - 128).abs().max() <= 40.0 + 1e-3  # brightness within +-40
     with pytest.raises(ValueError, match="contrast"):
         AugmentConfig(contrast=1.5)
+
+
+def test_pseudo_label_self_training_starts_after_adaptation_and_resumes_exactly(tiny_domains, tmp_path):
+    """Off (zero) before pseudo_label_start, on after it with confident target labels; the teacher is part
+    of the resume state, so a run killed mid-self-training resumes to the same weights."""
+    option = {**SHORT, "train.steps": 40, "adaptation.pseudo_label_weight": 1.0, "adaptation.pseudo_label_start": 0.5,
+              "adaptation.pseudo_label_threshold": 0.2, "adaptation.pseudo_label_ema": 0.9, "optim.lr": 5e-3}
+    trainer = Trainer(tiny_config(tiny_domains, tmp_path / "pl", **option), resume=False, show_progress=False)
+    losses = _losses(trainer, 40)["pseudo_label"]
+    assert all(v == 0.0 for v in losses[:20])
+    assert sum(v > 0.0 for v in losses[20:]) >= 5  # on: the teacher passes the threshold on target batches
+    assert trainer.pseudo_label.teacher is not trainer.model
+    full = train(tiny_config(tiny_domains, tmp_path / "full", **option), show_progress=False)
+    parted = tiny_config(tiny_domains, tmp_path / "parted", **option)
+    assert Trainer(parted, show_progress=False).run(stop_after=30) is None  # killed during self-training
+    resumed = Trainer(parted, show_progress=False).run()
+    assert resumed["history"] == full["history"]
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "parted" / "last.pt", weights_only=True)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in a["target_losses"]:
+        assert torch.equal(a["target_losses"][k], b["target_losses"][k]), k
+
+
+def test_geometric_augmentation_warps_each_source_image_reproducibly(tiny_domains, tmp_path):
+    plain = Trainer(tiny_config(tiny_domains, tmp_path / "plain", **SHORT), resume=False, show_progress=False)
+    geo = Trainer(tiny_config(tiny_domains, tmp_path / "geo", **SHORT, **{"augment.geometric": True}),
+                  resume=False, show_progress=False)
+    x_plain, y_plain, _ = plain._batch(3)
+    x_geo, y_geo, _ = geo._batch(3)
+    assert torch.equal(y_plain, y_geo) and x_geo.shape == x_plain.shape
+    changed = (x_geo - x_plain).abs().flatten(1).amax(1) > 1.0
+    assert bool(changed.all())  # every image gets its own warp
+    assert torch.equal(geo._batch(3)[0], x_geo)  # a pure function of (seed, step): resume-safe
+    assert float(x_geo.min()) >= 0.0 and float(x_geo.max()) <= 255.0  # bilinear, border repeated: no new range
+
+
+def test_geometric_augment_identity_and_rotation(tiny_detection_domains, tmp_path):
+    from dann_ros.train.augment import geometric_augment
+    from test.train.conftest import tiny_detection_config
+
+    x = torch.zeros(1, 1, 9, 9)
+    x[0, 0, 4, 2:7] = 255.0  # a horizontal bar through the centre
+    still = AugmentConfig(geometric=True, rotation=0, scale=0, shear=0, translate=0)
+    assert torch.equal(geometric_augment(x, still, torch.Generator().manual_seed(0)), x)
+    seed = next(s for s in range(100) if abs(float(torch.rand(1, generator=torch.Generator().manual_seed(s))) * 2 - 1) > 0.95)
+    turned = geometric_augment(x, AugmentConfig(geometric=True, rotation=90, scale=0, shear=0, translate=0),
+                               torch.Generator().manual_seed(seed))  # its first draw: an angle of about +-90 degrees
+    assert float(turned[0, 0, 4].sum()) < 0.5 * float(x[0, 0, 4].sum())  # the bar left the centre row ...
+    assert float(turned[0, 0, :, 4].sum()) > 3 * 255.0  # ... for the centre column
+    with pytest.raises(ValueError, match="scale"):
+        AugmentConfig(geometric=True, scale=1.0)
+    with pytest.raises(ValueError, match="classification only"):
+        tiny_detection_config(tiny_detection_domains, tmp_path, **{"augment.geometric": True})

@@ -14,6 +14,6 @@ from torch import nn
 
 
 class EntropyLoss(nn.Module):
-    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
         logp = F.log_softmax(logits.float(), dim=1)
         return -(logp.exp() * logp).sum(1).mean()

@@ -23,7 +23,7 @@ class MinimumClassConfusionLoss(nn.Module):
             raise ValueError("MCC temperature must be positive")
         self.temperature = temperature
 
-    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
         n, num_classes = logits.shape
         y = F.softmax(logits.float() / self.temperature, dim=1)
         h = -(y * y.clamp_min(1e-12).log()).sum(1).detach()
