@@ -67,7 +67,7 @@ def _export(args: argparse.Namespace) -> int:
     from dann_ros.export.onnx_export import export_onnx
 
     info, parity = export_onnx(args.checkpoint, args.out, keep_domain=not args.no_domain, opset=args.opset,
-                               fp16=args.fp16)
+                               fp16=args.fp16, feature_monitor=not args.no_feature_monitor)
     print(f"wrote {args.out}: {info.task}, {len(info.classes)} classes, input {info.preprocess.input_shape}, "
           f"outputs {info.output_names}")
     boxes = "" if parity.max_box_diff is None else f", best boxes within {parity.max_box_diff:.2e} px"
@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--no-domain", action="store_true", help="drop the domain-shift monitor output")
+    p.add_argument("--no-feature-monitor", action="store_true",
+                   help="do not fit the post-hoc shift monitor (output feature_shift) on the training frames")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--fp16", action="store_true", help="FP16 weights and compute behind fp32 inputs/outputs (the "
                                                         "FP16 route of TensorRT 11, which has no BuilderFlag.FP16)")
