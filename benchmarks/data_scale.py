@@ -11,9 +11,11 @@
    workers against what the in-RAM path would hold (the frames themselves; today's loader peaks
    near twice that while stacking them).
 3. On a small set (the demo's 28 x 28 digit crops and target frames) runs the real DANN step
-   (lenet classifier + domain discriminator, 128 + 128 images a step) with today's in-RAM path
-   (uint8 tensors indexed in the training process) and with the streamed path, alternately in
-   fresh processes, and prints peak RSS and source images/s of both and their ratio.
+   through the Trainer itself (lenet classifier + domain discriminator, 128 + 128 images a step)
+   with ``train.data: ram`` (the stores in RAM, batches assembled in-process) and ``stream`` (read
+   from disk by DataLoader workers), and, as the baseline, the former trainer's batching (uint8
+   tensors indexed in the training process) with the same step, alternately in fresh processes;
+   prints peak RSS and source images/s of each and the ratios.
 
 Every measurement runs in its own process (peak RSS is per process). Figures are wall-clock on
 whatever machine runs this: compare the ratios printed, not absolute numbers across machines.
@@ -278,6 +280,55 @@ def _first_box_class(boxes: list, classes: list, none: int):
     return torch.tensor([int(c[0]) if len(c) else none for c in classes], dtype=torch.int64)
 
 
+def phase_trainer(args) -> dict:
+    """The small set through ``Trainer.train_step`` with ``train.data`` = ``args.path`` (ram | stream)."""
+    import torch
+
+    from dann_ros.config import from_dict
+    from dann_ros.train.config import TrainConfig
+    from dann_ros.train.trainer import Trainer
+
+    watch = MemoryWatch()
+    rss_start = peak_rss_mb()
+    work = Path(args.work)
+    cfg = from_dict(TrainConfig, {
+        "output_dir": str(work / "runs" / args.path), "cache_dir": str(work / "cache"), "seed": 0,
+        "source": {"replicator": str(work / "small_renders")}, "target": {"bags": [str(work / "small_target.bag")]},
+        "model": {"backbone": "lenet"}, "selection": "source_val",
+        "train": {"steps": args.steps, "batch_size": args.batch, "eval_every": 10**9, "checkpoint_every": 10**9,
+                  "device": "cpu", "data": args.path, "workers": args.workers}})
+    trainer = Trainer(cfg, resume=False, show_progress=False)
+    rss_data = peak_rss_mb()
+    trainer.step_module.train()
+    trainer._open_loader()
+    warmup, waited, t0 = max(2, min(10, args.steps // 10)), 0.0, None
+    real_batch = trainer._batch
+    def timed_batch(step):  # the time the training process waits for (and converts) its batch
+        nonlocal waited
+        t = time.perf_counter()
+        out = real_batch(step)
+        waited += time.perf_counter() - t
+        return out
+    trainer._batch = timed_batch
+    for n in range(args.steps):
+        if n == warmup:
+            t0, waited = time.perf_counter(), 0.0
+        trainer._apply_schedules(trainer.step)
+        trainer.train_step(trainer.step)
+        trainer.step += 1
+    seconds = time.perf_counter() - t0
+    trainer._loader = None
+    total, worker = watch.stop()
+    steps = args.steps - warmup
+    return {"set": "small", "path": args.path, "steps": steps, "batch": args.batch,
+            "workers": 0 if trainer.data.in_ram else args.workers,
+            "source_images_per_s": steps * args.batch / seconds, "rss_mb": peak_rss_mb(), "worker_rss_mb": worker,
+            "total_mb": max(total, peak_rss_mb()), "rss_after_imports_mb": rss_start, "rss_after_data_mb": rss_data,
+            "frames": {"source": len(trainer.data.source) + len(trainer.data.source_val), "target": trainer.data.n_target},
+            "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0],
+            "data_wait_ms": waited / steps * 1000, "step_ms": seconds / steps * 1000}
+
+
 def phase_train(args) -> dict:
     import torch
 
@@ -322,8 +373,8 @@ def phase_train(args) -> dict:
         (task + dom).backward()
         opt.step()
 
-    if args.path == "ram":
-        # today's trainer: every frame in RAM as a uint8 tensor, batches indexed in the training process
+    if args.path == "indexed":
+        # the former trainer: every frame in RAM as a uint8 tensor, batches indexed in the training process
         src_images = torch.from_numpy(source.load().images)
         labels = torch.from_numpy(source.columns["class_ids"].astype(np.int64))
         tgt_images = torch.from_numpy(target.load().images)
@@ -404,7 +455,7 @@ def main() -> None:
     # internal: one measured phase in a child process
     ap.add_argument("--phase", choices=["build", "train"], help=argparse.SUPPRESS)
     ap.add_argument("--set", choices=["large", "small"], help=argparse.SUPPRESS)
-    ap.add_argument("--path", choices=["ram", "stream"], default="stream", help=argparse.SUPPRESS)
+    ap.add_argument("--path", choices=["indexed", "ram", "stream"], default="stream", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     ap.add_argument("--hw", type=int, nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
@@ -414,7 +465,8 @@ def main() -> None:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        result = phase_build(args) if args.phase == "build" else phase_train(args)
+        trainer = args.phase == "train" and args.set == "small" and args.path in ("ram", "stream")
+        result = phase_build(args) if args.phase == "build" else phase_trainer(args) if trainer else phase_train(args)
         print(json.dumps(result))
         return
 
@@ -461,7 +513,7 @@ def main() -> None:
           f"{large['rss_after_imports_mb'] + 2 * data_mb:,.0f} MB while stacking): "
           f"{in_ram_need / large['total_mb']:.1f}x the streamed path's total")
 
-    small: dict[str, list[dict]] = {"ram": [], "stream": []}
+    small: dict[str, list[dict]] = {"indexed": [], "ram": [], "stream": []}
     for _ in range(sizes.rounds):  # alternated so drifting load on a shared machine hits both alike
         for path in small:
             small[path].append(child("train", set="small", path=path, work=work, hw=hw, batch=sizes.small_batch,
@@ -472,18 +524,17 @@ def main() -> None:
     print(f"small set ({frames['source']} source crops + {frames['target']} target frames, 3x28x28; lenet DANN, "
           f"{sizes.small_batch}+{sizes.small_batch} a step, {small['ram'][0]['steps']} timed steps, best of "
           f"{sizes.rounds}):")
-    for p, name in (("ram", "in RAM (today)"), ("stream", f"streamed ({args.workers} workers)")):
+    for p, name in (("indexed", "former in-RAM batching"), ("ram", "Trainer, data: ram"),
+                    ("stream", f"Trainer, data: stream ({args.workers} workers)")):
         runs = ", ".join(f"{r['source_images_per_s']:.0f} at load {r.get('load_average', 0):.1f}" for r in small[p])
-        print(f"  {name:<22} {best[p]:>7.0f} source img/s  (runs {runs}); peak memory {rss[p]:.0f} MB "
-              f"(process + workers)")
+        print(f"  {name:<32} {best[p]:>7.0f} source img/s  (runs {runs}); peak memory {rss[p]:.0f} MB "
+              f"(process + workers); waits {min(r['data_wait_ms'] for r in small[p]):.1f} ms a step for its batch, "
+              f"of {min(r['step_ms'] for r in small[p]):.0f} ms")
     wait = {p: min(r["data_wait_ms"] for r in runs) for p, runs in small.items()}
-    step = {p: min(r["step_ms"] for r in runs) for p, runs in small.items()}
-    print(f"  the training process waits for its batch {wait['ram']:.1f} ms a step in RAM (indexing + float), "
-          f"{wait['stream']:.1f} ms streamed (workers prefetch), of {step['ram']:.0f} / {step['stream']:.0f} ms "
-          "a step: the step time differences beyond that are machine load")
     ratio = best["stream"] / best["ram"]
-    print(f"  streamed / in-RAM throughput: {ratio:.2f} (goal >= 0.90); large-set streamed peak RSS "
-          f"{large['total_mb']:.0f} MB (goal < 4096 MB whatever the data size)")
+    print(f"  streamed / in-RAM throughput: {ratio:.2f} (goal >= 0.90); Trainer in RAM / former batching: "
+          f"{best['ram'] / best['indexed']:.2f}; large-set streamed peak RSS {large['total_mb']:.0f} MB "
+          "(goal < 4096 MB whatever the data size)")
     if args.json:
         Path(args.json).write_text(json.dumps({"preset": preset, "sizes": asdict(sizes), "build": build,
                                                "large": large, "in_ram_need_mb": in_ram_need, "small": small,

@@ -28,9 +28,11 @@ def test_data_scale_smoke(tmp_path):
     large = result["large"]
     assert large["path"] == "stream" and large["workers"] == 1 and large["source_images_per_s"] > 0
     assert 0 < large["total_mb"] < 4096 and large["worker_rss_mb"] > 0  # a worker process really ran
-    for path in ("ram", "stream"):
+    for path in ("indexed", "ram", "stream"):  # the former batching, then the Trainer with train.data ram / stream
         (r,) = result["small"][path]
         assert r["frames"] == {"source": 120, "target": 60} and r["source_images_per_s"] > 0 and r["total_mb"] > 0
+    assert result["small"]["ram"][0]["workers"] == 0 and result["small"]["stream"][0]["workers"] == 1
+    assert result["small"]["stream"][0]["worker_rss_mb"] > 0  # the Trainer's loader worker really ran
     assert result["throughput_ratio"] == pytest.approx(result["small_best"]["stream"] / result["small_best"]["ram"])
-    assert set(result["small_data_wait_ms"]) == {"ram", "stream"} and min(result["small_data_wait_ms"].values()) > 0
+    assert set(result["small_data_wait_ms"]) == {"indexed", "ram", "stream"} and min(result["small_data_wait_ms"].values()) > 0
     assert "streamed / in-RAM throughput" in run.stdout and "peak RSS" in run.stdout
