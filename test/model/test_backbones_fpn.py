@@ -34,6 +34,12 @@ def test_fpn_detector_builds_for_each_backbone(backbone, taps):
     assert boxes.shape == (2, 100, 4) and (scores[:, :-1] >= scores[:, 1:]).all()
 
 
+def test_batchnorm_statistics_follow_a_short_schedule():
+    backbone = build_backbone("mobilenet_v3_small", 3, dense=True)  # torchvision builds it with momentum 0.01
+    momenta = {m.momentum for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert momenta == {0.1}
+
+
 def test_fpn_truncates_what_no_level_reads():
     model = build_detector(ModelConfig(backbone="resnet18", neck="fpn", fpn_strides=(8, 16)), 10, PRE)
     assert model.stride == 8 and model.output_hw == (4, 6)
