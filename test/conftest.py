@@ -12,6 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 DIGITS = tuple(str(i) for i in range(10))
@@ -117,6 +118,41 @@ def tiny_onnx(tmp_path_factory, request) -> Path:
     tiny_checkpoint = request.getfixturevalue("tiny_checkpoint")
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
     export_onnx(tiny_checkpoint, out)
+    return out
+
+
+def monitor_scenes(n: int, shape: tuple[int, int, int], seed: int, noise: float = 4.0,
+                   gain: float = 1.0) -> np.ndarray:
+    """Prepared uint8 (N, C, H, W) frames: soft gradients (a 'scene') with sensor noise; ``noise`` and
+    ``gain`` < 1 (dark) shift them away from the frames a feature monitor is fitted on."""
+    rng = np.random.default_rng(seed)
+    c, h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    out = []
+    for _ in range(n):
+        base = 90 + 60 * np.sin(rng.uniform(2, 6) * xx + rng.uniform(0, 6)) * np.cos(rng.uniform(2, 6) * yy)
+        img = np.stack([base * rng.uniform(0.8, 1.2) for _ in range(c)]) * gain + rng.normal(0, noise, (c, h, w))
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def export_with_feature_monitor(checkpoint: Path, out: Path):
+    """Export with the post-hoc shift monitor fitted on monitor_scenes (target) vs uniform noise (source)."""
+    from dann_ros.export.checkpoint_model import load_model
+    from dann_ros.export.onnx_export import export_onnx
+
+    shape = load_model(checkpoint)[1].preprocess.input_shape
+    source = np.random.default_rng(9).integers(0, 256, (40, *shape), np.uint8)
+    return export_onnx(checkpoint, out, monitor_frames=(monitor_scenes(160, shape, 0), source))
+
+
+@pytest.fixture(scope="session")
+def tiny_monitored_detector_onnx(tmp_path_factory, request) -> Path:
+    """tiny_detector_onnx with the feature monitor (output feature_shift) fitted on monitor_scenes."""
+    if TORCH_BLOCKED:
+        return _prebuilt_model("monitored_detector.onnx", tmp_path_factory)
+    out = tmp_path_factory.mktemp("det_monitor_onnx") / "model.onnx"
+    export_with_feature_monitor(request.getfixturevalue("tiny_detector_checkpoint"), out)
     return out
 
 

@@ -16,7 +16,10 @@ from pathlib import Path
 
 MODELS = {"classifier.onnx": "make_classifier_checkpoint", "detector.onnx": "make_detector_checkpoint",
           # a detector that detects (replay and eval-bag score real Detection2DArrays with it)
-          "trained_detector.onnx": "test.evaluation.conftest:make_trained_detector_checkpoint"}
+          "trained_detector.onnx": "test.evaluation.conftest:make_trained_detector_checkpoint",
+          # the detector with the post-hoc feature monitor (feature_shift output)
+          "monitored_detector.onnx": "make_detector_checkpoint"}
+WITH_FEATURE_MONITOR = {"monitored_detector.onnx"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
             module, _, function = maker.rpartition(":")
             make = getattr(importlib.import_module(module) if module else conftest, function)
             checkpoint = make(Path(tmp) / (Path(name).stem + ".pt"))
-            info, parity = export_onnx(checkpoint, out / name)
+            if name in WITH_FEATURE_MONITOR:
+                info, parity = conftest.export_with_feature_monitor(checkpoint, out / name)
+            else:
+                info, parity = export_onnx(checkpoint, out / name)
             print(f"{out / name}: {info.task}, parity {parity.summary()}")
     return 0
 

@@ -1,6 +1,14 @@
 """Per-camera health figures for /diagnostics, and the domain-shift monitor.
 
-Domain-shift score (what it means): the exported model's monitor output ``domain`` is the
+Two monitors may be in a model. ``feature_shift`` (the post-hoc monitor fitted at export on
+the frozen features of the adaptation-target frames, model/feature_monitor.py) is already a
+shift score per frame: ~0 on frames like the adaptation target, -> 1 beyond; when the model
+has it, it drives the camera's score and level (reference 0). Otherwise the GRL
+discriminator's ``domain`` output does, as below; with both, the discriminator's score is
+reported as a second value. Why: a discriminator fooled at equilibrium (the demo detector's
+reads 0.5000 on every frame) says little about new shift.
+
+Domain-shift score (GRL discriminator): the exported model's monitor output ``domain`` is the
 DANN discriminator's P(frame looks like the synthetic source). Training drives the target
 (real) frames it was adapted on towards ``reference`` (about 0.5: the discriminator cannot
 tell). The score is the mean over the camera's last ``window`` frames of
@@ -9,7 +17,7 @@ target sat, 1 = the discriminator is certain of a domain on every frame, i.e. th
 something the adaptation did not cover (new site, lighting, a dirty lens, a different camera).
 The mean of absolute deviations is used (not the deviation of the mean) so frames drifting to
 opposite sides do not cancel. WARN and ERROR levels are ``domain_shift_warn`` / ``_error``.
-Models exported without the discriminator report 'no monitor'.
+Models exported with neither output report 'no monitor'.
 """
 
 from __future__ import annotations
@@ -48,6 +56,62 @@ class DomainShiftMonitor:
     def mean_domain_score(self) -> float | None:
         s = self._values()
         return float(s.mean()) if s.size else None
+
+
+FEATURE_SHIFT, GRL = "feature_shift", "grl_discriminator"  # names of the monitors, as diagnostics show them
+
+
+def monitor_kind(info) -> str | None:
+    """Which monitor sets a model's domain-shift score (``info``: its ModelInfo); None: neither output."""
+    if info.has_feature_monitor:
+        return FEATURE_SHIFT
+    return GRL if info.has_domain else None
+
+
+class CameraMonitor:
+    """A camera's domain-shift monitors: ``primary`` sets the score and level, ``grl`` is the
+    discriminator's kept beside the feature monitor (None when it is the primary or absent)."""
+
+    def __init__(self, kind: str, window: int, grl_reference: float, has_domain: bool) -> None:
+        self.kind = kind
+        self.primary = DomainShiftMonitor(window, 0.0 if kind == FEATURE_SHIFT else grl_reference)
+        self.grl = DomainShiftMonitor(window, grl_reference) if kind == FEATURE_SHIFT and has_domain else None
+
+    @classmethod
+    def for_model(cls, info, window: int, grl_reference: float) -> "CameraMonitor | None":
+        """The monitor a model supports (``info``: its ModelInfo); None without either output."""
+        kind = monitor_kind(info)
+        return cls(kind, window, grl_reference, info.has_domain) if kind is not None else None
+
+    def add(self, domain_score: float | None, shift_score: float | None) -> None:
+        """One frame's outputs (a result's ``domain_score`` and ``shift_score``)."""
+        if self.kind == FEATURE_SHIFT:
+            if shift_score is not None:
+                self.primary.add(shift_score)
+            if self.grl is not None and domain_score is not None:
+                self.grl.add(domain_score)
+        elif domain_score is not None:
+            self.primary.add(domain_score)
+
+    def shift(self) -> float | None:
+        return self.primary.shift()
+
+    def grl_monitor(self) -> DomainShiftMonitor | None:
+        return self.primary if self.kind == GRL else self.grl
+
+    def __len__(self) -> int:
+        return len(self.primary)
+
+    def values(self, warn: float, error: float) -> list[tuple[str, str]]:
+        values = [("domain monitor", self.kind), ("domain shift", _fmt(self.shift(), digits=3)),
+                  ("domain shift frames", str(len(self))),
+                  ("domain shift thresholds", f"warn {warn:g}, error {error:g}")]
+        grl = self.grl_monitor()
+        if self.kind == FEATURE_SHIFT:
+            values.append(("grl domain shift", "no discriminator" if grl is None else _fmt(grl.shift(), digits=3)))
+        if grl is not None:
+            values.append(("domain score mean", _fmt(grl.mean_domain_score(), digits=3)))
+        return values
 
 
 @dataclass
@@ -137,7 +201,7 @@ def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}{unit}"
 
 
-def camera_status(snap: Snapshot, period_s: float, monitor: DomainShiftMonitor | None,
+def camera_status(snap: Snapshot, period_s: float, monitor: CameraMonitor | None,
                   warn: float, error: float) -> tuple[int, str, list[tuple[str, str]]]:
     """(level, message, key/values) for one camera over the last ``period_s`` seconds."""
     shift = monitor.shift() if monitor is not None else None
@@ -157,19 +221,13 @@ def camera_status(snap: Snapshot, period_s: float, monitor: DomainShiftMonitor |
         ("last error", snap.last_error or "none"),
     ]
     if monitor is None:
-        values.append(("domain shift", "no monitor"))
+        values += [("domain monitor", "no monitor"), ("domain shift", "no monitor")]
     else:
-        values += [("domain shift", _fmt(shift, digits=3)),
-                   ("domain score mean", _fmt(monitor.mean_domain_score(), digits=3)),
-                   ("domain shift frames", str(len(monitor))),
-                   ("domain shift thresholds", f"warn {warn:g}, error {error:g}")]
+        values += monitor.values(warn, error)
     level, problems = OK, []
-    if shift is not None and shift >= error:
-        level = ERROR
-        problems.append(f"domain shift {shift:.2f} >= {error:g}")
-    elif shift is not None and shift >= warn:
-        level = WARN
-        problems.append(f"domain shift {shift:.2f} >= {warn:g}")
+    if shift is not None and shift >= warn:
+        level = ERROR if shift >= error else WARN
+        problems.append(f"domain shift {shift:.2f} >= {error if level == ERROR else warn:g} ({monitor.kind})")
     if snap.decode_errors:
         level = max(level, WARN)
         problems.append(f"{snap.decode_errors} undecodable frames")

@@ -39,7 +39,7 @@ from dann_ros.ros.compat import (ExternalShutdownException, PublisherEventCallba
                                  destroy_lifecycle_publisher, event_callbacks, resolve_topic_name, try_shutdown)
 from dann_ros.ros.arguments import NODE_NAME
 from dann_ros.ros.cdr import CdrError, view
-from dann_ros.ros.diagnostics import CameraStats, DomainShiftMonitor, OK, camera_status, to_status
+from dann_ros.ros.diagnostics import CameraMonitor, CameraStats, OK, camera_status, monitor_kind, to_status
 from dann_ros.ros.frames import Frame, LatestFrames
 from dann_ros.ros.overlay import image_message
 from dann_ros.ros.params import NodeParams, ParameterError, declare_parameters, read_parameters
@@ -78,7 +78,7 @@ class Camera:
     topics: CameraTopics
     name: str  # the resolved input topic, for logs and diagnostics
     stats: CameraStats = field(default_factory=CameraStats)
-    monitor: DomainShiftMonitor | None = None
+    monitor: CameraMonitor | None = None
     skip_log: Any = None
     sub: Any = None
     result_pub: Any = None
@@ -141,9 +141,8 @@ class DannNode(LifecycleNode):
             log.error(f"configure failed: {params.model_path}: {exc}")
             return FAILURE
         self.params, self.predictor, self.handler = params, predictor, handler
-        self.cameras = [Camera(t, n, monitor=DomainShiftMonitor(params.domain_shift_window,
-                                                                params.domain_shift_reference)
-                               if predictor.info.has_domain else None,
+        self.cameras = [Camera(t, n, monitor=CameraMonitor.for_model(predictor.info, params.domain_shift_window,
+                                                                     params.domain_shift_reference),
                                skip_log=ThrottledWarning(log, f"input {n!r}: skipped a frame"))
                         for t, n in zip(topics, names)]
         self._create_publishers()
@@ -153,7 +152,7 @@ class DannNode(LifecycleNode):
         info = predictor.info
         log.info(f"configured: {params.model_path} ({predictor.backend.name}, {info.task}, "
                  f"{len(info.classes)} classes, input {info.preprocess.input_shape}, domain monitor "
-                 f"{'yes' if info.has_domain else 'no'}); cameras: {', '.join(names)}")
+                 f"{monitor_kind(info) or 'no monitor'}); cameras: {', '.join(names)}")
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -343,8 +342,8 @@ class DannNode(LifecycleNode):
             stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
             age_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6 if stamp_ns else None
             cam.stats.published((done_ns - frame.received_ns) / 1e6, age_ms)
-            if cam.monitor is not None and result.domain_score is not None:
-                cam.monitor.add(result.domain_score)
+            if cam.monitor is not None:
+                cam.monitor.add(result.domain_score, result.shift_score)
             overlay = cam.overlay_pub
             if overlay is not None and overlay.get_subscription_count() > 0:
                 overlay.publish(image_message(handler.draw(image, result, geometry), header))
@@ -387,7 +386,7 @@ class DannNode(LifecycleNode):
                        ("backend", self.predictor.backend.name), ("task", info.task),
                        ("classes", str(len(info.classes))),
                        ("input shape", "x".join(map(str, info.preprocess.input_shape))),
-                       ("domain monitor", "yes" if info.has_domain else "no monitor"),
+                       ("domain monitor", monitor_kind(info) or "no monitor"),
                        ("input qos", f"{p.qos_reliability}, depth {p.qos_depth}"),
                        ("output qos incompatible events", str(self._output_qos_events))]
         statuses = [to_status(f"{name}: model", name, OK, "active" if self.active else "inactive", node_values)]

@@ -188,5 +188,6 @@ def test_diagnostics_report_rates_latency_and_domain_shift(ros, node, diagnostic
     assert status["_level"] == (2 if shift >= 0.6 else 1 if shift >= 0.3 else 0), (shift, status)
     model = wait_for(lambda: next((diagnostic_values(a, f"{NODE}: model") for a in reversed(diagnostics.snapshot())
                                    if diagnostic_values(a, f"{NODE}: model")), None), what="model status")
-    assert model["domain monitor"] == "yes" and model["state"] == "active"
+    assert model["domain monitor"] == "grl_discriminator" and model["state"] == "active"
+    assert status["domain monitor"] == "grl_discriminator" and "grl domain shift" not in status
     assert model["input qos"] == "best_effort, depth 1"

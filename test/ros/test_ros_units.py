@@ -15,7 +15,8 @@ import yaml
 from dann_ros.paths import PACKAGE_ROOT
 from dann_ros.ros import env as ros_env
 from dann_ros.ros.arguments import default_params_file, node_arguments
-from dann_ros.ros.diagnostics import ERROR, OK, WARN, CameraStats, DomainShiftMonitor, camera_status
+from dann_ros.ros.diagnostics import (ERROR, GRL, OK, WARN, CameraMonitor, CameraStats, DomainShiftMonitor,
+                                     camera_status)
 from dann_ros.ros.frames import LatestFrames
 from dann_ros.ros.params import PARAMETERS, NodeParams, ParameterError
 from dann_ros.ros.topics import camera_topics
@@ -281,6 +282,33 @@ def test_domain_shift_is_the_mean_absolute_distance_to_the_reference():
     assert asym.shift() == pytest.approx(1.0)  # normalised by the largest possible distance
 
 
+def test_the_feature_monitor_sets_the_level_and_the_discriminator_is_the_second_value():
+    from types import SimpleNamespace
+
+    def info(domain, feature):
+        return SimpleNamespace(has_domain=domain, has_feature_monitor=feature)
+
+    assert CameraMonitor.for_model(info(False, False), 10, 0.5) is None
+    assert CameraMonitor.for_model(info(True, False), 10, 0.5).kind == "grl_discriminator"
+    m = CameraMonitor.for_model(info(True, True), 4, 0.5)
+    assert m.kind == "feature_shift" and m.primary.reference == 0.0
+    for shift, domain in ((0.9, 0.5), (0.7, 0.5), (0.8, 0.5), (0.6, 1.0)):
+        m.add(domain, shift)
+    stats = CameraStats()
+    stats.received(dropped=False)
+    level, message, values = camera_status(stats.snapshot(), 1.0, m, warn=0.3, error=0.8)
+    v = dict(values)
+    assert v["domain monitor"] == "feature_shift" and v["domain shift"] == "0.750"  # mean of the feature shift
+    assert v["grl domain shift"] == "0.250" and v["domain score mean"] == "0.625"  # (0+0+0+1)/4, discriminator's
+    assert level == WARN and message == "domain shift 0.75 >= 0.3 (feature_shift)"
+    m.add(None, None)  # a frame without outputs (e.g. a model output missing) is not counted
+    assert len(m) == 4
+    alone = CameraMonitor.for_model(info(False, True), 4, 0.5)  # a feature monitor without discriminator
+    alone.add(None, 0.1)
+    v = dict(alone.values(0.3, 0.6))
+    assert v["domain shift"] == "0.100" and v["grl domain shift"] == "no discriminator" and "domain score mean" not in v
+
+
 def test_camera_status_levels():
     stats = CameraStats()
     for _ in range(10):
@@ -291,9 +319,9 @@ def test_camera_status_levels():
     def status(shift_scores, monitor=True):
         m = None
         if monitor:
-            m = DomainShiftMonitor(10)
+            m = CameraMonitor(GRL, 10, 0.5, has_domain=True)
             for s in shift_scores:
-                m.add(s)
+                m.add(s, None)
         return camera_status(stats.snapshot(), 1.0, m, warn=0.3, error=0.6)
 
     level, message, values = status([0.5])
