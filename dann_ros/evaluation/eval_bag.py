@@ -205,8 +205,11 @@ def summary(r: dict, opts: EvalBagOptions) -> str:
         lines.append(task_for(r["model"]["task"], r["model"]["classes"], opts.output).summary_line(r))
     elif r.get("label_note"):
         lines.append(r["label_note"])
-    for t, v in (r["domain_shift"] or {}).get("topics", {}).items():
-        lines.append(f"domain shift {t}: final {v['final']:.3f}, mean {v['mean']:.3f}, max {v['max']:.3f}")
+    ds = r["domain_shift"] or {}
+    for t, v in ds.get("topics", {}).items():
+        grl = f"; GRL discriminator's mean {v['grl_mean']:.3f}" if v.get("grl_mean") is not None else ""
+        lines.append(f"domain shift {t} ({ds['monitor']}): final {v['final']:.3f}, mean {v['mean']:.3f}, "
+                     f"max {v['max']:.3f}{grl}")
     if not f["complete"]:
         lines.append(f"WARNING: partly evaluated: {f['summary']}")
     if opts.out is not None:

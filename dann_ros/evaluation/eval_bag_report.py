@@ -20,45 +20,70 @@ from dann_ros.evaluation.reporting import (figure, latency_histogram, page_heade
 @dataclass
 class DomainShift:
     window: int
-    reference: float
-    domain: np.ndarray  # (N,) P(frame looks like the synthetic source)
+    reference: float  # the GRL discriminator's reference (the feature monitor's is 0)
+    monitor: str  # which score sets the shift: "feature_shift" or "grl_discriminator" (dann_ros.ros.diagnostics)
+    score: np.ndarray  # (N,) the monitor's per-frame input: feature_shift, or P(synthetic source)
     shift: np.ndarray  # (N,) the node's score after each frame
+    domain: np.ndarray | None  # (N,) the discriminator's P(frame looks like the synthetic source); None without
+    grl_shift: np.ndarray | None  # (N,) the discriminator's score when it is the second monitor
+
+
+def _per_frame(frames: FrameTable, name: str) -> np.ndarray | None:
+    values = frames.outputs.get(name)
+    return None if values is None else np.asarray(values, float).reshape(len(frames), -1).mean(1)
 
 
 def domain_shift(frames: FrameTable, window: int, reference: float) -> DomainShift | None:
-    """The node's domain-shift score after each frame, per camera (dann_ros.ros.diagnostics);
-    None for a model exported without its discriminator."""
-    from dann_ros.ros.diagnostics import DomainShiftMonitor
+    """The node's domain-shift score after each frame, per camera (dann_ros.ros.diagnostics: the feature
+    monitor's when the model has one, else the discriminator's); None for a model with neither output."""
+    from dann_ros.ros.diagnostics import FEATURE_SHIFT, GRL, CameraMonitor
 
-    domain = frames.outputs.get("domain")
-    if domain is None:
+    domain, feature = _per_frame(frames, "domain"), _per_frame(frames, "feature_shift")
+    kind = FEATURE_SHIFT if feature is not None else GRL if domain is not None else None
+    if kind is None:
         return None
-    domain = np.asarray(domain, float).reshape(len(frames), -1).mean(1)
-    monitors: dict[str, DomainShiftMonitor] = {}
-    shift = np.empty(len(domain))
-    for i, (d, topic) in enumerate(zip(domain, frames.topics)):
-        mon = monitors.setdefault(topic, DomainShiftMonitor(window, reference))
-        mon.add(float(d))
+    monitors: dict[str, CameraMonitor] = {}
+    shift, grl = np.empty(len(frames)), np.full(len(frames), np.nan)
+    for i, topic in enumerate(frames.topics):
+        mon = monitors.setdefault(topic, CameraMonitor(kind, window, reference, domain is not None))
+        mon.add(None if domain is None else float(domain[i]), None if feature is None else float(feature[i]))
         shift[i] = mon.shift()
-    return DomainShift(window, reference, domain, shift)
+        if mon.grl is not None:
+            grl[i] = mon.grl.shift()
+    return DomainShift(window, reference, kind, feature if kind == FEATURE_SHIFT else domain, shift, domain,
+                       grl if kind == FEATURE_SHIFT and domain is not None else None)
+
+
+_DEFINITIONS = {
+    "feature_shift": "dann_node's score with the feature monitor (fitted at export on the frozen features of the "
+                     "adaptation-target frames): mean over the camera's last `window` frames of feature_shift, "
+                     "~0 on frames like the adaptation target, -> 1 beyond",
+    "grl_discriminator": "dann_node's score: mean over the camera's last `window` frames of |domain - reference| / "
+                         "max(reference, 1 - reference); domain = P(frame looks like the synthetic source)",
+}
 
 
 def _domain_block(shift: DomainShift, chosen: list[str], frames: FrameTable) -> dict:
     from dann_ros.ros.params import PARAMETERS
 
     warn, error = PARAMETERS["domain_shift_warn"][0], PARAMETERS["domain_shift_error"][0]
-    ds: dict[str, Any] = {"window": shift.window, "reference": shift.reference, "warn": warn, "error": error,
-                          "definition": "dann_node's score: mean over the camera's last `window` frames of "
-                                        "|domain - reference| / max(reference, 1 - reference); domain = P(frame "
-                                        "looks like the synthetic source)", "topics": {}}
+    ds: dict[str, Any] = {"monitor": shift.monitor, "window": shift.window,
+                          "reference": 0.0 if shift.monitor == "feature_shift" else shift.reference,
+                          "grl_reference": shift.reference, "warn": warn, "error": error,
+                          "definition": _DEFINITIONS[shift.monitor], "topics": {}}
     for t in chosen:
         m = frames.topics == t
         if m.any():
             s = shift.shift[m]
             ds["topics"][t] = {"final": float(s[-1]), "mean": float(s.mean()), "max": float(s.max()),
-                               "mean_domain_score": float(shift.domain[m].mean()),
+                               "mean_domain_score": None if shift.domain is None else float(shift.domain[m].mean()),
                                "frames_at_or_above_warn": int((s >= warn).sum()),
                                "frames_at_or_above_error": int((s >= error).sum())}
+            if shift.monitor == "feature_shift":
+                g = None if shift.grl_shift is None else shift.grl_shift[m]
+                ds["topics"][t].update({"mean_feature_shift": float(shift.score[m].mean()),
+                                        "grl_final": None if g is None else float(g[-1]),
+                                        "grl_mean": None if g is None else float(g.mean())})
     return ds
 
 
@@ -125,18 +150,26 @@ def figures(report: dict, frames: FrameTable, task: Any, pred: dict, scores: Any
         multi = len(ds["topics"]) > 1
         for topic in ds["topics"]:
             m = frames.topics == topic
-            x, y_shift, y_dom = thin(t_s[m], shift.shift[m], shift.domain[m])
-            data[topic] = {"t_s": x, "shift": y_shift, "domain_score": y_dom}
+            x, y_shift = thin(t_s[m], shift.shift[m])
+            data[topic] = {"t_s": x, "shift": y_shift}
             line_series[f"shift {topic}" if multi else "domain-shift score"] = (t_s[m], shift.shift[m])
-            line_series[f"P(synthetic) {topic}" if multi else "P(synthetic) per frame"] = (t_s[m], shift.domain[m])
+            if shift.monitor == "feature_shift":
+                data[topic]["feature_shift"] = thin(t_s[m], shift.score[m])[1]
+                line_series[f"feature_shift {topic}" if multi else "feature_shift per frame"] = (t_s[m], shift.score[m])
+            if shift.domain is not None:
+                data[topic]["domain_score"] = thin(t_s[m], shift.domain[m])[1]
+                line_series[f"P(synthetic) {topic}" if multi else "P(synthetic) per frame"] = (t_s[m], shift.domain[m])
         figs["domain_shift"] = figure(
             plots.lines(line_series, f"Domain shift over time (window {ds['window']} frames)",
                         "recording time since the first frame (s)", "score",
                         hlines={f"warn {ds['warn']:g}": ds["warn"], f"error {ds['error']:g}": ds["error"]},
                         ylim=(-0.02, 1.02)),
-            "dann_node's domain-shift score (0 = like the adapted target, 1 = the discriminator is sure of a domain) "
-            "and the per-frame discriminator output P(synthetic source)",
-            {"title": "Domain shift over time", "window": ds["window"], "reference": ds["reference"],
+            ("dann_node's domain-shift score from the feature monitor (0 = like the adaptation target), its "
+             "per-frame feature_shift" if shift.monitor == "feature_shift" else
+             "dann_node's domain-shift score (0 = like the adapted target, 1 = the discriminator is sure of a domain)")
+            + (" and the per-frame discriminator output P(synthetic source)" if shift.domain is not None else ""),
+            {"title": "Domain shift over time", "monitor": ds["monitor"], "window": ds["window"],
+             "reference": ds["reference"],
              "warn": ds["warn"], "error": ds["error"], "topics": data})
     figs["latency"] = latency_histogram(
         {"decode": frames.decode_ms, "prepare": frames.prepare_ms, "inference (share of batch)": frames.inference_ms,
@@ -171,11 +204,18 @@ def page(report: dict, figs: dict[str, dict], task: Any) -> H.Page:
     if ds is None:
         p.note("The model has no domain monitor output (exported without the discriminator).", "warn")
     else:
-        p.paragraph("Definition: " + ds["definition"] + f". Window {ds['window']} frames, reference "
-                    f"{ds['reference']:g}, WARN at {ds['warn']:g}, ERROR at {ds['error']:g} (dann_node's defaults).")
-        p.table(("topic", "final", "mean", "max", "mean P(synthetic)", "frames >= warn", "frames >= error"),
-                [(t, v["final"], v["mean"], v["max"], v["mean_domain_score"], v["frames_at_or_above_warn"],
-                  v["frames_at_or_above_error"]) for t, v in ds["topics"].items()])
+        p.paragraph(f"Monitor: {ds['monitor']}. Definition: " + ds["definition"] + f". Window {ds['window']} "
+                    f"frames, reference {ds['reference']:g}, WARN at {ds['warn']:g}, ERROR at {ds['error']:g} "
+                    "(dann_node's defaults).")
+        grl = ds["monitor"] == "feature_shift"
+        p.table(("topic", "final", "mean", "max", "mean P(synthetic)")
+                + (("GRL discriminator's score, mean",) if grl else ()) + ("frames >= warn", "frames >= error"),
+                [(t, v["final"], v["mean"], v["max"], v["mean_domain_score"]) + ((v["grl_mean"],) if grl else ())
+                 + (v["frames_at_or_above_warn"], v["frames_at_or_above_error"]) for t, v in ds["topics"].items()])
+        if grl:
+            p.paragraph("The GRL discriminator's score (reference "
+                        f"{ds['grl_reference']:g}) is shown beside it: a discriminator fooled at equilibrium "
+                        "may say little about new shift.")
         show_figures(p, figs, ["domain_shift"])
 
     p.heading("Latency and throughput")

@@ -262,3 +262,39 @@ def test_bag_folder_named_like_ros2_bag_record_names_it(tiny_onnx, tmp_path, cap
     assert main(["eval", "--model", str(tiny_onnx), "--bag", str(bag), "--labels", str(label_path),
                  "--json", str(tmp_path / "eval.json")]) == 0
     assert json.loads((tmp_path / "eval.json").read_text())["accuracy"] == report["accuracy"]
+
+
+def test_with_the_feature_monitor_the_domain_shift_block_is_its_score(tiny_monitored_detector_onnx, tmp_path, capsys):
+    """A detector exported with the feature monitor: the block follows feature_shift (the node's monitor, reference 0)
+    and rises when the bag turns dark; the GRL discriminator's score stays beside it."""
+    from dann_ros.data.make_bag import make_bag
+    from dann_ros.ros.diagnostics import CameraMonitor
+    from test.conftest import monitor_scenes
+
+    like = monitor_scenes(30, (3, 48, 64), 1).transpose(0, 2, 3, 1)
+    dark = monitor_scenes(30, (3, 48, 64), 1, gain=0.25).transpose(0, 2, 3, 1)
+    bag = tmp_path / "darkening.bag"
+    make_bag(bag, list(like) + list(dark))
+    out = tmp_path / "out"
+    assert main(["eval-bag", "--model", str(tiny_monitored_detector_onnx), "--bag", str(bag), "--out", str(out),
+                 "--no-result-bag", "--no-labels", "--domain-window", "10"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    ds = report["domain_shift"]
+    assert ds["monitor"] == "feature_shift" and ds["reference"] == 0.0 and ds["grl_reference"] == 0.5
+    v = ds["topics"]["/camera/image_raw"]
+    shift = np.array(report["figures"]["domain_shift"]["topics"]["/camera/image_raw"]["shift"])
+    assert len(shift) == 60
+    assert shift[9:30].max() < 0.3 and v["final"] > 0.5 and v["max"] >= v["final"]  # like frames OK, dark WARN+
+    assert 20 <= v["frames_at_or_above_warn"] <= 31
+    assert 0.0 <= v["grl_mean"] <= 1.0 and 0.0 <= v["mean_domain_score"] <= 1.0
+
+    predictor = Predictor.load(tiny_monitored_detector_onnx, backend="onnxruntime")
+    monitor = CameraMonitor.for_model(predictor.info, 10, 0.5)
+    for image in list(like) + list(dark):
+        r = predictor.detect(image)
+        monitor.add(r.domain_score, r.shift_score)
+    assert v["final"] == pytest.approx(monitor.shift(), abs=1e-5)  # the node's figure, fed the same frames
+    assert v["grl_final"] == pytest.approx(monitor.grl.shift(), abs=1e-5)
+    assert "(feature_shift)" in capsys.readouterr().out
+    page = (out / "report.html").read_text()
+    assert "Monitor: feature_shift" in page and "GRL discriminator" in page
