@@ -36,8 +36,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "top_k": (5, "Hypotheses per vision_msgs/Classification, best first; 0 = all classes."),
     "detection_threshold": (0.3, "Detection models: publish detections scoring at least this (0..1) in "
                                  "<camera>/detections (vision_msgs/Detection2DArray)."),
-    "domain_shift_reference": (0.5, "Monitor output P(synthetic source) expected on frames like the adaptation "
-                                    "target; after DANN training about 0.5."),
+    "domain_shift_reference": (0.5, "GRL discriminator's P(synthetic source) expected on frames like the "
+                                    "adaptation target; after DANN training about 0.5 (the feature monitor's is 0)."),
     "domain_shift_window": (100, "Frames per camera the domain-shift score averages over."),
     "domain_shift_warn": (0.3, "Domain-shift score at or above which diagnostics report WARN."),
     "domain_shift_error": (0.6, "Domain-shift score at or above which diagnostics report ERROR."),
