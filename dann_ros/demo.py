@@ -29,7 +29,7 @@ DETECTION_CONFIG = share_file("config", "train_detection_demo.yaml")
 DIGITS_PNG = Path(".cache/data/opencv/digits.png")
 VIDEO = Path(".cache/data/opencv/vtest.avi")
 LONG_STEPS = 3000  # --long: classification steps (the quick default is the config's 1,000)
-LONG_DETECTION_STEPS = 3000  # --long: detection steps (the quick default is the config's 1,000)
+LONG_DETECTION_STEPS = 3000  # --long: detection steps (the quick default is the config's 600)
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,25 @@ class DemoPaths:
         return self.data / "real_scenes_test"
 
 
+def _renders_outdated(folder: Path, cfg) -> bool:
+    """Re-render when the renders were written by another simulator version or configuration."""
+    import dataclasses
+
+    from dann_ros.data.synth import SYNTH_FORMAT
+
+    stamp = folder / "synth_config.json"
+    if not stamp.exists():
+        return True
+    meta = json.loads(stamp.read_text())
+    return meta.get("format") != SYNTH_FORMAT or meta.get("config") != json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
 def prepare_data(paths: DemoPaths, digits_png: Path, n_synth: int, workers: int) -> None:
     from dann_ros.data.make_bag import record_digits
     from dann_ros.data.synth import SynthConfig, render_dataset
 
     synth_cfg = SynthConfig(n_frames=n_synth, width=64, height=64, digits_per_image=(1, 1), seed=0)
-    stamp = paths.synth / "synth_config.json"
-    if not stamp.exists() or json.loads(stamp.read_text()).get("config", {}).get("n_frames") != n_synth:
+    if _renders_outdated(paths.synth, synth_cfg):
         t0 = time.perf_counter()
         render_dataset(paths.synth, synth_cfg, workers=workers, overwrite=True, progress=True)
         print(f"[demo] rendered {n_synth} synthetic frames in {time.perf_counter() - t0:.0f} s -> {paths.synth}")
@@ -85,16 +97,17 @@ def prepare_data(paths: DemoPaths, digits_png: Path, n_synth: int, workers: int)
         print(f"[demo] recorded real handwritten digits as camera bags {paths.train_bag}, {paths.test_bag}")
 
 
-def prepare_detection_data(paths: DemoPaths, digits_png: Path, video: Path, n_synth: int, workers: int) -> None:
+def prepare_detection_data(paths: DemoPaths, digits_png: Path, video: Path, n_synth: int, workers: int,
+                           randomise: bool = True) -> None:
     from dann_ros.data.compose import record_digit_scenes
-    from dann_ros.data.synth import SynthConfig, render_dataset
+    from dann_ros.data.synth import Randomisation, SynthConfig, render_dataset
 
     # 160x120 renders with 12-32 px digits letterbox into 128x96 as the 320x240 camera frames with
     # their 24-64 px digits do: the same digit sizes in network pixels
     synth_cfg = SynthConfig(n_frames=n_synth, width=160, height=120, digits_per_image=(1, 4),
-                            digit_height=(12.0, 32.0), max_overlap=0.0, seed=0)
-    stamp = paths.synth_det / "synth_config.json"
-    if not stamp.exists() or json.loads(stamp.read_text()).get("config", {}).get("n_frames") != n_synth:
+                            digit_height=(12.0, 32.0), max_overlap=0.0, seed=0,
+                            randomisation=Randomisation() if randomise else None)  # Replicator-style variation
+    if _renders_outdated(paths.synth_det, synth_cfg):
         t0 = time.perf_counter()
         render_dataset(paths.synth_det, synth_cfg, workers=workers, overwrite=True, progress=True)
         print(f"[demo] rendered {n_synth} synthetic detection scenes in {time.perf_counter() - t0:.0f} s "
@@ -272,7 +285,8 @@ def run_demo(args: argparse.Namespace) -> int:
     detection: dict[int, dict[str, dict]] = {}
     if args.detection:
         det_base = load_train_config(args.detection_config)
-        prepare_detection_data(paths, Path(args.digits), Path(args.video), args.detection_frames, args.workers)
+        prepare_detection_data(paths, Path(args.digits), Path(args.video), args.detection_frames, args.workers,
+                               args.randomise)
         detection = {seed: _run_all(detection_configs(det_base, paths, seed, args.detection_steps or args.steps), seed)
                      for seed in args.seeds}
     print_table(results)
@@ -358,6 +372,9 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="skip the detection part (source-only vs DANN CenterNet on real camera frames)")
     p.add_argument("--detection-config", default=str(DETECTION_CONFIG))
     p.add_argument("--detection-frames", type=int, default=3000, help="synthetic detection scenes to render")
+    p.add_argument("--no-randomise", dest="randomise", action="store_false",
+                   help="render the detection scenes without domain randomisation (textures, light, distractors, "
+                        "blur, noise)")
     p.add_argument("--video", default=str(VIDEO), help="OpenCV's vtest.avi (backgrounds of the real scenes)")
     p.add_argument("--no-reports", action="store_true", help="skip the training reports")
     p.add_argument("--no-replay", action="store_true", help="skip replaying the real bag through dann_node")

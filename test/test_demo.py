@@ -77,3 +77,19 @@ def test_export_and_eval_scores_a_detector_through_the_task_registry(tmp_path, t
                                  box_bag["labels"])
     assert metrics == {"onnx_target_map50": det.map50, "onnx_target_map": det.map}
     assert det.map50 > 0.5  # a detector that detects: the values compared are real
+
+
+def test_renders_are_redone_when_the_simulator_format_or_configuration_changes(tmp_path):
+    import dataclasses
+
+    from dann_ros.data.synth import SYNTH_FORMAT, Randomisation, SynthConfig
+    from dann_ros.demo import _renders_outdated
+
+    cfg = SynthConfig(n_frames=10, width=160, height=120, seed=0, randomisation=Randomisation())
+    assert _renders_outdated(tmp_path, cfg)  # nothing rendered yet
+    stamp = tmp_path / "synth_config.json"
+    stamp.write_text(json.dumps({"format": SYNTH_FORMAT, "config": dataclasses.asdict(cfg)}, default=str))
+    assert not _renders_outdated(tmp_path, cfg)
+    assert _renders_outdated(tmp_path, dataclasses.replace(cfg, randomisation=None))  # randomisation switched off
+    stamp.write_text(json.dumps({"format": SYNTH_FORMAT - 1, "config": dataclasses.asdict(cfg)}, default=str))
+    assert _renders_outdated(tmp_path, cfg)  # boxes written by the older (exclusive-corner) simulator
