@@ -153,7 +153,8 @@ def demo_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int | No
         common["train.eval_every"] = max(1, min(base.train.eval_every, steps // 4))
         common["train.checkpoint_every"] = common["train.eval_every"]
     suffix = "" if seed == base.seed else f"_seed{seed}"
-    no_target_losses = {"adaptation.method": "none", "adaptation.mcc_weight": 0.0, "adaptation.entropy_weight": 0.0}
+    no_target_losses = {"adaptation.method": "none", "adaptation.mcc_weight": 0.0, "adaptation.entropy_weight": 0.0,
+                        "adaptation.pseudo_label_weight": 0.0}
     runs = {
         "source_only": no_target_losses,
         "dann": {"adaptation.method": "dann"},

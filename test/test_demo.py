@@ -20,8 +20,10 @@ def test_baselines_have_no_target_losses_and_dann_keeps_the_config_recipe(tmp_pa
     so, dann, tt = runs["source_only"], runs["dann"], runs["train_on_target"]
     for cfg in (so, tt):
         a = cfg.adaptation
-        assert a.method == "none" and a.mcc_weight == 0 and a.entropy_weight == 0 and not a.uses_target
+        assert a.method == "none" and a.mcc_weight == 0 and a.entropy_weight == 0 and a.pseudo_label_weight == 0
+        assert not a.uses_target
     assert dann.adaptation.method == "dann" and dann.adaptation.mcc_weight == base.adaptation.mcc_weight
+    assert dann.adaptation.pseudo_label_weight == base.adaptation.pseudo_label_weight > 0
     assert tt.source.bag == tmp_path / "data" / "real_digits_train" and tt.source.replicator is None
     assert all(c.seed == 1 and c.train.steps == base.train.steps for c in runs.values())
     assert Path(dann.output_dir) == tmp_path / "runs" / "dann_seed1"
