@@ -24,7 +24,7 @@ from dann_ros.ros.env import ROS_ENV_KEYS as _ENV_KEYS  # noqa: F401  (used by c
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
-TIMEOUT = 30.0  # discovery and first frames on a loaded 2-core machine
+TIMEOUT = 60.0  # discovery and first frames on a loaded 2-core machine (a deadline, not a measurement)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition",
