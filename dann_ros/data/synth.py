@@ -227,10 +227,8 @@ def find_digit_fonts(extra_dirs: tuple[str, ...] = ()) -> tuple[Path, ...]:
         for ext in ("ttf", "otf", "TTF", "OTF"):
             paths.extend(glob.glob(str(folder / "**" / f"*.{ext}"), recursive=True))
     refs = _reference_digits()
-    seen: set[str] = set()
-    fonts = []
-    names: set[str] = set()
-    for path in sorted(set(paths)):
+    candidates = []
+    for path in set(paths):
         try:
             font = ImageFont.truetype(path, 48)
             masks = [_render_glyph(font, d) for d in DIGITS]
@@ -243,8 +241,14 @@ def find_digit_fonts(extra_dirs: tuple[str, ...] = ()) -> tuple[Path, ...]:
         if int(np.sum(sims.argmax(axis=1) == np.arange(10))) < 7:
             continue
         digest = hashlib.sha1(b"".join(m.tobytes() + bytes(str(m.shape), "ascii") for m in masks)).hexdigest()
-        name = Path(path).name.lower()
-        if digest in seen or name in names:  # the same font installed twice (matplotlib + system)
+        candidates.append((Path(path).name.lower(), digest, path))
+    # ordered by file name and rendering, never by install path: the same fonts give the same renders
+    # wherever the venv lives (a font installed twice, matplotlib's and the system's, is kept once)
+    seen: set[str] = set()
+    names: set[str] = set()
+    fonts = []
+    for name, digest, path in sorted(candidates):
+        if digest in seen or name in names:
             continue
         seen.add(digest)
         names.add(name)

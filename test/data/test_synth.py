@@ -256,3 +256,16 @@ def test_cli_randomise_flag(tmp_path):
     assert args.func(args) == 0
     meta = json.loads((tmp_path / "synth_config.json").read_text())
     assert meta["config"]["randomisation"] == json.loads(json.dumps(dataclasses.asdict(Randomisation())))
+
+
+def test_font_order_does_not_depend_on_where_fonts_are_installed(tmp_path):
+    """Renders pick fonts by index: the list must be the same whether a venv lives under /tmp or /work."""
+    import shutil
+
+    fonts = find_digit_fonts()
+    copy = tmp_path / "aaa_first_in_path_order"
+    copy.mkdir()
+    for f in fonts[-3:]:  # the same files again, under a path that sorts before every other
+        shutil.copy(f, copy / f.name)
+    again = find_digit_fonts((str(copy),))
+    assert [f.name for f in again] == [f.name for f in fonts]

@@ -13,19 +13,7 @@ from dann_ros.export.checkpoint_model import load_model
 from dann_ros.export.monitor_fit import REPORT_KEY
 from dann_ros.export.onnx_export import export_onnx
 from dann_ros.runtime.predictor import Predictor
-
-
-def _scenes(n: int, shape: tuple[int, int, int], seed: int, noise: float = 4.0, gain: float = 1.0) -> np.ndarray:
-    """Prepared uint8 (N, C, H, W) frames: soft gradients and blobs (a 'scene') with sensor noise."""
-    rng = np.random.default_rng(seed)
-    c, h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    out = []
-    for _ in range(n):
-        base = 90 + 60 * np.sin(rng.uniform(2, 6) * xx + rng.uniform(0, 6)) * np.cos(rng.uniform(2, 6) * yy)
-        img = np.stack([base * rng.uniform(0.8, 1.2) for _ in range(c)]) * gain + rng.normal(0, noise, (c, h, w))
-        out.append(np.clip(img, 0, 255).astype(np.uint8))
-    return np.stack(out)
+from test.conftest import monitor_scenes
 
 
 @pytest.mark.parametrize("which", ["tiny_detector_checkpoint", "tiny_checkpoint"])
@@ -33,7 +21,7 @@ def test_export_fits_the_monitor_and_the_predictor_reads_it(which, request, tmp_
     checkpoint = request.getfixturevalue(which)
     _, info0 = load_model(checkpoint)
     shape = info0.preprocess.input_shape
-    target, source = _scenes(160, shape, 0), np.random.default_rng(9).integers(0, 256, (40, *shape), np.uint8)
+    target, source = monitor_scenes(160, shape, 0), np.random.default_rng(9).integers(0, 256, (40, *shape), np.uint8)
     out = tmp_path / "m.onnx"
     info, parity = export_onnx(checkpoint, out, monitor_frames=(target, source))
     assert info.has_feature_monitor and info.output_names[-1] == "feature_shift"
@@ -52,9 +40,9 @@ def test_export_fits_the_monitor_and_the_predictor_reads_it(which, request, tmp_
             return np.array([d.shift_score for d in predictor.detect_prepared(frames, [_identity()] * len(frames))])
         return np.array([c.shift_score for c in predictor.classify_prepared(frames)])
 
-    same = scores(_scenes(60, shape, 1))
-    noisy = scores(_scenes(60, shape, 1, noise=40.0))
-    dark = scores(_scenes(60, shape, 1, gain=0.25))
+    same = scores(monitor_scenes(60, shape, 1))
+    noisy = scores(monitor_scenes(60, shape, 1, noise=40.0))
+    dark = scores(monitor_scenes(60, shape, 1, gain=0.25))
     assert same.mean() < 0.15
     assert noisy.mean() > 0.5 and dark.mean() > 0.5
 
@@ -69,7 +57,7 @@ def test_without_frames_or_when_disabled_there_is_no_monitor(tiny_detector_check
     info, _ = export_onnx(tiny_detector_checkpoint, tmp_path / "a.onnx")  # a test checkpoint names no data
     assert not info.has_feature_monitor and "feature_shift" not in info.output_names
     _, info0 = load_model(tiny_detector_checkpoint)
-    frames = _scenes(40, info0.preprocess.input_shape, 0)
+    frames = monitor_scenes(40, info0.preprocess.input_shape, 0)
     info, _ = export_onnx(tiny_detector_checkpoint, tmp_path / "b.onnx", feature_monitor=False,
                           monitor_frames=(frames, None))
     assert not info.has_feature_monitor

@@ -143,7 +143,7 @@ def test_geometric_augmentation_warps_each_source_image_reproducibly(tiny_domain
     changed = (x_geo - x_plain).abs().flatten(1).amax(1) > 1.0
     assert bool(changed.all())  # every image gets its own warp
     assert torch.equal(geo._batch(3)[0], x_geo)  # a pure function of (seed, step): resume-safe
-    assert float(x_geo.min()) >= 0.0 and float(x_geo.max()) <= 255.0  # bilinear, border repeated: no new range
+    assert float(x_geo.min()) >= 0.0 and float(x_geo.max()) <= 255.0 + 1e-3  # bilinear, border repeated: no new range
 
 
 def test_geometric_augment_identity_and_rotation(tiny_detection_domains, tmp_path):
