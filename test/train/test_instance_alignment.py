@@ -47,7 +47,11 @@ def test_run_with_instance_alignment_checkpoints_and_exports(tiny_detection_doma
     state = load(tmp_path / "last.pt")
     assert any(k.startswith("instance_discriminator.") for k in state["domain"])  # resumable
     module, info = load_model(tmp_path / "model.pt")  # the deployed monitor keeps the image-level one
-    assert info.has_domain and module.discriminator is not None
+    assert info.has_domain
+    deployed = load(tmp_path / "model.pt")["domain"]  # the image-level discriminator's weights, no instance ones
+    assert set(deployed) == set(module.discriminator.state_dict())
+    for k, v in module.discriminator.state_dict().items():
+        torch.testing.assert_close(v, deployed[k])
     resumed = Trainer(cfg, resume=True, show_progress=False)  # the instance discriminator comes back too
     torch.testing.assert_close(resumed.adversarial.instance_discriminator.state_dict(),
                                {k[len("instance_discriminator."):]: v for k, v in state["domain"].items()
