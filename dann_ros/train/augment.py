@@ -71,5 +71,5 @@ def geometric_augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Gene
     theta[:, :, :2] /= zoom.view(n, 1, 1)
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(
-        memory_format=torch.channels_last) and not x.is_contiguous() else out
+    nhwc = x.is_contiguous(memory_format=torch.channels_last)  # keep the step's layout
+    return out.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
