@@ -70,7 +70,7 @@ def _export(args: argparse.Namespace) -> int:
                                fp16=args.fp16, feature_monitor=not args.no_feature_monitor)
     print(f"wrote {args.out}: {info.task}, {len(info.classes)} classes, input {info.preprocess.input_shape}, "
           f"outputs {info.output_names}")
-    boxes = "" if parity.max_box_diff is None else f", best boxes within {parity.max_box_diff:.2e} px"
+    boxes = "" if parity.max_box_diff is None else f", matched boxes within {parity.max_box_diff:.2e} px"
     print(f"parity vs PyTorch on {parity.frames_from}: max |diff| {parity.max_abs_diff:.2e}, "
           f"top-1 agreement {100 * parity.top1_agreement:.2f}%{boxes}")
     return 0

@@ -3,10 +3,10 @@
 After writing, the file is validated by the ONNX checker and run by ONNX
 Runtime on real frames from the training data next to PyTorch; an export
 whose outputs disagree is an error, never a silent deployment. For a
-detector the best detection of each frame must agree (class, and box within
-``box_tolerance`` pixels), and scores position by position: candidates come
-sorted best first, so near-ties may swap places without changing the result
-(the rules live in dann_ros.export.parity, shared with the TensorRT engine check).
+detector candidates are matched by identity (class, and the nearest box within
+``box_tolerance`` pixels), not by their place in the best-first list, so
+near-ties may swap places without changing the result (the rules live in
+dann_ros.export.parity, shared with the TensorRT engine check).
 With ``fp16`` the graph computes in half precision behind float32 inputs and
 outputs: the FP16 route of TensorRT 11, which has no BuilderFlag.FP16.
 """
@@ -113,7 +113,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = Tru
     frames, origin = parity_frames, "given frames"
     if frames is None:
         frames, origin = training_frames(checkpoint, info)
-    report = check_parity(module, out, frames, origin, info.task, box_tolerance)
+    report = check_parity(module, out, frames, origin, info.task, box_tolerance, peak_px=_peak_px(module))
     log.info("parity on %s", report.summary())
     failures = report.failures(Tolerance(tolerance, box_tolerance))
     if failures:
@@ -147,8 +147,15 @@ def training_frames(checkpoint: Path, info: ModelInfo, limit: int = 256) -> tupl
         return rng.integers(0, 256, (64, *info.preprocess.input_shape), dtype=np.uint8), "random frames"
 
 
+def _peak_px(module: torch.nn.Module) -> float:
+    """A detector's peak-picking window in input pixels (2 output strides), 0 for other models."""
+    strides = [m.stride for m in module.modules() if hasattr(m, "decode") and isinstance(getattr(m, "stride", None),
+                                                                                          int)]
+    return 2.0 * max(strides) if strides else 0.0
+
+
 def check_parity(module: torch.nn.Module, onnx_path: Path, frames: np.ndarray, origin: str,
-                 task: str = "classification", box_tolerance: float = 0.05) -> ParityReport:
+                 task: str = "classification", box_tolerance: float = 0.05, peak_px: float = 0.0) -> ParityReport:
     """PyTorch (fp32) vs ONNX Runtime (CPU) on ``frames``, by the rules of dann_ros.export.parity."""
     import onnxruntime as ort
 
@@ -158,4 +165,4 @@ def check_parity(module: torch.nn.Module, onnx_path: Path, frames: np.ndarray, o
     ref = [r.numpy() for r in (ref if isinstance(ref, tuple) else (ref,))]
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {INPUT_NAME: batch})
-    return compare(ref, got, task, origin, box_tolerance)
+    return compare(ref, got, task, origin, box_tolerance, peak_px)
