@@ -69,6 +69,34 @@ def predict_detections(model: nn.Module, images: np.ndarray | torch.Tensor, devi
     return boxes, scores, ids
 
 
+Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # one image's boxes (K, 4), scores (K,), class ids (K,)
+
+
+def _per_image(decoded: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> list[Detections]:
+    b, s, c = decoded
+    return list(zip(b.float().cpu().numpy(), s.float().cpu().numpy(), c.cpu().numpy()))
+
+
+@torch.no_grad()
+def predict_detections_with_dropout(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device,
+                                    dropout: float, generator: torch.Generator,
+                                    batch_size: int = 128) -> tuple[list[Detections], list[Detections]]:
+    """Per image, a detector's decoded (boxes, scores, class ids) twice from one backbone pass: as
+    deployed, and with ``dropout`` of the feature map the heads read zeroed (inverted dropout, masks
+    from ``generator`` on ``device``: reproducible). The two passes of the box stability score."""
+    if not 0.0 < dropout < 1.0:
+        raise ValueError(f"dropout must be in (0, 1), got {dropout}")
+    clean: list[Detections] = []
+    perturbed: list[Detections] = []
+    with _eval_mode(model):
+        for x in _batches(images, device, batch_size):
+            f = model.features(x)
+            keep = torch.rand(f.shape, generator=generator, device=f.device) >= dropout
+            clean += _per_image(model.decode(model.heads(f)))
+            perturbed += _per_image(model.decode(model.heads(f * keep.to(f.dtype) / (1.0 - dropout))))
+    return clean, perturbed
+
+
 def detection_report(model: nn.Module, data, device: torch.device, classes: tuple[str, ...],
                      batch_size: int = 128) -> DetectionReport:
     """COCO-style mAP of the detector on prepared frames (``data``: train.datasets.LabelledBoxes,

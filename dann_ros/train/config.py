@@ -210,7 +210,9 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # source images only
-    selection: Literal["im", "snd", "source_val", "last"] = "im"
+    # label-free on target.bags: im / snd (classification), stability (detection: box stability under
+    # feature dropout); source_val: the source-val metric; last: the final checkpoint
+    selection: Literal["im", "snd", "stability", "source_val", "last"] = "im"
     cache_dir: Path = Path(".cache/dann_ros")
 
     def __post_init__(self) -> None:
@@ -225,11 +227,15 @@ class TrainConfig:
                              "class predictions: classification only")
         if not spec.image_scores and self.augment.geometric:
             raise ValueError("augment.geometric moves the image but not its boxes: classification only")
-        if self.selection in ("im", "snd") and not self.target.bags:
+        if self.selection in ("im", "snd", "stability") and not self.target.bags:
             raise ValueError(f"selection {self.selection} scores target frames: set target.bags or use source_val")
         if not spec.image_scores and self.selection in ("im", "snd"):
             raise ValueError(f"selection {self.selection} scores class probabilities (classification only); "
-                             f"{self.task} selects by source_val (source-val {spec.metric_title}) or last")
+                             f"{self.task} selects by stability (box stability on target.bags), source_val "
+                             f"(source-val {spec.metric_title}) or last")
+        if spec.image_scores and self.selection == "stability":
+            raise ValueError(f"selection stability scores detection boxes (detection only); {self.task} selects "
+                             "by im, snd, source_val or last")
         if not spec.image_scores and self.source.frame_labels is not None:
             raise ValueError(f"source.frame_labels are whole-frame class labels; {self.task} reads the "
                              "Replicator boxes (remove source.frame_labels)")

@@ -1,8 +1,10 @@
 """Detection training: whole frames with boxes (network-input pixels); the detector encodes its own
-targets per batch; COCO-style mAP@0.5 and mAP@[.5:.95] on the source-val and eval-target frames."""
+targets per batch; COCO-style mAP@0.5 and mAP@[.5:.95] on the source-val and eval-target frames, and
+the label-free box stability score of the unlabelled target frames that checkpoint selection reads."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -10,7 +12,8 @@ import torch
 from dann_ros.data.frame_cache import detection_store
 from dann_ros.data.frame_store import MemoryStore, ProgressFn, Store
 from dann_ros.model.detection_metrics import evaluate_detections
-from dann_ros.model.inference import predict_detections
+from dann_ros.model.inference import Detections, predict_detections, predict_detections_with_dropout
+from dann_ros.train import metrics
 from dann_ros.train.config import TrainConfig
 from dann_ros.train.datasets import LabelledBoxes, load_detection_bag, load_detection_source
 from dann_ros.train.streaming import iter_store
@@ -20,6 +23,19 @@ from dann_ros.train.tasks import TrainTask
 def boxes_store(data: LabelledBoxes, classes: tuple[str, ...]) -> MemoryStore:
     return MemoryStore(data.images, {}, {"boxes": list(data.boxes), "box_classes": list(data.classes)},
                        {"notes": {"class_names": list(classes)}})
+
+
+def box_stability(model: torch.nn.Module, stores: Sequence[Store], device: torch.device, seed: int = 0) -> float:
+    """Box stability score (metrics.box_stability) of ``model`` on every record of ``stores``. The
+    dropout masks come from a generator seeded afresh per call, so every checkpoint of a run is scored
+    with the same masks on the same frames."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    clean: list[Detections] = []
+    perturbed: list[Detections] = []
+    for x in (batch for store in stores for batch in iter_store(store, 128)):
+        c, p = predict_detections_with_dropout(model, x, device, metrics.STABILITY_DROPOUT, generator)
+        clean, perturbed = clean + c, perturbed + p
+    return metrics.box_stability(clean, perturbed)
 
 
 class DetectionTraining(TrainTask):
@@ -57,6 +73,8 @@ class DetectionTraining(TrainTask):
                                          [store.ragged("box_classes", i) for i in range(n)], len(classes),
                                          class_names=classes)
             out[key(split)], out[f"{split}_map"] = report.map50, report.map
+        if target_frames:
+            out["stability"] = box_stability(model, target_frames, device)
         return out
 
 
