@@ -207,9 +207,12 @@ def summary(r: dict, opts: EvalBagOptions) -> str:
         lines.append(r["label_note"])
     ds = r["domain_shift"] or {}
     for t, v in ds.get("topics", {}).items():
-        grl = f"; GRL discriminator's mean {v['grl_mean']:.3f}" if v.get("grl_mean") is not None else ""
+        feature = f", feature_shift per frame {v['mean_feature_shift']:.3f}" if "mean_feature_shift" in v else ""
+        grl = (f"; GRL discriminator's mean {v['grl_mean']:.3f}, {100 * v['grl_share_at_or_above_warn']:.1f}% "
+               f">= warn" if v.get("grl_mean") is not None else "")
         lines.append(f"domain shift {t} ({ds['monitor']}): final {v['final']:.3f}, mean {v['mean']:.3f}, "
-                     f"max {v['max']:.3f}{grl}")
+                     f"max {v['max']:.3f}{feature}, {100 * v['share_at_or_above_warn']:.1f}% of frames >= warn "
+                     f"{ds['warn']:g}{grl}")
     if not f["complete"]:
         lines.append(f"WARNING: partly evaluated: {f['summary']}")
     if opts.out is not None:

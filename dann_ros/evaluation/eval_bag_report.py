@@ -64,9 +64,16 @@ _DEFINITIONS = {
 
 
 def _domain_block(shift: DomainShift, chosen: list[str], frames: FrameTable) -> dict:
+    """Per topic: the node's score (final, mean, max) and how many frames, and what share, it would have
+    reported at WARN or worse / at ERROR (dann_ros.ros.diagnostics.shift_level, dann_node's default levels)."""
+    from dann_ros.ros.diagnostics import ERROR, WARN, shift_level
     from dann_ros.ros.params import PARAMETERS
 
     warn, error = PARAMETERS["domain_shift_warn"][0], PARAMETERS["domain_shift_error"][0]
+
+    def levels(scores: np.ndarray) -> np.ndarray:
+        return np.array([shift_level(float(v), warn, error) for v in scores], dtype=int)
+
     ds: dict[str, Any] = {"monitor": shift.monitor, "window": shift.window,
                           "reference": 0.0 if shift.monitor == "feature_shift" else shift.reference,
                           "grl_reference": shift.reference, "warn": warn, "error": error,
@@ -75,15 +82,19 @@ def _domain_block(shift: DomainShift, chosen: list[str], frames: FrameTable) -> 
         m = frames.topics == t
         if m.any():
             s = shift.shift[m]
+            level = levels(s)
             ds["topics"][t] = {"final": float(s[-1]), "mean": float(s.mean()), "max": float(s.max()),
                                "mean_domain_score": None if shift.domain is None else float(shift.domain[m].mean()),
-                               "frames_at_or_above_warn": int((s >= warn).sum()),
-                               "frames_at_or_above_error": int((s >= error).sum())}
+                               "frames_at_or_above_warn": int((level >= WARN).sum()),
+                               "frames_at_or_above_error": int((level >= ERROR).sum()),
+                               "share_at_or_above_warn": float((level >= WARN).mean())}
             if shift.monitor == "feature_shift":
                 g = None if shift.grl_shift is None else shift.grl_shift[m]
                 ds["topics"][t].update({"mean_feature_shift": float(shift.score[m].mean()),
                                         "grl_final": None if g is None else float(g[-1]),
-                                        "grl_mean": None if g is None else float(g.mean())})
+                                        "grl_mean": None if g is None else float(g.mean()),
+                                        "grl_share_at_or_above_warn":
+                                            None if g is None else float((levels(g) >= WARN).mean())})
     return ds
 
 
@@ -208,10 +219,14 @@ def page(report: dict, figs: dict[str, dict], task: Any) -> H.Page:
                     f"frames, reference {ds['reference']:g}, WARN at {ds['warn']:g}, ERROR at {ds['error']:g} "
                     "(dann_node's defaults).")
         grl = ds["monitor"] == "feature_shift"
-        p.table(("topic", "final", "mean", "max", "mean P(synthetic)")
-                + (("GRL discriminator's score, mean",) if grl else ()) + ("frames >= warn", "frames >= error"),
-                [(t, v["final"], v["mean"], v["max"], v["mean_domain_score"]) + ((v["grl_mean"],) if grl else ())
-                 + (v["frames_at_or_above_warn"], v["frames_at_or_above_error"]) for t, v in ds["topics"].items()])
+        p.table(("topic", "final", "mean", "max") + (("mean feature_shift per frame",) if grl else ())
+                + ("mean P(synthetic)",) + (("GRL discriminator's score, mean", "GRL: share >= warn") if grl else ())
+                + ("frames >= warn", "share >= warn", "frames >= error"),
+                [(t, v["final"], v["mean"], v["max"]) + ((v["mean_feature_shift"],) if grl else ())
+                 + (v["mean_domain_score"],)
+                 + ((v["grl_mean"], H.pct(v["grl_share_at_or_above_warn"], 1)) if grl else ())
+                 + (v["frames_at_or_above_warn"], H.pct(v["share_at_or_above_warn"], 1), v["frames_at_or_above_error"])
+                 for t, v in ds["topics"].items()])
         if grl:
             p.paragraph("The GRL discriminator's score (reference "
                         f"{ds['grl_reference']:g}) is shown beside it: a discriminator fooled at equilibrium "

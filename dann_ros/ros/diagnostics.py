@@ -201,6 +201,14 @@ def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}{unit}"
 
 
+def shift_level(shift: float | None, warn: float, error: float) -> int:
+    """The level a domain-shift score puts a camera at: OK, WARN at or above ``warn``, ERROR at or above
+    ``error`` (the node's diagnostics and eval-bag's report both ask this)."""
+    if shift is None or not shift >= warn:
+        return OK
+    return ERROR if shift >= error else WARN
+
+
 def camera_status(snap: Snapshot, period_s: float, monitor: CameraMonitor | None,
                   warn: float, error: float) -> tuple[int, str, list[tuple[str, str]]]:
     """(level, message, key/values) for one camera over the last ``period_s`` seconds."""
@@ -224,9 +232,8 @@ def camera_status(snap: Snapshot, period_s: float, monitor: CameraMonitor | None
         values += [("domain monitor", "no monitor"), ("domain shift", "no monitor")]
     else:
         values += monitor.values(warn, error)
-    level, problems = OK, []
-    if shift is not None and shift >= warn:
-        level = ERROR if shift >= error else WARN
+    level, problems = shift_level(shift, warn, error), []
+    if level != OK:
         problems.append(f"domain shift {shift:.2f} >= {error if level == ERROR else warn:g} ({monitor.kind})")
     if snap.decode_errors:
         level = max(level, WARN)

@@ -17,7 +17,7 @@ from dann_ros.cli import main
 from dann_ros.data.bags import ROS2_STORE
 from dann_ros.data.labels import LabelFile
 from dann_ros.evaluation.result_bag import vision_typestore
-from dann_ros.ros.diagnostics import DomainShiftMonitor
+from dann_ros.ros.diagnostics import ERROR, WARN, DomainShiftMonitor, shift_level
 from dann_ros.runtime.predictor import Predictor
 
 FIGURES = {"class_histogram", "confidence_histogram", "confusion_matrix", "precision_recall", "domain_shift",
@@ -108,9 +108,15 @@ def test_domain_shift_is_the_nodes_score(evaluated, labelled_bag, tiny_onnx):
     ds = evaluated["report"]["domain_shift"]
     predictor = Predictor.load(tiny_onnx, backend="onnxruntime", device="cpu")
     monitor = DomainShiftMonitor(ds["window"], ds["reference"])
+    levels = []
     for frame in iter_frames(labelled_bag["bag"]):
         monitor.add(predictor.predict(frame.image).domain_score)
-    assert ds["topics"]["/camera/image_raw"]["final"] == pytest.approx(monitor.shift(), abs=1e-5)
+        levels.append(shift_level(monitor.shift(), ds["warn"], ds["error"]))
+    v = ds["topics"]["/camera/image_raw"]
+    assert ds["monitor"] == "grl_discriminator" and "mean_feature_shift" not in v
+    assert v["final"] == pytest.approx(monitor.shift(), abs=1e-5)
+    assert v["frames_at_or_above_warn"] == sum(x >= WARN for x in levels)
+    assert v["share_at_or_above_warn"] == pytest.approx(np.mean([x >= WARN for x in levels]))
     series = evaluated["report"]["figures"]["domain_shift"]["topics"]["/camera/image_raw"]
     assert series["shift"][-1] == pytest.approx(monitor.shift(), abs=1e-5)
 
@@ -290,11 +296,24 @@ def test_with_the_feature_monitor_the_domain_shift_block_is_its_score(tiny_monit
 
     predictor = Predictor.load(tiny_monitored_detector_onnx, backend="onnxruntime")
     monitor = CameraMonitor.for_model(predictor.info, 10, 0.5)
-    for image in list(like) + list(dark):
+    per_frame, levels, grl_levels = [], [], []
+    for image in list(like) + list(dark):  # the node's monitor and levels, fed the same frames
         r = predictor.detect(image)
         monitor.add(r.domain_score, r.shift_score)
-    assert v["final"] == pytest.approx(monitor.shift(), abs=1e-5)  # the node's figure, fed the same frames
+        per_frame.append(r.shift_score)
+        levels.append(shift_level(monitor.shift(), ds["warn"], ds["error"]))
+        grl_levels.append(shift_level(monitor.grl.shift(), ds["warn"], ds["error"]))
+    assert v["final"] == pytest.approx(monitor.shift(), abs=1e-5)
     assert v["grl_final"] == pytest.approx(monitor.grl.shift(), abs=1e-5)
-    assert "(feature_shift)" in capsys.readouterr().out
+    assert v["mean_feature_shift"] == pytest.approx(np.mean(per_frame), abs=1e-5)
+    assert v["frames_at_or_above_warn"] == sum(x >= WARN for x in levels)
+    assert v["frames_at_or_above_error"] == sum(x >= ERROR for x in levels)
+    share = v["frames_at_or_above_warn"] / 60
+    assert v["share_at_or_above_warn"] == pytest.approx(share) and 0.3 <= share <= 0.55  # the dark half, after 10
+    assert v["grl_share_at_or_above_warn"] == pytest.approx(np.mean([x >= WARN for x in grl_levels]))
+    printed = capsys.readouterr().out
+    assert "(feature_shift)" in printed and f"{100 * share:.1f}% of frames >= warn 0.3" in printed
+    assert f"feature_shift per frame {v['mean_feature_shift']:.3f}" in printed
     page = (out / "report.html").read_text()
     assert "Monitor: feature_shift" in page and "GRL discriminator" in page
+    assert "share &gt;= warn" in page or "share >= warn" in page
