@@ -1,15 +1,19 @@
-"""End-to-end latency of dann_node against the bare Predictor, raw and compressed input.
+"""Output rate and end-to-end latency of dann_node against the bare Predictor, raw and compressed input.
 
 Starts dann_node in its own process (Fast DDS SHM profile, isolated domain, the launch file's
 parameters file), publishes 640x480 rgb8 frames at 30 Hz for a fixed time and
-measures, per frame, input stamp -> receipt of the output here. Drops are frames published
-without an output. The same frames then go through Predictor.predict in this process (the
-bare model cost, incl. preprocessing), and an echo process (subscribe + republish the header,
-no model) gives the DDS/rclpy floor for moving the frame. The table reports the node's
-overhead over the bare Predictor (e2e p50 - predict p50), the same over decode + predict,
-and the in-node part (the node's own receive -> publish p50 - decode + predict).
+measures, per frame, input stamp -> receipt of the output (vision_msgs/Classification or
+Detection2DArray, by the model's task) here. Drops are frames published without an output;
+the output rate is outputs per second of streaming, against the publish rate. The same frames
+then go through the Predictor (predict / detect: preprocessing, model, results) in this
+process: the bare cost, paced at the stream rate and back to back, whose rate is the ceiling
+the node is compared with. An echo process (subscribe + republish the header, no model)
+gives the DDS/rclpy floor for moving the frame. The tables report the node's overhead over
+the bare Predictor (e2e p50 - predict p50), the same over decode + predict, and the in-node
+part (the node's own receive -> publish p50 - decode + predict).
 
     .venv/bin/python benchmarks/node.py [--model m.onnx] [--seconds 10] [--modes raw,compressed]
+    .venv/bin/python benchmarks/node.py --model runs/demo/det_dann/model.onnx   # the demo detector
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ NAMESPACE = "/bench"
 
 
 def tiny_model(out_dir: Path) -> Path:
-    """A random-weight classifier with monitor, as the tests build it (28x28 input, 10 classes)."""
+    """A random-weight classifier with its domain discriminator (28x28 input, 10 classes)."""
     import torch
 
     from dann_ros.data.preprocess import Preprocess
@@ -111,23 +115,24 @@ def percentiles(values: list[float]) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
 
-def run_stream(mode: str, target: str, msgs: list, env: dict, model: Path, seconds: float, rate: float,
+def run_stream(mode: str, target: str, msgs: list, env: dict, model: Path, info, seconds: float, rate: float,
                log_dir: Path) -> dict:
-    """Start ``target`` (node or echo), stream frames, return latencies and drops."""
+    """Start ``target`` (node or echo), stream frames, return latencies, drops and the streaming time."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CompressedImage, Image
     from std_msgs.msg import Header
-    from vision_msgs.msg import Classification
     from diagnostic_msgs.msg import DiagnosticArray
 
+    from dann_ros.ros.outputs import handler_for
     from dann_ros.ros.qos import RESULT_QOS
 
     compressed = mode == "compressed"
     if target == "node":
         cmd = node_command(model, namespace=NAMESPACE, parameters={"compressed": compressed})
-        out_type, out_topic = Classification, f"{NAMESPACE}/classification"
+        handler = handler_for(info)  # the node's own choice of topic and message type for this model
+        out_type, out_topic = handler.msg_type, f"{NAMESPACE}/{handler.topic}"
     else:
         cmd = [sys.executable, __file__, "--echo", mode]
         out_type, out_topic = Header, f"{NAMESPACE}/echo"
@@ -158,14 +163,14 @@ def run_stream(mode: str, target: str, msgs: list, env: dict, model: Path, secon
                 raise RuntimeError(f"{target} did not subscribe; see {log.name}")
             time.sleep(0.05)
 
-        def stream(duration: float, record: bool) -> int:
+        def stream(duration: float, record: bool) -> float:
             period_ns = int(1e9 / rate)
             start = time.monotonic_ns()
             i = 0
             while True:
                 due = start + i * period_ns
                 if due - start > duration * 1e9:
-                    return i
+                    return i / rate  # the streaming time these i frames cover
                 delay = (due - time.monotonic_ns()) / 1e9
                 if delay > 0:
                     time.sleep(delay)
@@ -186,7 +191,7 @@ def run_stream(mode: str, target: str, msgs: list, env: dict, model: Path, secon
         stream(1.0, record=False)
         received.clear()
         diag.clear()
-        stream(seconds, record=True)
+        streamed = stream(seconds, record=True)
         time.sleep(1.0)
     finally:
         proc.terminate()
@@ -208,19 +213,28 @@ def run_stream(mode: str, target: str, msgs: list, env: dict, model: Path, secon
         if node_lat:
             break
     return {"published": len(sent), "outputs": len(lat), "drops": len(sent) - len(lat), "lat": lat,
-            "node_internal": node_lat}
+            "node_internal": node_lat, "seconds": streamed}
 
 
 def bare_predictor(model: Path, frames: list[np.ndarray], msgs: list, seconds: float, rate: float) -> dict:
-    """Predictor.predict on the same frames, paced like the stream (a frame every 1/rate s).
+    """The Predictor on the same frames (predict, or detect at the node's default threshold for a
+    detector), paced like the stream (a frame every 1/rate s), then back to back.
 
     Pacing matters on small VMs: code that ran 33 ms ago is colder than code in a tight loop,
     and the node sees the paced case.
     """
     from dann_ros.data.images import message_to_rgb8
+    from dann_ros.ros.params import PARAMETERS
     from dann_ros.runtime.predictor import Predictor
 
     predictor = Predictor.load(model)
+    if predictor.info.task == "detection":
+        threshold = PARAMETERS["detection_threshold"][0]  # the node's default
+
+        def run(image: np.ndarray):
+            return predictor.detect(image, threshold)
+    else:
+        run = predictor.predict
     predict, decode_predict = [], []
     period = 1.0 / rate
     start = time.monotonic()
@@ -231,16 +245,16 @@ def bare_predictor(model: Path, frames: list[np.ndarray], msgs: list, seconds: f
         frame, msg = frames[i % len(frames)], msgs[i % len(msgs)]
         if i % 2:
             t0 = time.perf_counter_ns()
-            predictor.predict(frame)
+            run(frame)
             predict.append((time.perf_counter_ns() - t0) / 1e6)
         else:
             t0 = time.perf_counter_ns()
-            predictor.predict(message_to_rgb8(msg))
+            run(message_to_rgb8(msg))
             decode_predict.append((time.perf_counter_ns() - t0) / 1e6)
     hot = []
     for frame in frames * 2:  # back to back, for comparison with the paced figure
         t0 = time.perf_counter_ns()
-        predictor.predict(frame)
+        run(frame)
         hot.append((time.perf_counter_ns() - t0) / 1e6)
     return {"predict": predict, "decode_predict": decode_predict, "predict_hot": hot,
             "backend": predictor.backend.name}
@@ -272,25 +286,47 @@ def main() -> int:
         os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = env["FASTDDS_DEFAULT_PROFILES_FILE"]
     import rclpy
 
+    from dann_ros.runtime.predictor import Predictor
+
+    info = Predictor.load(model, warmup=False).info
     rclpy.init()
     frames = make_frames(30, args.width, args.height)
     rows = []
     try:
         for mode in args.modes.split(","):
             msgs = build_messages(frames, mode == "compressed")
-            res = run_stream(mode, "node", msgs, env, model, args.seconds, args.rate, tmp)
-            echo = None if args.no_echo else run_stream(mode, "echo", msgs, env, model, args.seconds, args.rate, tmp)
+            res = run_stream(mode, "node", msgs, env, model, info, args.seconds, args.rate, tmp)
+            echo = None if args.no_echo else run_stream(mode, "echo", msgs, env, model, info, args.seconds, args.rate,
+                                                        tmp)
             bare = bare_predictor(model, frames, msgs, args.seconds, args.rate)
             rows.append((mode, res, echo, bare))
     finally:
         rclpy.try_shutdown()
 
-    print(f"\ndann_node benchmark: {args.width}x{args.height} rgb8 at {args.rate:g} Hz for {args.seconds:g} s per run, "
-          f"model {model.name} ({rows[0][3]['backend'] if rows else '?'}), Fast DDS profile "
-          f"{'off' if args.no_profile else 'SHM 16 MB'}, {os.cpu_count()} CPUs; logs in {tmp}\n")
-    head = ("input", "sent", "outputs", "drops", "e2e p50 / p99", "DDS floor p50", "node p50",
-            "predict p50 (back to back)",
-            "decode+predict p50", "e2e - predict", "e2e - (decode+predict)", "in-node overhead", "e2e / predict")
+    bare_call = "detect" if info.task == "detection" else "predict"
+    print(f"\ndann_node benchmark: {args.width}x{args.height} rgb8 published at {args.rate:g} Hz for "
+          f"{args.seconds:g} s per run, model {model.name} ({info.task}, input {'x'.join(map(str, info.preprocess.input_shape))} "
+          f"{info.preprocess.resize}, {rows[0][3]['backend'] if rows else '?'}), Fast DDS profile "
+          f"{'off' if args.no_profile else 'SHM 16 MB'}, {os.cpu_count()} CPUs, load average "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} (1/5/15 min) at the end; logs in {tmp}\n")
+    head = ("input", "published (Hz)", "outputs (Hz)", "outputs / published", "drops", "e2e p50 / p90 / p99",
+            f"bare Predictor.{bare_call} (Hz, back to back)", "node / bare Predictor")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" for _ in head) + "|")
+    for mode, res, _, bare in rows:
+        sent_hz, out_hz = res["published"] / res["seconds"], res["outputs"] / res["seconds"]
+        hot_hz = 1000.0 / percentiles(bare["predict_hot"])[0]
+        p50, p90, p99 = (float(np.percentile(res["lat"], q)) if res["lat"] else float("nan") for q in (50, 90, 99))
+        print(f"| {mode} | {sent_hz:.1f} | {out_hz:.1f} | {out_hz / sent_hz:.3f} | {res['drops']} | "
+              f"{p50:.1f} / {p90:.1f} / {p99:.1f} ms | {hot_hz:.1f} | {out_hz / min(sent_hz, hot_hz):.3f} |")
+    print(f"""
+outputs (Hz): outputs received per second of streaming; drops: frames published without an output.
+node / bare Predictor: the node's output rate over what the bare Predictor sustains at this input
+  rate, min(published, back-to-back rate), both measured in this run: 1.0 = the node loses nothing.
+""")
+    head = ("input", "e2e p50 / p99", "DDS floor p50", "node p50", f"{bare_call} p50 (back to back)",
+            f"decode+{bare_call} p50", f"e2e - {bare_call}", f"e2e - (decode+{bare_call})", "in-node overhead",
+            f"e2e / {bare_call}")
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     for mode, res, echo, bare in rows:
@@ -300,18 +336,19 @@ def main() -> int:
         dp50, _ = percentiles(bare["decode_predict"])
         echo50 = percentiles(echo["lat"])[0] if echo else float("nan")
         node50 = res["node_internal"][0] if res["node_internal"] else float("nan")
-        print(f"| {mode} | {res['published']} | {res['outputs']} | {res['drops']} | {p50:.2f} / {p99:.2f} ms | "
-              f"{echo50:.2f} ms | {node50:.2f} ms | {pred50:.2f} ms ({hot50:.2f} ms) | {dp50:.2f} ms | "
-              f"{p50 - pred50:.2f} ms | {p50 - dp50:.2f} ms | {node50 - dp50:.2f} ms | {p50 / pred50:.1f}x |")
-    print("""
+        print(f"| {mode} | {p50:.2f} / {p99:.2f} ms | {echo50:.2f} ms | {node50:.2f} ms | "
+              f"{pred50:.2f} ms ({hot50:.2f} ms) | {dp50:.2f} ms | {p50 - pred50:.2f} ms | {p50 - dp50:.2f} ms | "
+              f"{node50 - dp50:.2f} ms | {p50 / pred50:.1f}x |")
+    print(f"""
 e2e: input stamp (set just before publishing) -> output received in this process.
 DDS floor: the same frames through a relay without a model (subscribe, republish the header): what
   moving the frame between processes costs any rclpy node here (echo drops are listed in the log).
 node: the node's own receive -> publish latency from its /diagnostics (p50 of its last window).
-predict: Predictor.predict on the decoded frame in this process, paced at the stream rate;
-  decode+predict adds dann_ros.data.images.message_to_rgb8 on the message (JPEG decoding for
-  compressed input).
-in-node overhead = node - (decode+predict): hand-off to the worker, publishing, bookkeeping.""")
+{bare_call}: Predictor.{bare_call} on the decoded frame in this process (preprocessing, model, results),
+  paced at the stream rate; decode+{bare_call} adds dann_ros.data.images.message_to_rgb8 on the
+  message (JPEG decoding for compressed input).
+in-node overhead = node - (decode+{bare_call}): hand-off to the worker, building and publishing the
+  message, bookkeeping.""")
     for mode, _, echo, _ in rows:
         if echo:
             print(f"  echo {mode}: {echo['outputs']}/{echo['published']} returned, "

@@ -86,6 +86,9 @@ class OnnxRuntimeBackend:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        # idle intra-op threads sleep instead of spinning: on a robot's few cores the spinning threads take
+        # the CPU from the node's decode/publish threads and DDS (benchmarks/node.py; outputs unchanged)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:
