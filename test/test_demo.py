@@ -41,6 +41,20 @@ def test_detection_runs_include_the_train_on_target_upper_bound(tmp_path):
     assert gap_closed(0.25, 0.5, 1.25) == 0.25 and gap_closed(0.5, 0.6, 0.5) is None
 
 
+def test_detection_table_shows_the_stability_pick_next_to_the_oracle(capsys):
+    from dann_ros.demo import _summary, print_detection_table, stability_pick
+
+    history = [{"step": 150, "stability": 0.5, "target_map50": 0.10}, {"step": 300, "stability": 0.7, "target_map50": 0.15},
+               {"step": 450, "stability": 0.6, "target_map50": 0.20}]
+    dann = {"onnx_target_map50": 0.2, "onnx_target_map": 0.08, "history": history, "oracle": history[2]}
+    so = {"onnx_target_map50": 0.1, "onnx_target_map": 0.04, "history": [{"step": 150, "target_map50": 0.1}]}
+    assert stability_pick(dann)["step"] == 300 and stability_pick(so) is None  # a run from before the score
+    assert _summary(dann)["stability_target_map50"] == 0.15 and _summary(so)["stability_target_map50"] is None
+    print_detection_table({0: {"det_source_only": so, "det_dann": dann}})
+    row = capsys.readouterr().out.splitlines()[3].split()  # after a blank line, the title and the header
+    assert row[:8] == ["0", "10.0%", "/", "4.0%", "20.0%", "/", "8.0%", "15.0%"] and row[8] == "20.0%"
+
+
 def test_quick_steps_override_sets_the_evaluation_period(tmp_path):
     base = load_train_config(DEMO_CONFIG)
     runs = demo_configs(base, DemoPaths(tmp_path, tmp_path), seed=0, steps=40)
