@@ -25,7 +25,7 @@ import torch
 
 from dann_ros.export.checkpoint_model import load_model
 from dann_ros.export.metadata import INPUT_NAME, ModelInfo
-from dann_ros.export.parity import TOLERANCES, ParityReport, Tolerance, compare, save_parity_frames
+from dann_ros.export.parity import PEAK_KEY, TOLERANCES, ParityReport, Tolerance, compare, save_parity_frames
 from dann_ros.train.checkpoint import load
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = Tru
     for key, value in info.to_props().items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
+    peak_px = _peak_px(module)
+    if peak_px > 0:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = PEAK_KEY, repr(peak_px)
     if monitor is not None:
         from dann_ros.export.monitor_fit import REPORT_KEY
 
@@ -113,7 +117,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = Tru
     frames, origin = parity_frames, "given frames"
     if frames is None:
         frames, origin = training_frames(checkpoint, info)
-    report = check_parity(module, out, frames, origin, info.task, box_tolerance, peak_px=_peak_px(module))
+    report = check_parity(module, out, frames, origin, info.task, box_tolerance, peak_px=peak_px)
     log.info("parity on %s", report.summary())
     failures = report.failures(Tolerance(tolerance, box_tolerance))
     if failures:

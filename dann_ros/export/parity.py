@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 
 MIN_TOP1_AGREEMENT = 0.995
+# ONNX metadata key: a detector's peak_px (see compare), written at export so that an engine check on the
+# robot, which does not know the model's stride, tolerates the same tied peak flips
+PEAK_KEY = "dann_ros.parity_peak_px"
 # detection: candidates below this score are not compared (non-peaks score 0 and come in any order);
 # far below any deployment threshold (the Predictor's default is 0.3)
 SCORE_FLOOR = 0.05
@@ -236,6 +239,17 @@ def _keep(worst: dict, key: str, value: float, where: str) -> None:
 _RULES = {"classification": _classification, "detection": _detection}
 
 
+def read_peak_px(onnx_path: str | Path) -> float:
+    """The peak_px the export wrote into the ONNX metadata (0: none, e.g. exported before it was kept)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for prop in model.metadata_props:
+        if prop.key == PEAK_KEY:
+            return float(prop.value)
+    return 0.0
+
+
 def parity_frames_path(onnx_path: str | Path) -> Path:
     """``model.parity.npz`` beside ``model.onnx``: the real frames the export was checked on, kept so
     that an engine built later on the robot is checked on the same frames (dann_ros.runtime.tensorrt_backend)."""
@@ -256,5 +270,5 @@ def save_parity_frames(onnx_path: Path, frames: np.ndarray, origin: str, limit: 
     return path
 
 
-__all__ = ["MIN_TOP1_AGREEMENT", "ParityReport", "SCORE_FLOOR", "TOLERANCES", "Tolerance", "compare",
-           "parity_frames_path", "save_parity_frames"]
+__all__ = ["MIN_TOP1_AGREEMENT", "PEAK_KEY", "ParityReport", "SCORE_FLOOR", "TOLERANCES", "Tolerance", "compare",
+           "parity_frames_path", "read_peak_px", "save_parity_frames"]

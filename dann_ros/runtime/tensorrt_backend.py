@@ -22,7 +22,7 @@ import numpy as np
 
 from dann_ros.cuda import CudaError, CudaUnavailable, DeviceBuffer, Stream
 from dann_ros.export.metadata import INPUT_NAME, MetadataError, ModelInfo
-from dann_ros.export.parity import TOLERANCES, compare, parity_frames_path
+from dann_ros.export.parity import TOLERANCES, compare, parity_frames_path, read_peak_px
 from dann_ros.export.tensorrt import (
     PRECISIONS,
     EngineBuildError,
@@ -151,7 +151,8 @@ def make_verifier(onnx_path: Path, frames_source: str | Path | None = None):
             runner.close()
         names = info.output_names
         tolerance = TOLERANCES[key.precision]
-        report = compare([want[n] for n in names], [got[n] for n in names], info.task, origin, tolerance.box_px)
+        report = compare([want[n] for n in names], [got[n] for n in names], info.task, origin, tolerance.box_px,
+                         read_peak_px(onnx_path))
         failures = report.failures(tolerance)
         if failures:
             raise EngineBuildError(f"{onnx_path}: the {key.precision} TensorRT engine disagrees with ONNX Runtime on "

@@ -7,7 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from dann_ros.export.parity import SCORE_FLOOR, TOLERANCES, compare
+from dann_ros.export.parity import SCORE_FLOOR, TOLERANCES, compare, read_peak_px
 
 ONNX = TOLERANCES["onnx"]
 
@@ -106,3 +106,9 @@ def test_a_nan_or_a_different_domain_output_fails(outputs):
     got[3][2] += 0.5
     failures = _check(outputs, got)[1]
     assert failures == ["max |diff| 0.5 > 0.001 (graph output 3 (ModelInfo.output_names order))"]
+
+
+def test_the_export_keeps_the_peak_window_for_the_engine_check(tiny_detector_onnx, tiny_onnx):
+    """The engine check on the robot (dann_ros.runtime.tensorrt_backend) reads it back from the ONNX."""
+    assert read_peak_px(tiny_detector_onnx) == 8.0  # 2 output strides of 4 px
+    assert read_peak_px(tiny_onnx) == 0.0  # a classifier has no peaks
