@@ -19,6 +19,7 @@ part (the node's own receive -> publish p50 - decode + predict).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -274,6 +275,7 @@ def main() -> int:
     ap.add_argument("--no-echo", action="store_true", help="skip the DDS floor measurement")
     ap.add_argument("--no-profile", action="store_true", help="run without the Fast DDS SHM profile")
     ap.add_argument("--smoke", action="store_true", help="a quick check that it runs: 2 s, raw 160x120, no echo")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     if args.smoke:
         args.seconds, args.modes, args.width, args.height, args.no_echo = 2.0, "raw", 160, 120, True
@@ -313,12 +315,22 @@ def main() -> int:
             f"bare Predictor.{bare_call} (Hz, back to back)", "node / bare Predictor")
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
+    figures = []
     for mode, res, _, bare in rows:
         sent_hz, out_hz = res["published"] / res["seconds"], res["outputs"] / res["seconds"]
         hot_hz = 1000.0 / percentiles(bare["predict_hot"])[0]
         p50, p90, p99 = (float(np.percentile(res["lat"], q)) if res["lat"] else float("nan") for q in (50, 90, 99))
         print(f"| {mode} | {sent_hz:.1f} | {out_hz:.1f} | {out_hz / sent_hz:.3f} | {res['drops']} | "
               f"{p50:.1f} / {p90:.1f} / {p99:.1f} ms | {hot_hz:.1f} | {out_hz / min(sent_hz, hot_hz):.3f} |")
+        figures.append({"input": mode, "published": res["published"], "outputs": res["outputs"],
+                        "drops": res["drops"], "seconds": res["seconds"], "published_hz": sent_hz,
+                        "output_hz": out_hz, "e2e_ms": {"p50": p50, "p90": p90, "p99": p99},
+                        "bare_hz": hot_hz, "node_over_bare": out_hz / min(sent_hz, hot_hz),
+                        "bare_paced_p50_ms": percentiles(bare["predict"])[0]})
+    if args.json:
+        args.json.write_text(json.dumps({"model": str(model), "task": info.task, "rate_hz": args.rate,
+                                         "width": args.width, "height": args.height, "cpus": os.cpu_count(),
+                                         "load_average": os.getloadavg(), "rows": figures}, indent=1))
     print(f"""
 outputs (Hz): outputs received per second of streaming; drops: frames published without an output.
 node / bare Predictor: the node's output rate over what the bare Predictor sustains at this input
