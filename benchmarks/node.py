@@ -306,9 +306,10 @@ def main() -> int:
         rclpy.try_shutdown()
 
     bare_call = "detect" if info.task == "detection" else "predict"
+    shape = "x".join(map(str, info.preprocess.input_shape))
     print(f"\ndann_node benchmark: {args.width}x{args.height} rgb8 published at {args.rate:g} Hz for "
-          f"{args.seconds:g} s per run, model {model.name} ({info.task}, input {'x'.join(map(str, info.preprocess.input_shape))} "
-          f"{info.preprocess.resize}, {rows[0][3]['backend'] if rows else '?'}), Fast DDS profile "
+          f"{args.seconds:g} s per run, model {model.name} ({info.task}, input {shape} {info.preprocess.resize}, "
+          f"{rows[0][3]['backend'] if rows else '?'}), Fast DDS profile "
           f"{'off' if args.no_profile else 'SHM 16 MB'}, {os.cpu_count()} CPUs, load average "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} (1/5/15 min) at the end; logs in {tmp}\n")
     head = ("input", "published (Hz)", "outputs (Hz)", "outputs / published", "drops", "e2e p50 / p90 / p99",
