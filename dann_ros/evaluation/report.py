@@ -47,6 +47,7 @@ HISTORY = (  # (figure, title, y label, metrics.json history keys)
     ("map50", "mAP@0.5 at evaluation steps (detection)", "mAP@0.5", ("source_val_map50", "target_map50")),
     ("im", "Information maximization (IM) on target frames", "IM score", ("im",)),
     ("snd", "Soft neighbourhood density (SND) on target frames", "SND score", ("snd",)),
+    ("stability", "Box stability score on target frames (detection)", "box stability", ("stability",)),
     ("domain_accuracy", "Discriminator accuracy between evaluations", "accuracy", ("domain_accuracy",)),
 )
 
@@ -242,7 +243,7 @@ def _page(report: dict, figures: dict[str, dict]) -> H.Page:
                    "cannot be told apart, 2 = perfectly separable. 'oracle' is the best target accuracy over the "
                    "evaluations, which needs target labels and so is not a fair model-selection number.")
     sections = (("Training curves", ("task_loss", "domain_loss", "discriminator_accuracy", "lambda", "lr")),
-                ("Evaluation metrics", ("accuracy", "map50", "im", "snd", "domain_accuracy")),
+                ("Evaluation metrics", ("accuracy", "map50", "im", "snd", "stability", "domain_accuracy")),
                 ("Feature alignment", ("tsne",)),
                 ("Labelled evaluation target", ("confusion_matrix",)))
     for heading, names in sections:

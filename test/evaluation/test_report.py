@@ -88,4 +88,5 @@ def test_report_of_a_detection_run(tiny_detection_domains, tmp_path, capsys):  #
     assert "eval-target mAP@0.5" in capsys.readouterr().out
     report = json.loads((tmp_path / "det_dann" / "report" / "report.json").read_text())
     assert "map50" in report["figures"] and "tsne" in report["figures"]
+    assert "stability" in report["figures"]  # detection's label-free selection score, per evaluation
     assert "mAP@0.5" in (tmp_path / "det_dann" / "report" / "report.html").read_text()
