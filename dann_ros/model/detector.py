@@ -126,13 +126,8 @@ class CenterNetDetector(nn.Module):
 
         The parts of the last call are in ``loss_parts`` (floats) for logging.
         """
-        device = outputs["heatmap"].device
-        t = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
-        hm = focal_loss(outputs["heatmap"].float(), t["heatmap"])
-        size = masked_l1(outputs["size"].float(), t["indices"], t["mask"], t["size"])
-        off = masked_l1(outputs["offset"].float(), t["indices"], t["mask"], t["offset"])
-        self.loss_parts = {"heatmap": float(hm.detach()), "size": float(size.detach()), "offset": float(off.detach())}
-        return hm + self.size_weight * size + self.offset_weight * off
+        loss, self.loss_parts = centernet_loss(outputs, targets, self.size_weight, self.offset_weight)
+        return loss
 
     # -- decode -----------------------------------------------------------------------------
     def decode(self, outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -177,6 +172,21 @@ def decode_centernet(heatmap: torch.Tensor, size: torch.Tensor, offset: torch.Te
 
 
 # --------------------------------------------------------------------------- losses
+
+def centernet_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], size_weight: float,
+                   offset_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Focal heatmap loss + size_weight * L1(size) + offset_weight * L1(offset), and its parts as floats.
+
+    Shared by the source task loss and target pseudo-label self-training (model/adaptation/pseudo_label.py).
+    """
+    device = outputs["heatmap"].device
+    t = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
+    hm = focal_loss(outputs["heatmap"].float(), t["heatmap"])
+    size = masked_l1(outputs["size"].float(), t["indices"], t["mask"], t["size"])
+    off = masked_l1(outputs["offset"].float(), t["indices"], t["mask"], t["offset"])
+    parts = {"heatmap": float(hm.detach()), "size": float(size.detach()), "offset": float(off.detach())}
+    return hm + size_weight * size + offset_weight * off, parts
+
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
     """CenterNet's penalty-reduced pixel-wise focal loss, summed and divided by the number of objects.
@@ -308,5 +318,5 @@ def build_detector(model_cfg, num_classes: int, preprocess) -> CenterNetDetector
     return CenterNetDetector(backbone, num_classes, preprocess.input_shape, preprocess.mean, preprocess.std, **opt)
 
 
-__all__ = ["CenterNetDetector", "build_detector", "decode_centernet", "encode_targets", "focal_loss",
-           "gaussian_radius", "masked_l1"]
+__all__ = ["CenterNetDetector", "build_detector", "centernet_loss", "decode_centernet", "encode_targets",
+           "focal_loss", "gaussian_radius", "masked_l1"]

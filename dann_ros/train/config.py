@@ -115,7 +115,7 @@ class AdaptationConfig:
     mcc_weight: float = 0.0  # minimum class confusion on target (model/adaptation/mcc.py)
     mcc_temperature: float = 2.5
     pseudo_label_weight: float = 0.0  # self-training on a mean teacher's confident target labels (pseudo_label.py)
-    pseudo_label_threshold: float = 0.95
+    pseudo_label_threshold: float | None = None  # None: the task's default, 0.95 (softmax) or 0.5 (CenterNet peak)
     pseudo_label_start: float = 0.5  # share of train.steps after which it is on (after adaptation)
     pseudo_label_ema: float = 0.99  # the teacher's weight average decay per step
     # detection, dann: DA-Faster's instance-level alignment at object centres and its image/instance
@@ -134,7 +134,8 @@ class AdaptationConfig:
                              "set instance_weight too")
         if min(self.entropy_weight, self.mcc_weight, self.weight, self.pseudo_label_weight) < 0:
             raise ValueError("adaptation.weight, entropy_weight, mcc_weight and pseudo_label_weight must be >= 0")
-        if not 0.0 < self.pseudo_label_threshold <= 1.0 or not 0.0 <= self.pseudo_label_start <= 1.0:
+        threshold = 0.5 if self.pseudo_label_threshold is None else self.pseudo_label_threshold
+        if not 0.0 < threshold <= 1.0 or not 0.0 <= self.pseudo_label_start <= 1.0:
             raise ValueError("adaptation.pseudo_label_threshold must be in (0, 1] and pseudo_label_start in [0, 1]")
         if not 0.0 <= self.pseudo_label_ema < 1.0:
             raise ValueError("adaptation.pseudo_label_ema must be in [0, 1)")
@@ -221,10 +222,9 @@ class TrainConfig:
             what = f"adaptation.method {a.method}" if a.method != "none" else "adaptation.entropy_weight/mcc_weight/pseudo_label_weight"
             raise ValueError(f"{what} needs target.bags")
         spec = task_spec(self.task)  # unknown task: an error naming the supported ones
-        if not spec.image_scores and (a.method == "cdan" or a.entropy_weight or a.mcc_weight
-                                      or a.pseudo_label_weight):
-            raise ValueError("adaptation.method cdan, entropy_weight, mcc_weight and pseudo_label_weight work on "
-                             "class predictions: classification only")
+        if not spec.image_scores and (a.method == "cdan" or a.entropy_weight or a.mcc_weight):
+            raise ValueError("adaptation.method cdan, entropy_weight and mcc_weight work on one class "
+                             "distribution per image: classification only")
         if not spec.image_scores and self.augment.geometric:
             raise ValueError("augment.geometric moves the image but not its boxes: classification only")
         if self.selection in ("im", "snd", "stability") and not self.target.bags:

@@ -32,7 +32,7 @@ from dann_ros.config import to_dict
 from dann_ros.data.tasks import task_spec
 from dann_ros.model.adaptation.entropy import EntropyLoss
 from dann_ros.model.adaptation.mcc import MinimumClassConfusionLoss
-from dann_ros.model.adaptation.pseudo_label import PseudoLabelLoss
+from dann_ros.model.adaptation.pseudo_label import MeanTeacher, build_pseudo_label_loss
 from dann_ros.model.builders import build_domain_loss, build_model
 from dann_ros.model.inference import pooled_features
 from dann_ros.model.schedules import dann_lambda, dann_lr_factor
@@ -102,9 +102,9 @@ class Trainer:
         regularisers = {name: make() for name, make, w in (
             ("entropy", EntropyLoss, a.entropy_weight),
             ("mcc", lambda: MinimumClassConfusionLoss(a.mcc_temperature), a.mcc_weight),
-            ("pseudo_label", lambda: PseudoLabelLoss(self.model, a.pseudo_label_threshold, a.pseudo_label_ema),
-             a.pseudo_label_weight)) if w > 0}
-        self.pseudo_label: PseudoLabelLoss | None = regularisers.get("pseudo_label")
+            ("pseudo_label", lambda: build_pseudo_label_loss(self.model, a.pseudo_label_threshold,
+                                                             a.pseudo_label_ema), a.pseudo_label_weight)) if w > 0}
+        self.pseudo_label: MeanTeacher | None = regularisers.get("pseudo_label")
         self.loss_weights = {"task": 1.0, "domain": a.weight, "entropy": a.entropy_weight, "mcc": a.mcc_weight,
                              "pseudo_label": a.pseudo_label_weight,
                              "instance": a.instance_weight, "consistency": a.consistency_weight}

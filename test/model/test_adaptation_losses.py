@@ -136,3 +136,80 @@ def test_pseudo_label_teacher_is_an_ema_of_the_model_and_takes_no_gradient():
     loss(logits, torch.ones(1, 2, dtype=torch.float64))  # evaluation does not move the teacher
     assert torch.allclose(loss.teacher.weight, torch.tensor([[1.5, 0.75], [0.75, 1.5]], dtype=torch.float64))
     assert "teacher.weight" in loss.state_dict()  # saved with the run, so a resume continues exactly
+
+
+def _constant_detector(class_logits: list[float], size_cells: float = 2.0):
+    """A CenterNet whose heads ignore the image: every cell scores ``class_logits`` (so every cell is a
+    3x3 peak), boxes ``size_cells`` wide, centred in their cell."""
+    from dann_ros.model.backbones import build_backbone
+    from dann_ros.model.detector import CenterNetDetector
+
+    det = CenterNetDetector(build_backbone("lenet", 1, dense=True), len(class_logits), (1, 16, 16), (0.5,), (0.5,),
+                            head_channels=4, max_detections=8)
+    with torch.no_grad():
+        for head, bias in ((det.heatmap, class_logits), (det.size, [size_cells] * 2), (det.offset, [0.5, 0.5])):
+            head[-1].weight.zero_()
+            head[-1].bias.copy_(torch.tensor(bias))
+    return det.eval()
+
+
+def _student_outputs(det, logit: float) -> dict[str, torch.Tensor]:
+    h, w = det.output_hw
+    return {"heatmap": torch.full((1, det.num_classes, h, w), logit, requires_grad=True),
+            "size": torch.zeros(1, 2, h, w, requires_grad=True), "offset": torch.zeros(1, 2, h, w)}
+
+
+def test_detection_pseudo_labels_are_the_teachers_confident_boxes():
+    from dann_ros.model.adaptation.pseudo_label import DetectionPseudoLabelLoss
+    from dann_ros.model.detector import centernet_loss
+
+    det = _constant_detector([5.0, -10.0])  # class 0 scores sigmoid(5) = 0.9933 at every cell, class 1 ~0
+    loss = DetectionPseudoLabelLoss(det, threshold=0.9, ema_decay=0.5).eval()
+    assert loss.threshold == 0.9 and DetectionPseudoLabelLoss(det).threshold == 0.5  # CenterNet's default
+    images = torch.zeros(1, 1, 16, 16)
+    out = _student_outputs(det, -2.0)
+    assert float(loss(out, images)) == 0.0  # inactive
+    loss.active = True
+    value = loss(out, images)
+    assert float(loss.last_mask_rate) == 8.0  # max_detections confident class-0 boxes, all taken
+    with torch.no_grad():  # the teacher is still the model (eval mode: no EMA step)
+        boxes, scores, classes = det(images)
+        soft = torch.sigmoid(det.heads(det.features(images))["heatmap"])
+    expected = det.encode_targets([boxes[0].numpy()], [classes[0].numpy()])
+    assert bool((classes == 0).all()) and expected["mask"].sum() == 8
+    expected["heatmap"] = torch.maximum(expected["heatmap"], soft)
+    assert float(value) == pytest.approx(float(centernet_loss(out, expected, det.size_weight, det.offset_weight)[0]),
+                                         rel=1e-5)
+    value.backward()
+    assert out["heatmap"].grad.abs().sum() > 0 and out["size"].grad.abs().sum() > 0  # sizes learn from them too
+    assert not any(p.grad is not None for p in loss.teacher.parameters())
+
+
+def test_detection_pseudo_labels_leave_what_the_teacher_half_believes_out_of_the_background():
+    """No box passes the threshold; the background term of each cell is weighted by (1 - teacher score)^4."""
+    from dann_ros.model.adaptation.pseudo_label import DetectionPseudoLabelLoss
+
+    images = torch.zeros(1, 1, 16, 16)
+    values = {}
+    for teacher_logit in (-20.0, math.log(0.6 / 0.4)):  # teacher scores ~0 and 0.6 on class 0
+        det = _constant_detector([teacher_logit])
+        loss = DetectionPseudoLabelLoss(det, threshold=0.9).eval()
+        loss.active = True
+        values[teacher_logit] = float(loss(_student_outputs(det, 0.0), images))
+        assert float(loss.last_mask_rate) == 0.0
+    h, w = _constant_detector([0.0]).output_hw
+    # student p = 0.5 everywhere: background loss per cell = -ln(0.5) * 0.5^2 * (1 - t)^4, no positives (/1)
+    assert values[-20.0] == pytest.approx(h * w * math.log(2) * 0.25, rel=1e-5)
+    assert values[math.log(0.6 / 0.4)] == pytest.approx(h * w * math.log(2) * 0.25 * 0.4 ** 4, rel=1e-4)
+
+
+def test_pseudo_label_builder_picks_the_models_task():
+    from dann_ros.model.adaptation.pseudo_label import DetectionPseudoLabelLoss, build_pseudo_label_loss
+
+    assert isinstance(build_pseudo_label_loss(_constant_detector([0.0]), None, 0.9), DetectionPseudoLabelLoss)
+    classifier = _linear_model([[1.0, 0.0], [0.0, 1.0]])
+    classifier.task = "classification"
+    made = build_pseudo_label_loss(classifier, None, 0.9)
+    assert type(made) is PseudoLabelLoss and made.threshold == 0.95
+    with pytest.raises(ValueError, match="pseudo-label self-training supports classification, detection"):
+        build_pseudo_label_loss(torch.nn.Linear(2, 2), None, 0.9)

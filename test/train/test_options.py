@@ -134,6 +134,22 @@ def test_pseudo_label_self_training_starts_after_adaptation_and_resumes_exactly(
         assert torch.equal(a["target_losses"][k], b["target_losses"][k]), k
 
 
+def test_detection_self_training_learns_from_the_teachers_target_boxes(tiny_detection_domains, tmp_path):
+    """The detector's form: zero before pseudo_label_start, then a CenterNet loss on the teacher's target boxes
+    (threshold 0.05: the heatmap prior 0.1 passes it, so boxes exist from the start)."""
+    from dann_ros.model.adaptation.pseudo_label import DetectionPseudoLabelLoss
+    from test.train.conftest import tiny_detection_config
+
+    option = {"adaptation.pseudo_label_weight": 1.0, "adaptation.pseudo_label_start": 0.5,
+              "adaptation.pseudo_label_threshold": 0.05, "train.steps": 10}
+    trainer = Trainer(tiny_detection_config(tiny_detection_domains, tmp_path / "pl", **option), resume=False,
+                      show_progress=False)
+    assert isinstance(trainer.pseudo_label, DetectionPseudoLabelLoss) and trainer.pseudo_label.threshold == 0.05
+    losses = _losses(trainer, 10)["pseudo_label"]
+    assert all(v == 0.0 for v in losses[:5]) and all(v > 0.0 for v in losses[5:])
+    assert float(trainer.pseudo_label.last_mask_rate) >= 1.0  # pseudo-boxes per target frame
+
+
 def test_geometric_augmentation_warps_each_source_image_reproducibly(tiny_domains, tmp_path):
     plain = Trainer(tiny_config(tiny_domains, tmp_path / "plain", **SHORT), resume=False, show_progress=False)
     geo = Trainer(tiny_config(tiny_domains, tmp_path / "geo", **SHORT, **{"augment.geometric": True}),

@@ -1,15 +1,14 @@
 """Pseudo-label self-training on target with a mean teacher (French et al., "Self-ensembling
-for visual domain adaptation", ICLR 2018; thresholded as in FixMatch).
+for visual domain adaptation", ICLR 2018; thresholded as in FixMatch; for detection as in
+Unbiased Teacher, Liu et al., ICLR 2021).
 
 A teacher, the exponential moving average of the model's weights, labels each target
-batch; the model is trained with cross-entropy on the labels the teacher is confident
-about (max probability >= ``threshold``), the others are masked out. The average
-over many steps is steadier than the model itself, so its confident labels are
-mostly right where the model's own (entropy minimisation) would reinforce its
-mistakes. Off until ``start_step`` (set by the trainer: self-training after
-adaptation has aligned the domains); the teacher tracks the model from the first
-step either way. Loss = sum over confident samples of CE / batch size (FixMatch's
-normalisation: few confident samples give a small loss, not a noisy large one).
+batch; the model is trained on the labels the teacher is confident about (score >=
+``threshold``), the others are left out. The average over many steps is steadier than
+the model itself, so its confident labels are mostly right where the model's own
+(entropy minimisation) would reinforce its mistakes. Off until ``active`` is set (the
+trainer: self-training after adaptation has aligned the domains); the teacher tracks
+the model from the first step either way.
 
 The teacher's weights are state (``state_dict``) so a resumed run continues exactly;
 they take no gradient and are not in the optimizer.
@@ -23,10 +22,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dann_ros.model.detector import centernet_loss
 
-class PseudoLabelLoss(nn.Module):
-    def __init__(self, model: nn.Module, threshold: float = 0.95, ema_decay: float = 0.99) -> None:
+SOFT_BACKGROUND_MAX = 0.99  # a teacher score never becomes a positive through the soft background term
+
+
+class MeanTeacher(nn.Module):
+    """The EMA teacher and the on/off switch both task forms share."""
+
+    default_threshold = 0.95
+
+    def __init__(self, model: nn.Module, threshold: float | None = None, ema_decay: float = 0.99) -> None:
         super().__init__()
+        threshold = self.default_threshold if threshold is None else threshold
         if not 0.0 < threshold <= 1.0 or not 0.0 <= ema_decay < 1.0:
             raise ValueError("pseudo-label threshold must be in (0, 1] and ema_decay in [0, 1)")
         self.threshold = threshold
@@ -34,20 +42,29 @@ class PseudoLabelLoss(nn.Module):
         self._student = [model]  # a list: not a submodule (its weights are the model's, saved there)
         self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
         self.active = False
-        self.last_mask_rate = torch.zeros(())  # share of the target batch above the threshold
+        self.last_mask_rate = torch.zeros(())  # logged: the share (or count per image) of confident labels
 
-    def train(self, mode: bool = True) -> "PseudoLabelLoss":
+    @property
+    def student(self) -> nn.Module:
+        return self._student[0]
+
+    def train(self, mode: bool = True) -> "MeanTeacher":
         super().train(mode)
         self.teacher.eval()  # no dropout in the labels
         return self
 
     @torch.no_grad()
     def update_teacher(self) -> None:
-        student = self._student[0]
-        for t, s in zip(self.teacher.parameters(), student.parameters()):
+        for t, s in zip(self.teacher.parameters(), self.student.parameters()):
             t.lerp_(s.detach(), 1.0 - self.ema_decay)
-        for t, s in zip(self.teacher.buffers(), student.buffers()):
+        for t, s in zip(self.teacher.buffers(), self.student.buffers()):
             t.copy_(s)
+
+
+class PseudoLabelLoss(MeanTeacher):
+    """Classification: cross-entropy on the teacher's confident class labels, summed and divided
+    by the batch size (FixMatch's normalisation: few confident samples give a small loss, not
+    a noisy large one)."""
 
     def forward(self, logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         if self.training:
@@ -60,3 +77,48 @@ class PseudoLabelLoss(nn.Module):
             mask = (confidence >= self.threshold).float()
         self.last_mask_rate = mask.mean()
         return (F.cross_entropy(logits.float(), labels, reduction="none") * mask).sum() / logits.shape[0]
+
+
+class DetectionPseudoLabelLoss(MeanTeacher):
+    """CenterNet: the teacher's decoded boxes scoring >= ``threshold`` become the target frame's
+    heatmap, size and offset targets, and the student takes the same loss as on source.
+
+    The focal loss treats every cell that is not a labelled centre as background, so the
+    objects the teacher is unsure about would be taught as background, the usual failure of
+    hard-thresholded detection self-training. Here the background term of each cell is
+    weighted by the teacher's own score instead (the target heatmap is at least the teacher's
+    sigmoid there, and CenterNet weights negatives by (1 - target)^4): what the teacher half
+    believes in is neither confirmed nor suppressed. ``last_mask_rate`` is pseudo-boxes per frame.
+    CenterNet scores are lower than a classifier's softmax (a peak rarely passes 0.9), hence
+    the lower default threshold.
+    """
+
+    default_threshold = 0.5
+
+    def forward(self, outputs: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.update_teacher()
+        if not self.active:
+            return outputs["heatmap"].sum() * 0.0
+        student = self.student
+        with torch.no_grad():
+            heads = self.teacher.heads(self.teacher.features(images))
+            boxes, scores, classes = self.teacher.decode(heads)
+            keep = scores >= self.threshold
+            boxes, keep, classes = boxes.float().cpu().numpy(), keep.cpu().numpy(), classes.cpu().numpy()
+            targets = student.encode_targets([b[k] for b, k in zip(boxes, keep)],
+                                             [c[k] for c, k in zip(classes, keep)])
+            soft = torch.sigmoid(heads["heatmap"].float()).clamp(max=SOFT_BACKGROUND_MAX)
+            targets["heatmap"] = torch.maximum(targets["heatmap"].to(soft.device), soft)
+        self.last_mask_rate = torch.tensor(float(keep.sum()) / max(len(keep), 1))
+        loss, _ = centernet_loss(outputs, targets, student.size_weight, student.offset_weight)
+        return loss
+
+
+def build_pseudo_label_loss(model: nn.Module, threshold: float | None, ema_decay: float) -> MeanTeacher:
+    """The task's form of self-training for ``model`` (its ``task`` attribute); ``threshold`` None: its default."""
+    forms = {"classification": PseudoLabelLoss, "detection": DetectionPseudoLabelLoss}
+    task = getattr(model, "task", None)
+    if task not in forms:
+        raise ValueError(f"pseudo-label self-training supports {', '.join(forms)} models, not {task!r}")
+    return forms[task](model, threshold, ema_decay)
