@@ -65,9 +65,10 @@ def box_scenes(n: int, seed: int) -> tuple[list[np.ndarray], list[list]]:
 
 
 def make_trained_detector_checkpoint(path: Path) -> Path:
-    """A lenet CenterNet fitted for 80 steps (about 10 s on one core) on box scenes: it publishes real
-    detections (the random-weight detector of test/conftest.py publishes empty arrays at the node's
-    threshold, so it cannot show that detections are decoded and scored)."""
+    """A lenet CenterNet with the feature pyramid neck, fitted for 80 steps (about 10 s on one core) on box
+    scenes: it publishes real detections (the random-weight detector of test/conftest.py publishes empty
+    arrays at the node's threshold, so it cannot show that detections are decoded and scored), and the
+    node, replay and eval-bag tests run the multi-scale model through ONNX Runtime."""
     import torch
 
     from dann_ros.data.preprocess import Preprocess
@@ -79,7 +80,7 @@ def make_trained_detector_checkpoint(path: Path) -> Path:
     torch.manual_seed(0)
     torch.set_num_threads(1)  # the suite runs on 2 cores in parallel
     pre = Preprocess(height=48, width=64, resize="letterbox")
-    cfg = ModelConfig(backbone="lenet", discriminator_hidden=16)
+    cfg = ModelConfig(backbone="lenet", discriminator_hidden=16, neck="fpn")
     model = build_model(cfg, "detection", len(DET_CLASSES), pre)
     images, boxes = box_scenes(96, seed=11)
     x = torch.from_numpy(np.stack([pre.prepare(im)[0] for im in images]))
