@@ -136,9 +136,10 @@ def detection_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int
         common["train.eval_every"] = max(1, min(base.train.eval_every, steps // 4))
         common["train.checkpoint_every"] = common["train.eval_every"]
     suffix = "" if seed == base.seed else f"_seed{seed}"
-    runs = {"det_source_only": {"adaptation.method": "none"}, "det_dann": {"adaptation.method": "dann"},
+    no_target_losses = {"adaptation.method": "none", "adaptation.pseudo_label_weight": 0.0}
+    runs = {"det_source_only": no_target_losses, "det_dann": {"adaptation.method": "dann"},
             # the upper bound: the same model trained on the labelled real scenes of the adaptation bag
-            "det_train_on_target": {"adaptation.method": "none", "source.replicator": None,
+            "det_train_on_target": {**no_target_losses, "source.replicator": None,
                                     "source.bag": paths.scenes_train_bag,
                                     "source.labels": Path(f"{paths.scenes_train_bag}.labels.json")}}
     return {name: base.replace(**{**common, **extra}, output_dir=paths.runs / f"{name}{suffix}")
