@@ -136,7 +136,9 @@ def detection_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int
         common["train.eval_every"] = max(1, min(base.train.eval_every, steps // 4))
         common["train.checkpoint_every"] = common["train.eval_every"]
     suffix = "" if seed == base.seed else f"_seed{seed}"
-    no_target_losses = {"adaptation.method": "none", "adaptation.pseudo_label_weight": 0.0}
+    # the baselines read no target frames: they are comparisons, not deployed, so they skip the label-free
+    # scores at each evaluation and the export's shift monitor fit (demo time; only DANN's pick meets its oracle)
+    no_target_losses = {"adaptation.method": "none", "adaptation.pseudo_label_weight": 0.0, "target.bags": []}
     runs = {"det_source_only": no_target_losses, "det_dann": {"adaptation.method": "dann"},
             # the upper bound: the same model trained on the labelled real scenes of the adaptation bag
             "det_train_on_target": {**no_target_losses, "source.replicator": None,
@@ -339,7 +341,7 @@ def replay_through_node(paths: DemoPaths) -> None:
     from dann_ros.evaluation.replay import ReplayOptions, replay, summary
 
     opts = ReplayOptions(bag=paths.test_bag, model=paths.runs / "dann" / "model.onnx",
-                         out=paths.runs / "dann" / "replay")
+                         out=paths.runs / "dann" / "replay", overwrite=True)  # a live measurement: rerun each time
     print(f"[demo] replaying {paths.test_bag} through dann_node ({opts.model}) in real time ...")
     result = replay(opts)
     print(summary(result, opts))
