@@ -134,8 +134,8 @@ class AdaptationConfig:
                              "set instance_weight too")
         if min(self.entropy_weight, self.mcc_weight, self.weight, self.pseudo_label_weight) < 0:
             raise ValueError("adaptation.weight, entropy_weight, mcc_weight and pseudo_label_weight must be >= 0")
-        threshold = 0.5 if self.pseudo_label_threshold is None else self.pseudo_label_threshold
-        if not 0.0 < threshold <= 1.0 or not 0.0 <= self.pseudo_label_start <= 1.0:
+        t = self.pseudo_label_threshold  # None: the task's default (model/adaptation/pseudo_label.py)
+        if (t is not None and not 0.0 < t <= 1.0) or not 0.0 <= self.pseudo_label_start <= 1.0:
             raise ValueError("adaptation.pseudo_label_threshold must be in (0, 1] and pseudo_label_start in [0, 1]")
         if not 0.0 <= self.pseudo_label_ema < 1.0:
             raise ValueError("adaptation.pseudo_label_ema must be in [0, 1)")
