@@ -116,13 +116,18 @@ class MemoryWatch:
         self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
         self._thread.start()
 
-    def _run(self, every_s: float) -> None:
+    def sample(self) -> None:
+        """One sample now; also called while the workers are known to be alive, since on a loaded machine
+        a short run's workers may come and go between two samples of the thread."""
         me = os.getpid()
+        kids = _children(me)
+        self.peak_total_kb = max(self.peak_total_kb, _pss_kb(me) + sum(_pss_kb(k) for k in kids))
+        for k in kids:
+            self.peak_worker_hwm_kb = max(self.peak_worker_hwm_kb, _status_kb(k, "VmHWM"))
+
+    def _run(self, every_s: float) -> None:
         while not self._stop.is_set():
-            kids = _children(me)
-            self.peak_total_kb = max(self.peak_total_kb, _pss_kb(me) + sum(_pss_kb(k) for k in kids))
-            for k in kids:
-                self.peak_worker_hwm_kb = max(self.peak_worker_hwm_kb, _status_kb(k, "VmHWM"))
+            self.sample()
             self._stop.wait(every_s)
 
     def stop(self) -> tuple[float, float]:
@@ -407,6 +412,8 @@ def phase_train(args) -> dict:
         t = time.perf_counter()
         x_s, y_s, x_t = next(it)  # the time the training process waits for its batch
         waited += time.perf_counter() - t
+        if n == 0:
+            watch.sample()  # the workers are alive now
         train_step(x_s, y_s, x_t)
     seconds = time.perf_counter() - t0
     for _ in it:  # let the loader finish (joins its workers)
