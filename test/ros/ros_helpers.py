@@ -22,7 +22,7 @@ import pytest
 
 from dann_ros.ros.env import ROS_ENV_KEYS as _ENV_KEYS  # noqa: F401  (used by conftest.py)
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 
 TIMEOUT = 60.0  # discovery and first frames on a loaded 2-core machine (a deadline, not a measurement)
 
@@ -69,7 +69,13 @@ class Collector:
 
 
 class Ros:
-    """This process's side: a node spun by a background executor, in the module's domain."""
+    """This process's side: a node spun by a background executor, in the module's domain.
+
+    Tests create and destroy subscriptions and clients from their own thread while the executor
+    waits in another; ``_entities`` keeps the two apart, and the spin loop outlives an entity
+    destroyed between its wait and its take (rclpy may raise there, and a silently dead spin
+    thread used to starve every later test of messages).
+    """
 
     def __init__(self, env: dict[str, str], name: str) -> None:
         self.env = env
@@ -78,28 +84,41 @@ class Ros:
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self.spin_errors: list[str] = []
+        self._entities = threading.Lock()
+        self._closing = False
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # context shut down
-            pass
+        while not self._closing and self.context.ok():
+            with self._entities:
+                try:
+                    self.executor.spin_once(timeout_sec=0.05)
+                except (ShutdownException, ExternalShutdownException):
+                    return
+                except Exception as exc:  # keep serving the other subscriptions
+                    self.spin_errors.append(f"{type(exc).__name__}: {exc}")
+                    if not self.context.ok():
+                        return
 
     def subscribe(self, msg_type, topic: str, qos=10) -> Collector:
         collector = Collector()
-        collector.subscription = self.node.create_subscription(msg_type, topic, collector, qos)
+        with self._entities:
+            collector.subscription = self.node.create_subscription(msg_type, topic, collector, qos)
         return collector
 
     def unsubscribe(self, collector: Collector) -> None:
-        self.node.destroy_subscription(collector.subscription)
+        with self._entities:
+            self.node.destroy_subscription(collector.subscription)
 
     def publisher(self, msg_type, topic: str, qos):
-        return self.node.create_publisher(msg_type, topic, qos)
+        with self._entities:
+            return self.node.create_publisher(msg_type, topic, qos)
 
     def call(self, srv_type, name: str, request, timeout: float = TIMEOUT):
-        client = self.node.create_client(srv_type, name)
+        with self._entities:
+            client = self.node.create_client(srv_type, name)
         try:
             if not client.wait_for_service(timeout_sec=timeout):
                 pytest.fail(f"service {name} did not appear within {timeout:.0f} s")
@@ -107,16 +126,18 @@ class Ros:
             wait_for(future.done, timeout, f"a response from {name}")
             return future.result()
         finally:
-            self.node.destroy_client(client)
+            with self._entities:
+                self.node.destroy_client(client)
 
     def now(self):
         return self.node.get_clock().now().to_msg()
 
     def close(self) -> None:
+        self._closing = True
+        self._thread.join(timeout=5)
         self.executor.shutdown(timeout_sec=2)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=5)
 
 
 class NodeProcess:
