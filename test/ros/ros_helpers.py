@@ -84,23 +84,19 @@ class Ros:
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.spin_errors: list[str] = []
         self._entities = threading.Lock()
-        self._closing = False
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
-        while not self._closing and self.context.ok():
+        while self.context.ok():
             with self._entities:
                 try:
                     self.executor.spin_once(timeout_sec=0.05)
-                except (ShutdownException, ExternalShutdownException):
+                except (ShutdownException, ExternalShutdownException):  # close()
                     return
-                except Exception as exc:  # keep serving the other subscriptions
-                    self.spin_errors.append(f"{type(exc).__name__}: {exc}")
-                    if not self.context.ok():
-                        return
+                except Exception:  # keep serving the other subscriptions
+                    pass
 
     def subscribe(self, msg_type, topic: str, qos=10) -> Collector:
         collector = Collector()
@@ -133,9 +129,8 @@ class Ros:
         return self.node.get_clock().now().to_msg()
 
     def close(self) -> None:
-        self._closing = True
+        self.executor.shutdown(timeout_sec=2)  # the spin loop's next spin_once raises ShutdownException
         self._thread.join(timeout=5)
-        self.executor.shutdown(timeout_sec=2)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 
