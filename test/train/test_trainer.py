@@ -167,3 +167,14 @@ def test_data_auto_streams_above_the_ram_limit(tiny_domains, tmp_path):
     large = load_train_data(tiny_config(tiny_domains, tmp_path / "b", **{"train.ram_limit_mb": 0}))
     assert not large.in_ram and large.source.store.__class__.__name__ == "FrameStore"
     np.testing.assert_array_equal(small.source.read(np.arange(5)), large.source.read(np.arange(5)))
+
+
+def test_selection_picks_from_the_self_training_stage_only():
+    from dann_ros.train.trainer import final_stage
+
+    hist = [{"step": s, "source_val_map50": v} for s, v in ((200, 0.70), (400, 0.76), (600, 0.74), (800, 0.75))]
+    assert [h["step"] for h in final_stage(hist, 0)] == [200, 400, 600, 800]  # no self-training: all of them
+    stage = final_stage(hist, 500)  # self-training from step 500: the better source fit at 400 is not eligible
+    assert [h["step"] for h in stage] == [600, 800]
+    assert max(stage, key=lambda h: h["source_val_map50"])["step"] == 800
+    assert final_stage(hist, 900) == hist[-1:]  # never empty: the last evaluation is always a candidate
