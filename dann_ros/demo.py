@@ -267,7 +267,10 @@ def print_detection_table(results: dict[int, dict[str, dict]]) -> None:
 
 def stability_pick(metrics: dict) -> dict | None:
     """The history record with the best box stability score (what `selection: stability` would pick)."""
-    scored = [h for h in metrics.get("history", []) if h.get("stability") is not None]
+    from dann_ros.train.trainer import final_stage
+
+    history = final_stage(metrics.get("history", []), metrics.get("selection_from_step", 0))
+    scored = [h for h in history if h.get("stability") is not None]
     return max(scored, key=lambda h: h["stability"]) if scored else None
 
 

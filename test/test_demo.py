@@ -62,6 +62,7 @@ def test_detection_table_shows_the_stability_pick_next_to_the_oracle(capsys):
     dann = {"onnx_target_map50": 0.2, "onnx_target_map": 0.08, "history": history, "oracle": history[2]}
     so = {"onnx_target_map50": 0.1, "onnx_target_map": 0.04, "history": [{"step": 150, "target_map50": 0.1}]}
     assert stability_pick(dann)["step"] == 300 and stability_pick(so) is None  # a run from before the score
+    assert stability_pick({**dann, "selection_from_step": 400})["step"] == 450  # self-training's stage, as trained
     assert _summary(dann)["stability_target_map50"] == 0.15 and _summary(so)["stability_target_map50"] is None
     print_detection_table({0: {"det_source_only": so, "det_dann": dann}})
     row = capsys.readouterr().out.splitlines()[3].split()  # after a blank line, the title and the header

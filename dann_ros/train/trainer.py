@@ -186,6 +186,12 @@ class Trainer:
     def progress(self, step: int, horizon: int | None = None) -> float:
         return step / (horizon or self.cfg.train.steps)
 
+    @property
+    def self_training_start(self) -> float:
+        """The step self-training switches on at (0 without it); selection picks from there on."""
+        a = self.cfg.adaptation
+        return a.pseudo_label_start * self.cfg.train.steps if a.pseudo_label_weight else 0.0
+
     def _apply_schedules(self, step: int) -> tuple[float, float]:
         a, o = self.cfg.adaptation, self.cfg.optim
         lam = dann_lambda(self.progress(step, a.lambda_horizon), a.lambda_gamma, a.lambda_max) \
@@ -193,7 +199,7 @@ class Trainer:
         if self.adversarial is not None:
             self.adversarial.coeff = lam
         if self.pseudo_label is not None:
-            self.pseudo_label.active = step >= a.pseudo_label_start * self.cfg.train.steps
+            self.pseudo_label.active = step >= self.self_training_start
         factor = dann_lr_factor(self.progress(step, o.lr_horizon), o.lr_alpha, o.lr_beta) \
             if o.lr_schedule == "dann" else 1.0
         for g in self.optimizer.param_groups:
@@ -373,13 +379,11 @@ class Trainer:
         crit = cfg.selection
         hist = self.history
         spec = task_spec(cfg.task)
-        a = cfg.adaptation
-        candidates = final_stage(hist, a.pseudo_label_start * cfg.train.steps if a.pseudo_label_weight else 0)
         if crit == "last":
             chosen = hist[-1]
         else:
             key = spec.metric_key("source_val") if crit == "source_val" else crit  # e.g. source_val_map50
-            chosen = max(candidates, key=lambda h: _finite(h.get(key)))
+            chosen = max(final_stage(hist, self.self_training_start), key=lambda h: _finite(h.get(key)))
         ckpt = self.out / "checkpoints" / f"step_{chosen['step']:06d}.pt"
         shutil.copyfile(ckpt, self.out / "model.pt")
         target_key = spec.metric_key("target")  # what the oracle maximises: target_accuracy / target_map50
@@ -389,7 +393,8 @@ class Trainer:
         images = cfg.train.batch_size * cfg.train.steps * self.dist.world_size
         result = {
             "task": cfg.task, "method": cfg.adaptation.method, "seed": cfg.seed, "classes": list(self.data.classes),
-            "selection": crit, "selected": chosen, "oracle": oracle, "last": hist[-1],
+            "selection": crit, "selection_from_step": self.self_training_start, "selected": chosen,
+            "oracle": oracle, "last": hist[-1],
             "proxy_a_distance": pad, "train_seconds": round(self.train_seconds, 2),
             "source_images_per_second": round(images / max(self.train_seconds, 1e-9), 1),
             "n_source": int(len(self.data.source)), "n_target": int(self.data.n_target),
