@@ -30,9 +30,11 @@ DIGITS_PNG = Path(".cache/data/opencv/digits.png")
 VIDEO = Path(".cache/data/opencv/vtest.avi")
 LONG_STEPS = 3000  # --long: classification steps (the quick default is the config's 1,000)
 LONG_DETECTION_STEPS = 3000  # --long: detection steps (the quick default is the config's 600)
-# --long: det_dann adds pseudo-label self-training from half-way (step 1,500), which needs a teacher that
-# already detects: off in the quick schedule (README: 600 steps, the step-300 teacher mislabels the target)
-LONG_DETECTION_RECIPE = {"adaptation.pseudo_label_weight": 1.0}
+# --long: det_dann adds pseudo-label self-training from half-way (step 1,500) with MIC's masked view of the
+# target seen through the camera model (README), which needs a teacher that already detects: off in the quick
+# schedule (README: 600 steps, the step-300 teacher mislabels the target)
+LONG_DETECTION_RECIPE = {"adaptation.pseudo_label_weight": 1.0, "adaptation.pseudo_label_mask": 0.5,
+                         "adaptation.pseudo_label_camera": True}
 
 
 @dataclass(frozen=True)

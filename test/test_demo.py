@@ -49,7 +49,8 @@ def test_long_detection_dann_self_trains_and_the_baselines_do_not(tmp_path):
     quick, long = detection_base(DETECTION_CONFIG, long=False), detection_base(DETECTION_CONFIG, long=True)
     assert quick.adaptation.pseudo_label_weight == 0  # the quick schedule's teacher is too weak to label
     runs = detection_configs(long, DemoPaths(tmp_path / "data", tmp_path / "runs"), seed=0, steps=3000)
-    assert runs["det_dann"].adaptation.pseudo_label_weight == 1.0
+    a = runs["det_dann"].adaptation
+    assert a.pseudo_label_weight == 1.0 and a.pseudo_label_mask == 0.5 and a.pseudo_label_camera  # MIC + camera view
     assert runs["det_dann"].adaptation.pseudo_label_start * 3000 == 1500
     assert all(runs[n].adaptation.pseudo_label_weight == 0 for n in ("det_source_only", "det_train_on_target"))
 

@@ -824,7 +824,8 @@ def render_dataset(out_dir: str | Path, cfg: SynthConfig, workers: int = 1, over
     fonts = find_digit_fonts(tuple(cfg.font_dirs))
     meta = {"generator": "dann_ros.data.synth", "format": SYNTH_FORMAT, "config": dataclasses.asdict(cfg),
             "fonts": [str(p) for p in fonts]}
-    (Path(out_dir) / "synth_config.json").write_text(json.dumps(meta, indent=1))
+    stamp = Path(out_dir) / "synth_config.json"
+    stamp.unlink(missing_ok=True)  # written last: its presence says the set is complete (the demo reuses it)
 
     chunk = max(1, min(256, cfg.n_frames // (workers * 4) or 1))
     jobs = [(folder, s, min(s + chunk, cfg.n_frames)) for s in range(0, cfg.n_frames, chunk)]
@@ -847,6 +848,7 @@ def render_dataset(out_dir: str | Path, cfg: SynthConfig, workers: int = 1, over
                     bar.update(done)
     if bar:
         bar.close()
+    stamp.write_text(json.dumps(meta, indent=1))
     log.info("rendered %d frames into %s in %.1f s", cfg.n_frames, folder, time.perf_counter() - t0)
     return folder
 

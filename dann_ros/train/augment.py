@@ -12,6 +12,7 @@ resumed run draws the same augmentations.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -73,3 +74,14 @@ def geometric_augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Gene
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     nhwc = x.is_contiguous(memory_format=torch.channels_last)  # keep the step's layout
     return out.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+
+
+def camera_view(cfg: AugmentConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """:func:`camera_augment` as a one-argument view (self-training's strong view of the target). Each call
+    seeds its generator from torch's, which the training state saves, so a resumed run draws the same."""
+
+    def view(x: torch.Tensor) -> torch.Tensor:
+        seed = int(torch.randint(0, 2 ** 31, ()))
+        return camera_augment(x, cfg, torch.Generator().manual_seed(seed))
+
+    return view

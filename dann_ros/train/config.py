@@ -118,6 +118,9 @@ class AdaptationConfig:
     pseudo_label_threshold: float | None = None  # None: the task's default, 0.95 (softmax) or 0.5 (CenterNet peak)
     pseudo_label_start: float = 0.5  # share of train.steps after which it is on (after adaptation)
     pseudo_label_ema: float = 0.99  # the teacher's weight average decay per step
+    pseudo_label_mask: float = 0.0  # MIC: also learn the labels with this share of the target hidden; 0 = off
+    pseudo_label_mask_block: int = 8  # side of a hidden block, network-input pixels
+    pseudo_label_camera: bool = False  # that view also passes through augment's camera model (a strong view)
     # detection, dann: DA-Faster's instance-level alignment at object centres and its image/instance
     # consistency term (model/adaptation/instance.py); 0 = off
     instance_weight: float = 0.0
@@ -139,6 +142,8 @@ class AdaptationConfig:
             raise ValueError("adaptation.pseudo_label_threshold must be in (0, 1] and pseudo_label_start in [0, 1]")
         if not 0.0 <= self.pseudo_label_ema < 1.0:
             raise ValueError("adaptation.pseudo_label_ema must be in [0, 1)")
+        if not 0.0 <= self.pseudo_label_mask < 1.0 or self.pseudo_label_mask_block < 1:
+            raise ValueError("adaptation.pseudo_label_mask must be in [0, 1) and pseudo_label_mask_block >= 1")
         if self.mcc_temperature <= 0:
             raise ValueError("adaptation.mcc_temperature must be positive")
         if self.entropy_conditioning and self.method != "cdan":

@@ -37,7 +37,7 @@ from dann_ros.model.builders import build_domain_loss, build_model
 from dann_ros.model.inference import pooled_features
 from dann_ros.model.schedules import dann_lambda, dann_lr_factor
 from dann_ros.train import checkpoint, metrics
-from dann_ros.train.augment import camera_augment, geometric_augment
+from dann_ros.train.augment import camera_augment, camera_view, geometric_augment
 from dann_ros.train.config import TrainConfig
 from dann_ros.train.data import TrainData, default_workers, load_train_data, make_sampling, subsample, tqdm_progress
 from dann_ros.train.distributed import Dist, init_distributed, shutdown
@@ -99,11 +99,13 @@ class Trainer:
             self.adversarial = build_domain_loss(cfg.model, self.model, a.method, len(self.data.classes),
                                                  a.entropy_conditioning, a.instance_weight > 0,
                                                  a.consistency_weight > 0, a.instance_top_k).to(self.device)
+        strong_view = camera_view(cfg.augment) if a.pseudo_label_camera else None
         regularisers = {name: make() for name, make, w in (
             ("entropy", EntropyLoss, a.entropy_weight),
             ("mcc", lambda: MinimumClassConfusionLoss(a.mcc_temperature), a.mcc_weight),
-            ("pseudo_label", lambda: build_pseudo_label_loss(self.model, a.pseudo_label_threshold,
-                                                             a.pseudo_label_ema), a.pseudo_label_weight)) if w > 0}
+            ("pseudo_label", lambda: build_pseudo_label_loss(self.model, a.pseudo_label_threshold, a.pseudo_label_ema,
+                                                             a.pseudo_label_mask, a.pseudo_label_mask_block,
+                                                             strong_view), a.pseudo_label_weight)) if w > 0}
         self.pseudo_label: MeanTeacher | None = regularisers.get("pseudo_label")
         self.loss_weights = {"task": 1.0, "domain": a.weight, "entropy": a.entropy_weight, "mcc": a.mcc_weight,
                              "pseudo_label": a.pseudo_label_weight,

@@ -69,6 +69,20 @@ def test_camera_subfolder_and_refuses_to_mix_with_old_frames(tmp_path):
     assert not (tmp_path / "front" / "rgb_0001.png").exists()
 
 
+def test_an_interrupted_render_leaves_no_completion_stamp(tmp_path, monkeypatch):
+    """The demo reuses a set whose synth_config.json matches: a render cut off must not look complete."""
+    render_dataset(tmp_path, SynthConfig(n_frames=2))
+    assert (tmp_path / "synth_config.json").is_file()
+
+    def interrupted(job):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synth, "_render_range", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        render_dataset(tmp_path, SynthConfig(n_frames=3), overwrite=True)
+    assert not (tmp_path / "synth_config.json").exists()
+
+
 @pytest.fixture(scope="module")
 def assets():
     return synth._Assets(find_digit_fonts(), seed=0)

@@ -216,3 +216,83 @@ def test_pseudo_label_builder_picks_the_models_task():
     assert type(made) is PseudoLabelLoss and made.threshold == 0.95
     with pytest.raises(ValueError, match="pseudo-label self-training supports classification, detection"):
         build_pseudo_label_loss(torch.nn.Linear(2, 2), None, 0.9)
+
+
+def test_pseudo_label_mask_hides_whole_blocks_with_the_normalisation_mean():
+    from dann_ros.model.adaptation.pseudo_label import DetectionPseudoLabelLoss
+
+    det = _constant_detector([0.0])  # mean 0.5 -> hidden pixels read 127.5, the network's zero input
+    loss = DetectionPseudoLabelLoss(det, mask_ratio=0.5, mask_block=4)
+    images = torch.full((64, 1, 16, 18), 200.0)  # 18 px: the last block column is cut to 2 px
+    torch.manual_seed(0)
+    view = loss.second_view(images)
+    hidden = view == 127.5
+    assert bool((hidden | (view == 200.0)).all())
+    blocks = hidden[:, 0, ::4, ::4]  # one pixel per block: every block is hidden or kept as a whole
+    assert torch.equal(hidden[:, 0], blocks.repeat_interleave(4, 1).repeat_interleave(4, 2)[:, :16, :18])
+    assert 0.4 < float(blocks.float().mean()) < 0.6
+    torch.manual_seed(0)
+    assert torch.equal(loss.second_view(images), view)  # torch's generator, which a resumed run restores
+    assert not DetectionPseudoLabelLoss(det).has_second_view
+    darker = DetectionPseudoLabelLoss(det, mask_ratio=0.5, mask_block=4, view=lambda x: x - 100.0)
+    torch.manual_seed(0)
+    assert torch.equal(darker.second_view(images), torch.where(hidden, view, view - 100.0))  # the mask hides the view
+    with pytest.raises(ValueError, match="mask_ratio"):
+        DetectionPseudoLabelLoss(det, mask_ratio=1.0)
+
+
+def test_masked_detection_pseudo_labels_add_the_same_targets_on_the_hidden_view():
+    """The teacher labels the whole frame; the student takes the same CenterNet loss on its clean outputs
+    and on its outputs for the masked view."""
+    from dann_ros.model.adaptation.pseudo_label import DetectionPseudoLabelLoss
+
+    det = _constant_detector([5.0, -10.0])
+    images = torch.rand(1, 1, 16, 16) * 255
+    out = _student_outputs(det, -2.0)
+    plain = DetectionPseudoLabelLoss(det, threshold=0.9).eval()
+    plain.active = True
+    clean = float(plain(out, images).detach())
+    masked = DetectionPseudoLabelLoss(det, threshold=0.9, mask_ratio=0.5).eval()
+    masked.active = True
+    # the constant detector's outputs ignore the image, so the hidden view's loss is the student's own
+    # outputs' loss at logit 5 (where the teacher's boxes are): smaller than at -2, and positive
+    with torch.no_grad():
+        hidden = det.heads(det.features(images))
+    expected_hidden = float(plain({k: v.detach() for k, v in hidden.items()}, images))
+    assert float(masked(out, images)) == pytest.approx(clean + expected_hidden, rel=1e-5)
+    assert 0 < expected_hidden < clean
+
+
+class _FlatClassifier(torch.nn.Module):
+    """A linear classifier over (N, 1, 1, F) images, with the normalisation a built model carries (mean 0)."""
+
+    def __init__(self, weight: list[list[float]]) -> None:
+        from dann_ros.model.layers import InputNormalize
+
+        super().__init__()
+        self.normalize = InputNormalize((0.0,), (1.0,))
+        self.linear = _linear_model(weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+def test_masked_classification_pseudo_labels_count_the_hidden_view_too():
+    model = _FlatClassifier([[5.0, 0.0], [0.0, 5.0]])
+    images = torch.tensor([[1.0, 0.1], [0.2, 0.1]], dtype=torch.float64).view(2, 1, 1, 2)
+    logits = _logits([0.6, 0.4], [0.1, 0.9])
+    loss = PseudoLabelLoss(model, threshold=0.95, mask_ratio=0.5, mask_block=1).eval()
+    loss.active = True
+
+    def hidden_pixels(seed: int) -> int:
+        torch.manual_seed(seed)
+        return int((loss.second_view(images) == 0).sum())
+
+    seed = next(s for s in range(100) if 0 < hidden_pixels(s) < 4)
+    torch.manual_seed(seed)
+    view = loss.second_view(images)
+    assert bool(((view == 0) | (view == images)).all()) and 0 < int((view == 0).sum()) < 4  # a part hidden
+    # row 0 is the only confident one (p = sigmoid(4.5) = 0.989, label 0), on the clean logits and the hidden view's
+    hidden_ce = float(torch.nn.functional.cross_entropy(model(view)[:1], torch.tensor([0])))
+    torch.manual_seed(seed)
+    assert float(loss(logits, images)) == pytest.approx((-math.log(0.6) + hidden_ce) / 2, rel=1e-6)

@@ -111,16 +111,20 @@ def test_camera_augment_parts():
         AugmentConfig(contrast=1.5)
 
 
-def test_pseudo_label_self_training_starts_after_adaptation_and_resumes_exactly(tiny_domains, tmp_path):
+@pytest.mark.parametrize("mask, camera", [(0.0, False), (0.5, True)])
+def test_pseudo_label_self_training_starts_after_adaptation_and_resumes_exactly(tiny_domains, tmp_path, mask, camera):
     """Off (zero) before pseudo_label_start, on after it with confident target labels; the teacher is part
-    of the resume state, so a run killed mid-self-training resumes to the same weights."""
+    of the resume state, so a run killed mid-self-training resumes to the same weights (and, with the
+    strong view, hides the same blocks and draws the same camera)."""
     option = {**SHORT, "train.steps": 40, "adaptation.pseudo_label_weight": 1.0, "adaptation.pseudo_label_start": 0.5,
-              "adaptation.pseudo_label_threshold": 0.2, "adaptation.pseudo_label_ema": 0.9, "optim.lr": 5e-3}
+              "adaptation.pseudo_label_threshold": 0.2, "adaptation.pseudo_label_ema": 0.9, "optim.lr": 5e-3,
+              "adaptation.pseudo_label_mask": mask, "adaptation.pseudo_label_camera": camera}
     trainer = Trainer(tiny_config(tiny_domains, tmp_path / "pl", **option), resume=False, show_progress=False)
     losses = _losses(trainer, 40)["pseudo_label"]
     assert all(v == 0.0 for v in losses[:20])
     assert sum(v > 0.0 for v in losses[20:]) >= 5  # on: the teacher passes the threshold on target batches
-    assert trainer.pseudo_label.teacher is not trainer.model
+    assert trainer.pseudo_label.teacher is not trainer.model and trainer.pseudo_label.mask_ratio == mask
+    assert (trainer.pseudo_label.view is not None) == camera
     full = train(tiny_config(tiny_domains, tmp_path / "full", **option), show_progress=False)
     parted = tiny_config(tiny_domains, tmp_path / "parted", **option)
     assert Trainer(parted, show_progress=False).run(stop_after=30) is None  # killed during self-training
@@ -134,17 +138,30 @@ def test_pseudo_label_self_training_starts_after_adaptation_and_resumes_exactly(
         assert torch.equal(a["target_losses"][k], b["target_losses"][k]), k
 
 
-def test_detection_self_training_learns_from_the_teachers_target_boxes(tiny_detection_domains, tmp_path):
+def test_pseudo_label_mask_is_validated_at_the_config():
+    from dann_ros.train.config import AdaptationConfig
+
+    assert AdaptationConfig(pseudo_label_mask=0.5, pseudo_label_mask_block=4).pseudo_label_mask_block == 4
+    for bad in ({"pseudo_label_mask": 1.0}, {"pseudo_label_mask": -0.1}, {"pseudo_label_mask_block": 0}):
+        with pytest.raises(ValueError, match="adaptation.pseudo_label_mask"):
+            AdaptationConfig(**bad)
+
+
+@pytest.mark.parametrize("mask, camera", [(0.0, False), (0.5, True)])
+def test_detection_self_training_learns_from_the_teachers_target_boxes(tiny_detection_domains, tmp_path, mask,
+                                                                       camera):
     """The detector's form: zero before pseudo_label_start, then a CenterNet loss on the teacher's target boxes
-    (threshold 0.05: the heatmap prior 0.1 passes it, so boxes exist from the start)."""
+    (threshold 0.05: the heatmap prior 0.1 passes it, so boxes exist from the start), with MIC's masked view."""
     from dann_ros.model.adaptation.pseudo_label import DetectionPseudoLabelLoss
     from test.train.conftest import tiny_detection_config
 
     option = {"adaptation.pseudo_label_weight": 1.0, "adaptation.pseudo_label_start": 0.5,
-              "adaptation.pseudo_label_threshold": 0.05, "train.steps": 10}
+              "adaptation.pseudo_label_threshold": 0.05, "train.steps": 10, "adaptation.pseudo_label_mask": mask,
+              "adaptation.pseudo_label_camera": camera}
     trainer = Trainer(tiny_detection_config(tiny_detection_domains, tmp_path / "pl", **option), resume=False,
                       show_progress=False)
     assert isinstance(trainer.pseudo_label, DetectionPseudoLabelLoss) and trainer.pseudo_label.threshold == 0.05
+    assert trainer.pseudo_label.mask_ratio == mask and trainer.pseudo_label.has_second_view == camera
     losses = _losses(trainer, 10)["pseudo_label"]
     assert all(v == 0.0 for v in losses[:5]) and all(v > 0.0 for v in losses[5:])
     assert float(trainer.pseudo_label.last_mask_rate) >= 1.0  # pseudo-boxes per target frame

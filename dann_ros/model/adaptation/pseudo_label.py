@@ -1,6 +1,6 @@
 """Pseudo-label self-training on target with a mean teacher (French et al., "Self-ensembling
 for visual domain adaptation", ICLR 2018; thresholded as in FixMatch; for detection as in
-Unbiased Teacher, Liu et al., ICLR 2021).
+Unbiased Teacher, Liu et al., ICLR 2021; masked as in MIC, Hoyer et al., CVPR 2023).
 
 A teacher, the exponential moving average of the model's weights, labels each target
 batch; the model is trained on the labels the teacher is confident about (score >=
@@ -10,6 +10,15 @@ the model itself, so its confident labels are mostly right where the model's own
 trainer: self-training after adaptation has aligned the domains); the teacher tracks
 the model from the first step either way.
 
+With ``mask_ratio`` > 0 the student also learns the same labels from a second view of the
+target batch with that share of ``mask_block``-pixel blocks hidden (MIC's masked image
+consistency). The teacher labels the whole frame, so the student must recover an object
+from part of it and from its surroundings: the cue that carries a faint or half-occluded
+real object, which a teacher that only sees whole objects never confirms. ``view`` (the
+trainer's camera model, ``adaptation.pseudo_label_camera``) also changes that second view's
+exposure, blur and noise: Unbiased Teacher's strong view, seen by this loss alone, never by
+the domain discriminator.
+
 The teacher's weights are state (``state_dict``) so a resumed run continues exactly;
 they take no gradient and are not in the optimizer.
 """
@@ -17,6 +26,7 @@ they take no gradient and are not in the optimizer.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,13 +42,18 @@ class MeanTeacher(nn.Module):
 
     default_threshold = 0.95
 
-    def __init__(self, model: nn.Module, threshold: float | None = None, ema_decay: float = 0.99) -> None:
+    def __init__(self, model: nn.Module, threshold: float | None = None, ema_decay: float = 0.99,
+                 mask_ratio: float = 0.0, mask_block: int = 8,
+                 view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
         threshold = self.default_threshold if threshold is None else threshold
         if not 0.0 < threshold <= 1.0 or not 0.0 <= ema_decay < 1.0:
             raise ValueError("pseudo-label threshold must be in (0, 1] and ema_decay in [0, 1)")
+        if not 0.0 <= mask_ratio < 1.0 or mask_block < 1:
+            raise ValueError("pseudo-label mask_ratio must be in [0, 1) and mask_block >= 1")
         self.threshold = threshold
         self.ema_decay = ema_decay
+        self.mask_ratio, self.mask_block, self.view = mask_ratio, mask_block, view
         self._student = [model]  # a list: not a submodule (its weights are the model's, saved there)
         self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
         self.active = False
@@ -60,6 +75,22 @@ class MeanTeacher(nn.Module):
         for t, s in zip(self.teacher.buffers(), self.student.buffers()):
             t.copy_(s)
 
+    @property
+    def has_second_view(self) -> bool:
+        return self.mask_ratio > 0 or self.view is not None
+
+    def second_view(self, images: torch.Tensor) -> torch.Tensor:
+        """The student's other view of the target batch the teacher labelled whole: ``view``, with each
+        ``mask_block`` square hidden with probability ``mask_ratio`` and filled with the normalisation
+        mean (zero input to the first layer). Both are drawn from torch's generator, which the training
+        state saves, so a resumed run hides the same blocks and draws the same camera."""
+        b, _, h, w = images.shape
+        k = self.mask_block
+        keep = torch.rand(b, 1, -(-h // k), -(-w // k), device=images.device) >= self.mask_ratio
+        keep = keep.repeat_interleave(k, 2).repeat_interleave(k, 3)[:, :, :h, :w]
+        images = self.view(images) if self.view is not None else images
+        return torch.where(keep, images, self.student.normalize.mean.to(images.dtype))
+
 
 class PseudoLabelLoss(MeanTeacher):
     """Classification: cross-entropy on the teacher's confident class labels, summed and divided
@@ -76,7 +107,11 @@ class PseudoLabelLoss(MeanTeacher):
             confidence, labels = probs.max(1)
             mask = (confidence >= self.threshold).float()
         self.last_mask_rate = mask.mean()
-        return (F.cross_entropy(logits.float(), labels, reduction="none") * mask).sum() / logits.shape[0]
+        loss = (F.cross_entropy(logits.float(), labels, reduction="none") * mask).sum() / logits.shape[0]
+        if self.has_second_view:
+            hidden = self.student(self.second_view(images)).float()
+            loss = loss + (F.cross_entropy(hidden, labels, reduction="none") * mask).sum() / logits.shape[0]
+        return loss
 
 
 class DetectionPseudoLabelLoss(MeanTeacher):
@@ -112,13 +147,18 @@ class DetectionPseudoLabelLoss(MeanTeacher):
             targets["heatmap"] = torch.maximum(targets["heatmap"].to(soft.device), soft)
         self.last_mask_rate = torch.tensor(float(keep.sum()) / max(len(keep), 1))
         loss, _ = centernet_loss(outputs, targets, student.size_weight, student.offset_weight)
+        if self.has_second_view:
+            _, hidden = student.forward_train(self.second_view(images))
+            loss = loss + centernet_loss(hidden, targets, student.size_weight, student.offset_weight)[0]
         return loss
 
 
-def build_pseudo_label_loss(model: nn.Module, threshold: float | None, ema_decay: float) -> MeanTeacher:
+def build_pseudo_label_loss(model: nn.Module, threshold: float | None, ema_decay: float,
+                            mask_ratio: float = 0.0, mask_block: int = 8,
+                            view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> MeanTeacher:
     """The task's form of self-training for ``model`` (its ``task`` attribute); ``threshold`` None: its default."""
     forms = {"classification": PseudoLabelLoss, "detection": DetectionPseudoLabelLoss}
     task = getattr(model, "task", None)
     if task not in forms:
         raise ValueError(f"pseudo-label self-training supports {', '.join(forms)} models, not {task!r}")
-    return forms[task](model, threshold, ema_decay)
+    return forms[task](model, threshold, ema_decay, mask_ratio, mask_block, view)
