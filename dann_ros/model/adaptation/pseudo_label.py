@@ -107,11 +107,12 @@ class PseudoLabelLoss(MeanTeacher):
             confidence, labels = probs.max(1)
             mask = (confidence >= self.threshold).float()
         self.last_mask_rate = mask.mean()
-        loss = (F.cross_entropy(logits.float(), labels, reduction="none") * mask).sum() / logits.shape[0]
-        if self.has_second_view:
-            hidden = self.student(self.second_view(images)).float()
-            loss = loss + (F.cross_entropy(hidden, labels, reduction="none") * mask).sum() / logits.shape[0]
-        return loss
+
+        def loss_on(out: torch.Tensor) -> torch.Tensor:
+            return (F.cross_entropy(out.float(), labels, reduction="none") * mask).sum() / logits.shape[0]
+
+        loss = loss_on(logits)
+        return loss + loss_on(self.student(self.second_view(images))) if self.has_second_view else loss
 
 
 class DetectionPseudoLabelLoss(MeanTeacher):
@@ -146,11 +147,12 @@ class DetectionPseudoLabelLoss(MeanTeacher):
             soft = torch.sigmoid(heads["heatmap"].float()).clamp(max=SOFT_BACKGROUND_MAX)
             targets["heatmap"] = torch.maximum(targets["heatmap"].to(soft.device), soft)
         self.last_mask_rate = torch.tensor(float(keep.sum()) / max(len(keep), 1))
-        loss, _ = centernet_loss(outputs, targets, student.size_weight, student.offset_weight)
-        if self.has_second_view:
-            _, hidden = student.forward_train(self.second_view(images))
-            loss = loss + centernet_loss(hidden, targets, student.size_weight, student.offset_weight)[0]
-        return loss
+
+        def loss_on(out: dict[str, torch.Tensor]) -> torch.Tensor:
+            return centernet_loss(out, targets, student.size_weight, student.offset_weight)[0]
+
+        loss = loss_on(outputs)
+        return loss + loss_on(student.forward_train(self.second_view(images))[1]) if self.has_second_view else loss
 
 
 def build_pseudo_label_loss(model: nn.Module, threshold: float | None, ema_decay: float,
