@@ -4,8 +4,10 @@ Tests, benchmarks and the demo run many ROS processes side by side on shared
 machines. Each group gets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (Kilted
 ignores ``ROS_LOCALHOST_ONLY``) and a ROS_DOMAIN_ID that no other cooperating
 process on the machine holds: the id is claimed with an ``flock`` on a file in
-the temp dir and stays claimed until this process exits, so parallel pytest-xdist
-workers, parallel pytest runs and benchmarks never share a domain.
+one machine-wide folder and stays claimed until this process exits, so parallel
+pytest-xdist workers, parallel pytest runs and benchmarks never share a domain. The
+folder is fixed, not the temp dir: a process with its own TMPDIR (a test giving a
+benchmark a private one) would otherwise lock ids nobody else looks at.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import itertools
 import os
-import tempfile
 from pathlib import Path
 
 from dann_ros.paths import share_file
@@ -24,7 +25,9 @@ from dann_ros.paths import share_file
 ROS_ENV_KEYS = ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS", "FASTDDS_DEFAULT_PROFILES_FILE",
                 "ROS_LOCALHOST_ONLY")
 DOMAIN_IDS = range(1, 102)
-_LOCK_DIR = Path(tempfile.gettempdir()) / "dann_ros_domain_ids"
+# DDS domains are machine-wide, so are their locks: /tmp whatever TMPDIR says (sticky and world-writable,
+# so every user's processes share it; a lock file is opened read-only, which flock allows)
+_LOCK_DIR = Path("/tmp/dann_ros_domain_ids")
 _held: dict[int, int] = {}  # domain id -> open fd holding its lock (released when the process exits)
 _counter = itertools.count()
 
@@ -37,9 +40,18 @@ def domain_lock_path(domain_id: int) -> Path:
     return _LOCK_DIR / f"{domain_id}.lock"
 
 
+def _lock_dir() -> None:
+    if not _LOCK_DIR.is_dir():
+        _LOCK_DIR.mkdir(parents=True, exist_ok=True)
+        try:
+            os.chmod(_LOCK_DIR, 0o1777)  # the umask narrowed it; other users claim ids here too
+        except PermissionError:  # created by another user in the meantime
+            pass
+
+
 def claim_domain_id() -> int:
     """A domain id that no other cooperating process on this machine holds; kept until exit."""
-    _LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    _lock_dir()
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     worker_index = int("".join(c for c in worker if c.isdigit()) or 0)
     start = (os.getpid() * 7 + worker_index * 13 + next(_counter)) % len(DOMAIN_IDS)
@@ -47,7 +59,10 @@ def claim_domain_id() -> int:
         candidate = DOMAIN_IDS[(start + k) % len(DOMAIN_IDS)]
         if candidate in _held:
             continue
-        fd = os.open(domain_lock_path(candidate), os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fd = os.open(domain_lock_path(candidate), os.O_CREAT | os.O_RDONLY, 0o666)
+        except PermissionError:  # another user's file we may not read: theirs
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -3,6 +3,7 @@ CDR views, messages, diagnostics, the DDS profile and the launch file."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -52,6 +53,25 @@ def test_a_claimed_domain_is_not_handed_to_another_process():
         assert out.stdout.split() == ["held", "True"]
     finally:
         ros_env.release_domain_id(mine)
+
+
+def test_a_process_with_its_own_tmpdir_claims_from_the_same_locks(tmp_path):
+    """A benchmark run with a private TMPDIR (test_node_benchmark.py) holds its id machine-wide."""
+    code = ("import sys; from dann_ros.ros import env; d = env.claim_domain_id(); "
+            "print(d, env.domain_lock_path(d), flush=True); sys.stdin.read()")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             cwd=ROOT, env=dict(ros_env.isolated_ros_env(domain_id=0), TMPDIR=str(tmp_path)))
+    try:
+        held, path = child.stdout.readline().split()
+        assert path == str(ros_env.domain_lock_path(int(held))), "the lock sits where this process never looks"
+        fd = os.open(ros_env.domain_lock_path(int(held)), os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    finally:
+        child.communicate("")
 
 
 def test_isolated_env_profile_and_explicit_domain():
