@@ -54,3 +54,51 @@ def test_teacher_decodes_float32_logits_so_bf16_near_ties_give_one_pseudo_box():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss(out, images)
     assert float(loss.last_mask_rate) == 1.0  # one pseudo-box at the stronger cell, not two at a bf16 tie
+
+
+def _bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.named_buffers() if k.rsplit(".", 1)[-1] in
+            ("running_mean", "running_var", "num_batches_tracked")}
+
+
+def _real_detector():
+    from dann_ros.data.preprocess import Preprocess
+    from dann_ros.model.builders import build_model
+    from dann_ros.model.config import ModelConfig
+
+    torch.manual_seed(0)
+    return build_model(ModelConfig(neck="fpn", discriminator_hidden=16), "detection", 3,
+                       Preprocess(32, 48, "rgb", resize="letterbox")).train()
+
+
+def test_second_view_normalises_with_its_batch_but_leaves_the_running_statistics_alone():
+    """The masked/camera view is the student's in train mode (batch statistics normalise it, as before), but
+    its statistics must not enter running_mean/var: ``update_teacher`` copies those into the teacher that
+    labels clean frames, and evaluation and export normalise clean frames with them."""
+    import copy
+
+    det = _real_detector()
+    images = torch.rand(4, 3, 32, 48) * 255
+    _, out = det.forward_train(images)  # the step's clean pass: the one that updates the running statistics
+    out = {k: v.detach() for k, v in out.items()}
+    reference = copy.deepcopy(det)  # the same student; its BatchNorm momentum 0 below: batch statistics, no update
+    before = _bn_buffers(det)
+    assert any(v.abs().sum() > 0 for k, v in before.items() if k.endswith("running_mean"))
+
+    loss = DetectionPseudoLabelLoss(det, threshold=0.05, mask_ratio=0.5, mask_block=4).train()
+    loss.active = True
+    torch.manual_seed(1)
+    value = loss(out, images)
+    after = _bn_buffers(det)
+    for k in before:
+        assert torch.equal(after[k], before[k]), k  # the masked pass left every running statistic alone
+    for k, v in _bn_buffers(loss.teacher).items():
+        assert torch.equal(v, before[k]), k  # and so the teacher's copies are the clean frames' too
+
+    for m in reference.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.0
+    ref_loss = DetectionPseudoLabelLoss(reference, threshold=0.05, mask_ratio=0.5, mask_block=4).train()
+    ref_loss.active = True
+    torch.manual_seed(1)
+    assert torch.allclose(ref_loss(out, images), value, rtol=1e-5)  # the same normalisation: the batch's own

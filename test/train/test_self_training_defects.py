@@ -3,6 +3,8 @@ second view's random draws per (seed, step, rank)."""
 
 from __future__ import annotations
 
+import torch
+
 from dann_ros.train.trainer import final_stage
 
 
@@ -17,3 +19,34 @@ def test_selection_excludes_the_evaluation_at_the_start_step_which_had_no_self_t
     assert [h["step"] for h in final_stage(short, 12.5)] == [14]  # 13: steps 0..12, all below 12.5
     assert [h["step"] for h in final_stage(hist, 0)] == [1400, 1500, 1600, 1700]  # no self-training: all
     assert final_stage(hist, 1700) == hist[-1:]  # none self-trained: the last evaluation stays a candidate
+
+
+def _bn_buffers(model) -> dict:
+    return {k: v.clone() for k, v in model.named_buffers() if k.rsplit(".", 1)[-1] in
+            ("running_mean", "running_var", "num_batches_tracked")}
+
+
+def test_a_step_with_the_masked_camera_view_leaves_the_running_statistics_of_the_step_without(
+        tiny_detection_domains, tmp_path):
+    """Self-training on from step 0: after one step, the student's and the teacher's BatchNorm running statistics
+    are those of the same step without the second view (the clean source + target pass's alone)."""
+    from dann_ros.train.trainer import Trainer
+    from test.train.conftest import tiny_detection_config
+
+    stats = {}
+    for name, mask, camera in (("plain", 0.0, False), ("masked", 0.5, True)):
+        cfg = tiny_detection_config(tiny_detection_domains, tmp_path / name, **{
+            "adaptation.pseudo_label_weight": 1.0, "adaptation.pseudo_label_start": 0.0,
+            "adaptation.pseudo_label_threshold": 0.05, "adaptation.pseudo_label_mask": mask,
+            "adaptation.pseudo_label_camera": camera})
+        trainer = Trainer(cfg, resume=False, show_progress=False)
+        assert trainer.pseudo_label.has_second_view == (name == "masked")
+        trainer.step_module.train()
+        trainer._apply_schedules(0)
+        assert float(trainer.train_step(0)["pseudo_label"].detach()) > 0  # self-training ran
+        trainer.pseudo_label.update_teacher()  # what the next step's loss does first
+        stats[name] = (_bn_buffers(trainer.model), _bn_buffers(trainer.pseudo_label.teacher))
+    assert stats["plain"][0]
+    for i in (0, 1):  # the student's, then the teacher's
+        for k, v in stats["plain"][i].items():
+            assert torch.equal(stats["masked"][i][k], v), k

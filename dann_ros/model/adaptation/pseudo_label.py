@@ -17,7 +17,9 @@ from part of it and from its surroundings: the cue that carries a faint or half-
 real object, which a teacher that only sees whole objects never confirms. ``view`` (the
 trainer's camera model, ``adaptation.pseudo_label_camera``) also changes that second view's
 exposure, blur and noise: Unbiased Teacher's strong view, seen by this loss alone, never by
-the domain discriminator.
+the domain discriminator. Nor by BatchNorm's running statistics: the student normalises that view
+with its own batch statistics but leaves running_mean/var to the clean frames
+(:func:`running_stats_frozen`), which ``update_teacher`` copies into the teacher that labels them.
 
 The teacher's weights are state (``state_dict``) so a resumed run continues exactly;
 they take no gradient and are not in the optimizer.
@@ -26,7 +28,8 @@ they take no gradient and are not in the optimizer.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +38,20 @@ from torch import nn
 from dann_ros.model.detector import centernet_loss
 
 SOFT_BACKGROUND_MAX = 0.99  # a teacher score never becomes a positive through the soft background term
+
+
+@contextmanager
+def running_stats_frozen(model: nn.Module) -> Iterator[None]:
+    """A train-mode pass through ``model`` whose BatchNorm layers normalise with the batch's statistics, as
+    in any training pass, without updating running_mean, running_var or num_batches_tracked."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in layers:
+        m.track_running_stats = False  # in train mode: batch statistics, the running ones left out of the call
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.track_running_stats = True
 
 
 class MeanTeacher(nn.Module):
@@ -112,7 +129,10 @@ class PseudoLabelLoss(MeanTeacher):
             return (F.cross_entropy(out.float(), labels, reduction="none") * mask).sum() / logits.shape[0]
 
         loss = loss_on(logits)
-        return loss + loss_on(self.student(self.second_view(images))) if self.has_second_view else loss
+        if not self.has_second_view:
+            return loss
+        with running_stats_frozen(self.student):
+            return loss + loss_on(self.student(self.second_view(images)))
 
 
 class DetectionPseudoLabelLoss(MeanTeacher):
@@ -156,7 +176,10 @@ class DetectionPseudoLabelLoss(MeanTeacher):
             return centernet_loss(out, targets, student.size_weight, student.offset_weight)[0]
 
         loss = loss_on(outputs)
-        return loss + loss_on(student.forward_train(self.second_view(images))[1]) if self.has_second_view else loss
+        if not self.has_second_view:
+            return loss
+        with running_stats_frozen(student):
+            return loss + loss_on(student.forward_train(self.second_view(images))[1])
 
 
 def build_pseudo_label_loss(model: nn.Module, threshold: float | None, ema_decay: float,
