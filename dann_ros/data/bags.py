@@ -26,6 +26,7 @@ import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 
+from dann_ros.data.bag_metadata import MetadataError, check_metadata
 from dann_ros.data.images import FrameDecodeError, message_to_rgb8
 from dann_ros.data.preprocess import Geometry
 
@@ -236,6 +237,10 @@ def _check_format(bag_path: Path) -> None:
         if not (bag_path / "metadata.yaml").exists():
             raise BagError(f"{bag_path} is a directory without metadata.yaml, not a rosbag2 bag "
                            "(a recording that was killed has none: pass its .mcap/.db3 file instead)")
+        try:
+            check_metadata(bag_path / "metadata.yaml")
+        except MetadataError as err:
+            raise BagError(f"{err} (the bag's .mcap/.db3 file can be read without it: pass that instead)") from None
         return
     with bag_path.open("rb") as f:
         head = f.read(len(ROS1_MAGIC))

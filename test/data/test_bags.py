@@ -1,4 +1,5 @@
 import os
+import re
 import sqlite3
 
 import numpy as np
@@ -334,3 +335,51 @@ def test_open_bag_and_iter_messages_stop_at_the_first_unreadable_message(tmp_pat
         kept = [m.index for m in iter_messages(source, ["/camera/image_raw"], errors=errors, path=bag)]
     assert kept == list(range(6))
     assert len(errors) == 1 and errors[0].startswith(f"{bag}: reading stopped after 6 messages")
+
+
+# --------------------------------------------------------------------------- metadata.yaml of the wrong shape
+def _set(tree, dotted, value):
+    keys = [int(k) if k.isdigit() else k for k in dotted.split(".")]
+    for k in keys[:-1]:
+        tree = tree[k]
+    tree[keys[-1]] = value
+
+
+@pytest.mark.parametrize("field,value", [
+    ("message_count", "3"), ("message_count", -1), ("message_count", True),
+    ("topics_with_message_count.0.message_count", "3"), ("topics_with_message_count.0.message_count", None),
+    ("topics_with_message_count.0.topic_metadata.name", [1]), ("topics_with_message_count.0.topic_metadata", "x"),
+    ("topics_with_message_count", {"a": 1}), ("duration", 5), ("duration.nanoseconds", "5"),
+    ("starting_time.nanoseconds_since_epoch", 1.5), ("storage_identifier", 7), ("relative_file_paths", "b.mcap"),
+    ("relative_file_paths.0", 3), ("files", "abc"), ("files.0.message_count", "3"), ("compression_mode", None),
+    ("version", "9"),
+])
+@pytest.mark.parametrize("storage", STORAGES)
+def test_metadata_of_the_wrong_type_names_the_file_and_the_field(tmp_path, storage, field, value):
+    """A hand-edited or foreign metadata.yaml: a BagError naming it and the field, not TypeError/AttributeError."""
+    from ruamel.yaml import YAML
+
+    bag = tmp_path / "bag"
+    make_bag(bag, [RGB] * 2, storage=storage)
+    yaml, meta_file = YAML(typ="safe"), bag / "metadata.yaml"
+    meta = yaml.load(meta_file.read_text())
+    _set(meta["rosbag2_bagfile_information"], field, value)
+    with meta_file.open("w") as f:
+        yaml.dump(meta, f)
+    where = re.sub(r"\.(\d+)", r"[\1]", field)  # topics_with_message_count[0].message_count
+    for read in (bag_info, lambda p: list(iter_frames(p)),
+                 lambda p: load_frames(p, BagSelection(), Preprocess(height=8, width=8).prepare)):
+        with pytest.raises(BagError) as err:
+            read(bag)
+        assert f"{meta_file}: field rosbag2_bagfile_information.{where} " in str(err.value), err.value
+
+
+@pytest.mark.parametrize("text,what", [("[1, 2]", "mapping"), ("other: 1", "rosbag2_bagfile_information"),
+                                       ("rosbag2_bagfile_information: [", "YAML")])
+def test_metadata_that_is_no_rosbag2_metadata_names_the_file(tmp_path, text, what):
+    bag = tmp_path / "bag"
+    make_bag(bag, [RGB] * 2)
+    (bag / "metadata.yaml").write_text(text)
+    with pytest.raises(BagError, match=what) as err:
+        bag_info(bag)
+    assert str(bag / "metadata.yaml") in str(err.value)
