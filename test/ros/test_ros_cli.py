@@ -46,12 +46,18 @@ def dds_profile(tmp_path_factory):
     return path
 
 
+def launch(cli, model, params_file, dds_profile, log_dir, namespace: str, camera: str):
+    proc = cli.start("launch", "dann_ros", "dann_ros.launch.py", f"model_path:={model}", f"namespace:={namespace}",
+                     f"image:={camera}", f"params_file:={params_file}", f"dds_profile:={dds_profile}",
+                     log_path=log_dir / "launch.log")
+    proc.wait_log(rf"\[{namespace}\.dann_node\]: active: {camera} -> /{namespace}/classification")
+    return proc
+
+
 @pytest.fixture(scope="module")
 def launched(cli, tiny_onnx, params_file, dds_profile, tmp_path_factory):
-    proc = cli.start("launch", "dann_ros", "dann_ros.launch.py", f"model_path:={tiny_onnx}", "namespace:=cli",
-                     f"image:={CAMERA}", f"params_file:={params_file}", f"dds_profile:={dds_profile}",
-                     log_path=tmp_path_factory.mktemp("launch") / "launch.log")
-    proc.wait_log(rf"\[cli\.dann_node\]: active: {CAMERA} -> {NS}/classification")
+    """A launched node the tests only read from: none may change its parameters or state."""
+    proc = launch(cli, tiny_onnx, params_file, dds_profile, tmp_path_factory.mktemp("launch"), "cli", CAMERA)
     yield proc
     assert proc.stop() == 0, proc.log()  # Ctrl-C: launch and node shut down cleanly
 
@@ -83,20 +89,29 @@ def test_param_get_and_topic_echo_once(ros, cli, launched, tiny_onnx):
     assert "frame_id: echoed" in text and "class_id:" in text and "score:" in text
 
 
-def test_lifecycle_get_set_and_param_set_take_effect_at_configure(ros, cli, launched):
-    assert cli.run_until("lifecycle", "get", NODE, expect=r"active \[3\]").strip().endswith("active [3]")
-    assert "Set parameter successful" in cli.run_until("param", "set", NODE, "top_k", "2", expect="Set parameter")
-    pub = ros.publisher(Image, CAMERA, qos_profile_sensor_data)
-    out = ros.subscribe(Classification, f"{NS}/classification")
-    # lifecycle publishers: they exist while inactive (subscribers stay matched) and go at cleanup
-    publishers = {"inactive [2]": "Publisher count: 1", "unconfigured [1]": "Publisher count: 0"}
-    for transition, state in (("deactivate", "inactive [2]"), ("cleanup", "unconfigured [1]"),
-                              ("configure", "inactive [2]"), ("activate", "active [3]")):
-        assert "Transitioning successful" in cli.run_until("lifecycle", "set", NODE, transition, expect="Transitioning")
-        assert cli.run_until("lifecycle", "get", NODE, expect=re.escape(state)).strip() == state
-        if transition in ("deactivate", "cleanup"):
-            cli.run_until("topic", "info", f"{NS}/classification", expect=publishers[state])
-    assert len(frames(ros, pub, out, "reconfigured").results) == 2  # the new top_k
+def test_lifecycle_get_set_and_param_set_take_effect_at_configure(ros, cli, tiny_onnx, params_file, dds_profile,
+                                                                   tmp_path):
+    """On a node of its own: it sets top_k and cycles the lifecycle, which the shared node must not see."""
+    ns, camera = "cli_lc", "/cli_lc_cam/image_raw"
+    node, output = f"/{ns}/dann_node", f"/{ns}/classification"
+    proc = launch(cli, tiny_onnx, params_file, dds_profile, tmp_path, ns, camera)
+    try:
+        assert cli.run_until("lifecycle", "get", node, expect=r"active \[3\]").strip().endswith("active [3]")
+        assert "Set parameter successful" in cli.run_until("param", "set", node, "top_k", "2", expect="Set parameter")
+        pub = ros.publisher(Image, camera, qos_profile_sensor_data)
+        out = ros.subscribe(Classification, output)
+        # lifecycle publishers: they exist while inactive (subscribers stay matched) and go at cleanup
+        publishers = {"inactive [2]": "Publisher count: 1", "unconfigured [1]": "Publisher count: 0"}
+        for transition, state in (("deactivate", "inactive [2]"), ("cleanup", "unconfigured [1]"),
+                                  ("configure", "inactive [2]"), ("activate", "active [3]")):
+            assert "Transitioning successful" in cli.run_until("lifecycle", "set", node, transition,
+                                                               expect="Transitioning")
+            assert cli.run_until("lifecycle", "get", node, expect=re.escape(state)).strip() == state
+            if transition in ("deactivate", "cleanup"):
+                cli.run_until("topic", "info", output, expect=publishers[state])
+        assert len(frames(ros, pub, out, "reconfigured").results) == 2  # the new top_k
+    finally:
+        assert proc.stop() == 0, proc.log()
 
 
 def test_ros2_run(ros, cli, tiny_onnx, tmp_path):
