@@ -59,16 +59,20 @@ def test_missing_model_fails_configure_then_the_full_lifecycle_works(ros, start_
     stream_until(pub, lambda i: image_msg(rgb_frame(i), ros.now(), "active"),
                  lambda: out.find(lambda m: m.header.frame_id == "active"))
 
-    # deactivate -> unsubscribed, no outputs
+    # deactivate -> no outputs. The output subscriber stays matched (lifecycle publishers outlive
+    # deactivate) and frames keep coming, so a node that went on publishing would be seen here; the
+    # same stream just before deactivate is answered, so the silence after it means something.
     assert change(ros, Transition.TRANSITION_DEACTIVATE)
     assert state(ros) == "inactive"
-    wait_for(lambda: pub.get_subscription_count() == 0, what="the node to unsubscribe on deactivate")
+    assert out.subscription.get_publisher_count() == 1
     out.clear()
-    for i in range(10):
+    for i in range(40):
         pub.publish(image_msg(rgb_frame(i), ros.now(), "inactive"))
         time.sleep(0.05)
-    time.sleep(0.3)  # a negative check: give a (wrong) output the time to arrive
-    assert not out.find(lambda m: m.header.frame_id == "inactive")
+    time.sleep(0.5)  # a negative check: give a (wrong) output the time to arrive
+    assert out.subscription.get_publisher_count() == 1, "the output subscriber must stay matched for the check"
+    assert not out.find(lambda m: m.header.frame_id == "inactive"), "outputs published after deactivate"
+    wait_for(lambda: pub.get_subscription_count() == 0, what="the node to unsubscribe on deactivate")
 
     # cleanup -> unconfigured, model released
     assert change(ros, Transition.TRANSITION_CLEANUP)
