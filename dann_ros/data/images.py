@@ -3,35 +3,49 @@
 Works on rosbags-deserialized messages and on rclpy messages alike (duck typing on the
 fields). Raw images are decoded here rather than by ``rosbags.image.image_to_cvimage``
 because that ignores ``step`` (padded rows come out sheared) and scales 16-bit data by a
-float multiply; compressed images go through ``rosbags.image.compressed_image_to_cvimage``.
+float multiply; compressed images are decoded by ``cv2.imdecode`` as
+``rosbags.image.compressed_image_to_cvimage`` does (IMREAD_ANYCOLOR).
 16-bit data becomes 8-bit as ``value >> 8`` (the full 16-bit range maps onto 0..255).
 
-Size limit: a frame with more than ``max_pixels`` pixels is refused before any pixel is
-touched. For raw images the message says its size; for compressed ones the PNG IHDR or the
-JPEG SOF segment does, read here without decoding: a 400 KB PNG can declare 20000 x 20000
-(1.2 GB and seconds to decode), which on a robot is an outage, not a frame. Only PNG and
-JPEG (what image_transport's compressed publisher writes) are decoded.
+Size limits, for any bytes: a frame with more than ``max_pixels`` pixels is refused before any
+pixel is touched. Raw images say their size; compressed ones say it in the PNG IHDR or the
+JPEG SOF, read here (dann_ros.data.image_headers) exactly as the decoder reads it, and
+anything that cannot be read so is refused: a 400 KB PNG can declare 20000 x 20000 (1.2 GB
+and seconds to decode), which on a robot is an outage, not a frame. Behind that, OpenCV's own
+pixel limit (dann_ros.data.decoder_limit, set before cv2 loads) refuses what a header check
+might ever miss, and compressed data above ``max_bytes`` is refused unread. Only PNG and JPEG
+(what image_transport's compressed publisher writes) are decoded. Every failure is a
+FrameDecodeError, so readers skip and count the frame and the node drops it.
 """
 
 from __future__ import annotations
 
-import struct
+import logging
+import re
 from typing import Any, Literal
 
 import cv2
 import numpy as np
-from rosbags.image import ImageError, compressed_image_to_cvimage
 
+# (dann_ros/data/__init__ imported decoder_limit before cv2 loaded)
+from dann_ros.data import decoder_limit
+from dann_ros.data.decoder_limit import DECODER_MAX_PIXELS, DEFAULT_MAX_INPUT_PIXELS
+from dann_ros.data.decoder_limit import ENV as DECODER_LIMIT_ENV
+from dann_ros.data.image_headers import PNG_MAGIC, HeaderError, jpeg_size, png_size
 from dann_ros.data.preprocess import check_rgb8
 
+log = logging.getLogger(__name__)
 
-# 4096 x 3072: the largest common camera sensor output (12.6 MP); dann_node's max_input_pixels.
-DEFAULT_MAX_INPUT_PIXELS = 4096 * 3072
 # Progressive JPEGs need a few to ~20 scans; thousands make libjpeg spend seconds on a tiny file.
 MAX_JPEG_SCANS = 1000
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic)
-_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+# CompressedImage data above this is refused unread: an 8-bit RGBA frame at the default pixel limit (50 MB),
+# which no JPEG and no 8-bit PNG (even of noise) of a frame within the limit reaches.
+MAX_COMPRESSED_BYTES = 4 * DEFAULT_MAX_INPUT_PIXELS
+
+if decoder_limit.CV2_LOADED_FIRST and not decoder_limit.decoder_limit_active():
+    log.warning("cv2 was imported before dann_ros: OpenCV's own pixel limit (%s=%d) is not in force in this "
+                "process, only dann_ros's header checks are; import dann_ros first or set %s in the environment",
+                DECODER_LIMIT_ENV, DECODER_MAX_PIXELS, DECODER_LIMIT_ENV)
 
 
 class FrameDecodeError(ValueError):
@@ -77,13 +91,15 @@ WRITABLE_ENCODINGS: tuple[str, ...] = (
 COMPRESSED_FORMATS = {"jpeg": "rgb8; jpeg compressed bgr8", "png": "rgb8; png compressed bgr8"}
 
 
-def message_to_rgb8(msg: Any, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
+def message_to_rgb8(msg: Any, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS,
+                    max_bytes: int = MAX_COMPRESSED_BYTES) -> np.ndarray:
     """sensor_msgs/Image or CompressedImage (rosbags or rclpy) -> (H, W, 3) uint8 RGB.
 
-    Frames above ``max_pixels`` (width x height; None = no limit) raise FrameDecodeError.
+    Frames above ``max_pixels`` (width x height; None = only the decoder's limit) and compressed
+    data above ``max_bytes`` raise FrameDecodeError, as does anything else that is no frame.
     """
     if hasattr(msg, "format"):
-        return _compressed_to_rgb8(msg, max_pixels)
+        return _compressed_to_rgb8(msg, max_pixels, max_bytes)
     return _raw_to_rgb8(msg, max_pixels)
 
 
@@ -94,46 +110,21 @@ def _check_size(width: int, height: int, max_pixels: int | None, what: str) -> N
 
 
 def compressed_dimensions(data: Any) -> tuple[str, int, int]:
-    """("png" | "jpeg", width, height) from the header of PNG or JPEG bytes, without decoding.
+    """("png" | "jpeg", width, height) of PNG or JPEG bytes, read as the decoder reads them, without decoding.
 
-    Raises FrameDecodeError for anything else, or a header that is cut short or malformed.
+    Raises FrameDecodeError for anything else, and for bytes the header reader cannot follow
+    exactly as OpenCV's decoder would (see dann_ros.data.image_headers).
     """
-    buf = memoryview(_as_bytes(data))
-    n = len(buf)
-    if bytes(buf[:8]) == _PNG_MAGIC:
-        if n < 24 or bytes(buf[12:16]) != b"IHDR":
-            raise FrameDecodeError(f"PNG without an IHDR chunk ({n} bytes)")
-        width, height = struct.unpack_from(">II", buf, 16)
-        return "png", width, height
-    if bytes(buf[:2]) != b"\xff\xd8":
-        raise FrameDecodeError(f"neither JPEG nor PNG data ({n} bytes starting {bytes(buf[:4]).hex()}); "
-                               f"only these are decoded")
-    i = 2
-    while i < n:
-        if buf[i] != 0xFF:
-            raise FrameDecodeError(f"corrupt JPEG: no marker at byte {i}")
-        while i < n and buf[i] == 0xFF:  # fill bytes
-            i += 1
-        if i >= n:
-            break
-        marker = buf[i]
-        i += 1
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # standalone markers
-            continue
-        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
-            raise FrameDecodeError("corrupt JPEG: no frame header (SOF) before the image data")
-        if i + 2 > n:
-            break
-        length = (buf[i] << 8) | buf[i + 1]
-        if length < 2:
-            raise FrameDecodeError(f"corrupt JPEG: segment length {length} at byte {i}")
-        if marker in _JPEG_SOF:
-            if i + 7 > n:
-                break
-            height, width = struct.unpack_from(">HH", buf, i + 3)
-            return "jpeg", width, height
-        i += length
-    raise FrameDecodeError(f"JPEG header cut short ({n} bytes, no frame header)")
+    buf = _as_bytes(data).tobytes()
+    try:
+        if buf[:8] == PNG_MAGIC:
+            return ("png", *png_size(buf))
+        if buf[:2] == b"\xff\xd8":
+            return ("jpeg", *jpeg_size(buf))
+    except HeaderError as exc:
+        raise FrameDecodeError(str(exc)) from None
+    raise FrameDecodeError(f"neither JPEG nor PNG data ({len(buf)} bytes starting {buf[:4].hex()}); "
+                           f"only these are decoded")
 
 
 def _as_bytes(data: Any) -> np.ndarray:
@@ -153,6 +144,8 @@ def _raw_to_rgb8(msg: Any, max_pixels: int | None) -> np.ndarray:
     if height <= 0 or width <= 0:
         raise FrameDecodeError(f"empty image: {width}x{height} ({encoding})")
     _check_size(width, height, max_pixels, f"the {encoding} image")
+    if channels == 2 and width % 2:
+        raise FrameDecodeError(f"odd width {width}: {encoding} stores pixel pairs (one U and V per two pixels)")
     row_bytes = width * channels * np.dtype(dtype).itemsize
     if step < row_bytes:
         raise FrameDecodeError(f"step {step} is smaller than width {width} x {row_bytes // width} bytes ({encoding})")
@@ -169,14 +162,29 @@ def _raw_to_rgb8(msg: Any, max_pixels: int | None) -> np.ndarray:
         pixels = rows.reshape(height, width, channels)
     if conversion is not None:
         src = pixels[:, :, 0] if channels == 1 else pixels
-        return cv2.cvtColor(np.ascontiguousarray(src), conversion)
+        try:
+            return cv2.cvtColor(np.ascontiguousarray(src), conversion)
+        except cv2.error as exc:  # any frame OpenCV cannot convert is a bad frame, not a crash
+            raise FrameDecodeError(f"cannot convert a {width}x{height} {encoding} image: {_cv_reason(exc)}") from None
     return np.array(pixels, dtype=np.uint8, copy=True)  # own the memory; the message buffer may be reused
 
 
-def _compressed_to_rgb8(msg: Any, max_pixels: int | None) -> np.ndarray:
+def _cv_reason(exc: Exception) -> str:
+    """'OpenCV (-215:Assertion failed): sz.width % 2 == 0' from a cv2.error's multi-line text."""
+    match = re.search(r"error: \(([^)]*)\) ?(.*?)(?:\s*in function|$)", str(exc), re.M)
+    if match is None:
+        return str(exc).strip()
+    return f"OpenCV ({match[1]})" + (f": {match[2]}" if match[2] else "")
+
+
+def _compressed_to_rgb8(msg: Any, max_pixels: int | None, max_bytes: int) -> np.ndarray:
     fmt = str(msg.format)
     if "compresseddepth" in fmt.lower():
         raise FrameDecodeError(f"compressedDepth images are not camera frames (format {fmt!r})")
+    size = len(msg.data)
+    if size > max_bytes:
+        raise FrameDecodeError(f"compressed image of {size} bytes (format {fmt!r}) is larger than the "
+                               f"{max_bytes}-byte limit for one frame")
     data = _as_bytes(msg.data)
     if data.size == 0:
         raise FrameDecodeError(f"empty compressed image (format {fmt!r})")
@@ -188,14 +196,14 @@ def _compressed_to_rgb8(msg: Any, max_pixels: int | None) -> np.ndarray:
     if width <= 0 or height <= 0:
         raise FrameDecodeError(f"{kind.upper()} header declares an empty {width}x{height} image")
     _check_size(width, height, max_pixels, f"the {kind.upper()} image (header)")
+    if width * height > DECODER_MAX_PIXELS:
+        raise FrameDecodeError(f"the {kind.upper()} image (header) is {width}x{height} = {width * height} pixels, "
+                               f"more than the decoder's limit {DECODER_MAX_PIXELS} ({DECODER_LIMIT_ENV})")
     if kind == "jpeg" and data.tobytes().count(b"\xff\xda") > MAX_JPEG_SCANS:
         raise FrameDecodeError(f"JPEG with more than {MAX_JPEG_SCANS} scans (a decoder stall, not a camera frame)")
-    try:
-        image = compressed_image_to_cvimage(msg)
-    except (AssertionError, cv2.error, ImageError):
-        image = None
-    if image is None:
-        raise FrameDecodeError(f"cannot decode compressed image data (format {fmt!r}, {len(msg.data)} bytes)")
+    image = _imdecode(data)
+    if image is None or image.size == 0:
+        raise FrameDecodeError(f"cannot decode compressed image data (format {fmt!r}, {data.size} bytes)")
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     if image.ndim == 2 or image.shape[2] == 1:
@@ -203,6 +211,14 @@ def _compressed_to_rgb8(msg: Any, max_pixels: int | None) -> np.ndarray:
     if image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _imdecode(data: np.ndarray) -> np.ndarray | None:
+    """cv2.imdecode as rosbags-image calls it; None for data OpenCV refuses (its pixel limit included)."""
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_ANYCOLOR)
+    except cv2.error:
+        return None
 
 
 def rgb8_to_image_fields(image: np.ndarray, encoding: str = "rgb8") -> tuple[int, int, str, int, bytes]:

@@ -101,6 +101,24 @@ def test_invalid_messages_raise_frame_decode_error(msg, reason):
     assert isinstance(info.value, ValueError) and reason in info.value.reason
 
 
+@pytest.mark.parametrize("encoding", ["yuv422", "uyvy", "yuyv", "yuv422_yuy2"])
+def test_odd_width_yuv422_is_a_frame_decode_error(encoding):
+    """OpenCV raises cv2.error for it; the bag reader skips and counts only FrameDecodeError (issue 22, defect 1)."""
+    with pytest.raises(FrameDecodeError, match=f"odd width 3: {encoding} stores pixel pairs"):
+        message_to_rgb8(raw(encoding, 2, 3, 6, bytes(12)))
+    assert message_to_rgb8(raw(encoding, 2, 4, 8, bytes(16))).shape == (2, 4, 3)
+
+
+def test_any_opencv_conversion_error_is_a_frame_decode_error(monkeypatch):
+    import dann_ros.data.images as images
+
+    # a conversion OpenCV refuses for this input (a 1-channel image through a 2-channel YUV conversion)
+    monkeypatch.setitem(images._RAW, "mono8", (np.uint8, 1, cv2.COLOR_YUV2RGB_UYVY))
+    with pytest.raises(FrameDecodeError,
+                       match=r"cannot convert a 3x2 mono8 image: OpenCV \(-15:Bad number of channels\)$"):
+        message_to_rgb8(raw("mono8", 2, 3, 3, bytes(6)))
+
+
 def test_writer_input_validation():
     with pytest.raises(ValueError, match="cannot write encoding 'bayer_rggb8'"):
         rgb8_to_image_fields(RGB, "bayer_rggb8")
