@@ -42,6 +42,7 @@ def _instance_disc(weight: float) -> nn.Linear:
 F_S = [[0.0, 1.0], [2.0, 3.0]]
 F_T = [[1.0, -1.0], [0.5, 0.0]]
 TARGETS = {"indices": torch.tensor([[3, 0]]), "mask": torch.tensor([[1.0, 0.0]])}  # one object, centre cell 3
+HEAT_S = [[0.1, 0.3], [0.2, 2.0]]  # source peak: cell 3 (the labelled object's centre, as a trained detector's)
 HEAT_T = [[0.2, 3.0], [0.1, 0.4]]  # target peaks: cell 1 (3.0) first, cell 3 (0.4) is a local maximum too
 
 
@@ -51,7 +52,8 @@ def _case(coeff: float = 1.0, top_k: int = 1, consistency: bool = True):
     loss = InstanceAdversarialLoss(_PixelLogit(), _instance_disc(2.0), top_k=top_k, consistency=consistency)
     loss.coeff = coeff
     heat = torch.tensor([[HEAT_T, [[0.0, 0.0], [0.0, 0.0]]]], dtype=torch.float64)  # 2 classes
-    out = loss(f_s, f_t, None, {"heatmap": heat}, targets=TARGETS)
+    heat_s = torch.tensor([[HEAT_S, [[0.0, 0.0], [0.0, 0.0]]]], dtype=torch.float64)
+    out = loss(f_s, f_t, {"heatmap": heat_s}, {"heatmap": heat}, targets=TARGETS)
     return loss, f_s, f_t, out
 
 
@@ -65,7 +67,7 @@ def test_parts_match_hand_computed_values():
     # image level: 0.5 (mean_uv BCE(f_s, 1) + mean_uv BCE(f_t, 0)), BCE(x, 1) = softplus(-x), BCE(x, 0) = softplus(x)
     img = 0.5 * (sum(_softplus(-v) for v in (0, 1, 2, 3)) / 4 + sum(_softplus(v) for v in (1, -1, 0.5, 0)) / 4)
     assert _value(out["domain"]) == pytest.approx(img, abs=1e-7)
-    # instances: source at its centre cell 3 (feature 3 -> logit 6); target at its top peak cell 1 (-1 -> -2)
+    # instances: source at its top peak cell 3 (feature 3 -> logit 6); target at its top peak cell 1 (-1 -> -2)
     ins = 0.5 * (_softplus(-6.0) + _softplus(-2.0))
     assert _value(out["instance"]) == pytest.approx(ins, abs=1e-7)
     # consistency: |mean_uv sigmoid(image logits) - sigmoid(instance logit)| per instance, averaged
@@ -93,7 +95,7 @@ def test_instance_gradient_is_reversed_and_consistency_is_not():
     assert float(f_s.grad[0, 0, 0, 0]) == pytest.approx(-0.5 * 0.25 / 4, abs=1e-7)  # -sigmoid'(0) / 4 cells
 
 
-def test_target_instances_are_the_strongest_peaks_and_source_the_object_centres():
+def test_instances_of_both_domains_are_their_strongest_peaks():
     heat = torch.tensor([[HEAT_T, [[0.0, 0.0], [0.0, 2.5]]]])  # class 1 peaks at cell 3 above class 0's 0.4
     assert peak_indices(heat, 2).tolist() == [[1, 3]]
     heat = torch.tensor([[[[0.0, 1.0, 0.9, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.8]]]])  # 0.9 beside 1.0: no peak
@@ -101,18 +103,21 @@ def test_target_instances_are_the_strongest_peaks_and_source_the_object_centres(
     f = torch.arange(8.0).reshape(1, 2, 2, 2)  # 2 channels
     assert gather_centres(f, torch.tensor([[3, 0]])).tolist() == [[[3.0, 7.0], [0.0, 4.0]]]
     loss, f_s, f_t, _ = _case(top_k=2)
-    src, src_img, tgt, tgt_img = loss.instances(f_s, f_t, TARGETS, {"heatmap": torch.tensor([[HEAT_T]])})
-    assert src.tolist() == [[3.0]] and tgt.tolist() == [[-1.0], [0.0]]
-    assert src_img.tolist() == [0] and tgt_img.tolist() == [0, 0]
+    src, src_img, tgt, tgt_img = loss.instances(f_s, f_t, {"heatmap": torch.tensor([[HEAT_T]])},
+                                                {"heatmap": torch.tensor([[HEAT_T]])})
+    assert src.tolist() == [[1.0], [3.0]] and tgt.tolist() == [[-1.0], [0.0]]  # the same cells 1 and 3 on both
+    assert src_img.tolist() == [0, 0] and tgt_img.tolist() == [0, 0]
 
 
-def test_no_source_objects_and_switches():
+def test_source_labels_play_no_part_and_switches():
     loss = InstanceAdversarialLoss(_PixelLogit(), _instance_disc(1.0), top_k=1, consistency=False)
     f = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
-    out = loss(f, f, None, {"heatmap": f}, targets={"indices": torch.zeros(1, 1, dtype=torch.int64),
-                                                    "mask": torch.zeros(1, 1)})
+    out = loss(f, f, {"heatmap": f}, {"heatmap": f}, targets={"indices": torch.zeros(1, 1, dtype=torch.int64),
+                                                              "mask": torch.zeros(1, 1)})  # no source objects
     assert set(out) == {"domain", "instance"}  # consistency off
-    assert _value(out["instance"]) == pytest.approx(0.5 * math.log(2))  # target half only: BCE(0, 0) = ln 2
+    assert _value(out["instance"]) == pytest.approx(math.log(2))  # one peak per domain: BCE(0, 1) = BCE(0, 0) = ln 2
+    with pytest.raises(ValueError, match="both domains' predicted heatmaps"):
+        loss(f, f, None, {"heatmap": f})
     loss.coeff = 0.3
     assert loss.grl.coeff == loss.instance_grl.coeff == 0.3 and loss.coeff == 0.3
 

@@ -8,9 +8,13 @@ about the domain of an image: L_cst = mean over instances |mean_uv p_img(u, v) -
 
 A one-stage detector has no RoI pooling: an object's feature is the neck's feature vector
 at its centre cell, which is exactly what CenterNet's heads read to predict that object.
-Source instances are the ground-truth centres (the encoded targets' ``indices``); target
-instances are the ``top_k`` peaks of the predicted heatmap per image (3x3 peak picking, as
-the decode does), the counterpart of DA-Faster's proposals on the unlabelled domain.
+The instances of both domains are the ``top_k`` peaks of the detector's own (detached)
+heatmap per image (3x3 peak picking, as the decode does): DA-Faster's proposals, which it
+samples by the same rule on both domains. The rule must be the same: source ground-truth
+centres against target peaks (mostly background while the detector is weak on target) let
+the instance discriminator learn "object vs background" instead of "source vs target" (on
+identical source and target images it separated them to a loss of 0.002; now it stays at
+ln 2). The source labels therefore play no part here.
 
 As in the reference implementation (krumo/Domain-Adaptive-Faster-RCNN-PyTorch), the
 consistency term runs the features through both discriminators again without reversal:
@@ -74,27 +78,26 @@ class InstanceAdversarialLoss(DomainAdversarialLoss):
         self.grl.coeff = value
         self.instance_grl.coeff = value
 
-    def instances(self, f_s: torch.Tensor, f_t: torch.Tensor, targets: dict,
+    def instances(self, f_s: torch.Tensor, f_t: torch.Tensor, logits_s: dict,
                   logits_t: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(source instance features (K_s, C), their image index, target ones (K_t, C), their image index)."""
-        mask = targets["mask"].to(f_s.device) > 0
-        src = gather_centres(f_s, targets["indices"].to(f_s.device))[mask]
-        src_img = torch.arange(f_s.shape[0], device=f_s.device)[:, None].expand_as(mask)[mask]
-        idx_t = peak_indices(logits_t["heatmap"], self.top_k)
-        tgt = gather_centres(f_t, idx_t).flatten(0, 1)
-        tgt_img = torch.arange(f_t.shape[0], device=f_t.device).repeat_interleave(idx_t.shape[1])
-        return src, src_img, tgt, tgt_img
+        """(source instance features (K_s, C), their image index, target ones (K_t, C), their image index):
+        each image's ``top_k`` predicted peaks, the same rule on both domains."""
+        out: list[torch.Tensor] = []
+        for f, logits in ((f_s, logits_s), (f_t, logits_t)):
+            idx = peak_indices(logits["heatmap"], self.top_k)
+            out += [gather_centres(f, idx).flatten(0, 1),
+                    torch.arange(f.shape[0], device=f.device).repeat_interleave(idx.shape[1])]
+        return out[0], out[1], out[2], out[3]
 
     def forward(self, f_s: torch.Tensor, f_t: torch.Tensor, logits_s=None, logits_t=None,
                 targets: dict | None = None) -> dict[str, torch.Tensor]:
-        if targets is None or not isinstance(logits_t, dict):
-            raise ValueError("instance alignment needs the source targets (object centres) and the target "
-                             "heatmap: detection only")
+        if not isinstance(logits_s, dict) or not isinstance(logits_t, dict):
+            raise ValueError("instance alignment needs both domains' predicted heatmaps: detection only")
         n = f_s.shape[0]
         features = torch.cat([f_s, f_t], dim=0)
         losses = {"domain": self._bce(self.discriminator(self.grl(features)).float(), n)}
 
-        src, src_img, tgt, tgt_img = self.instances(f_s, f_t, targets, logits_t)
+        src, src_img, tgt, tgt_img = self.instances(f_s, f_t, logits_s, logits_t)
         inst = torch.cat([src, tgt], dim=0)
         d = self.instance_discriminator(self.instance_grl(inst)).float().reshape(-1)
         d_s, d_t = d[:len(src)], d[len(src):]
