@@ -66,6 +66,11 @@ class DemoPaths:
     def scenes_test_bag(self) -> Path:
         return self.data / "real_scenes_test"
 
+    @property
+    def scenes_dev_bag(self) -> Path:
+        """Labelled scenes for tuning (its own frames and digits): recipe choices are made here, test is only reported."""
+        return self.data / "real_scenes_dev"
+
 
 def _renders_outdated(folder: Path, cfg) -> bool:
     """Re-render when the renders were written by another simulator version or configuration."""
@@ -103,7 +108,8 @@ def prepare_data(paths: DemoPaths, digits_png: Path, n_synth: int, workers: int)
 
 
 def prepare_detection_data(paths: DemoPaths, digits_png: Path, video: Path, n_synth: int, workers: int,
-                           randomise: bool = True) -> None:
+                           randomise: bool = True, scenes: dict | None = None) -> None:
+    """``scenes``: record_digit_scenes options over the demo's (tests: fewer, smaller scenes)."""
     from dann_ros.data.compose import record_digit_scenes
     from dann_ros.data.synth import Randomisation, SynthConfig, render_dataset
 
@@ -117,19 +123,23 @@ def prepare_detection_data(paths: DemoPaths, digits_png: Path, video: Path, n_sy
         render_dataset(paths.synth_det, synth_cfg, workers=workers, overwrite=True, progress=True)
         print(f"[demo] rendered {n_synth} synthetic detection scenes in {time.perf_counter() - t0:.0f} s "
               f"-> {paths.synth_det}")
-    bags = (paths.scenes_train_bag, paths.scenes_test_bag)
-    if not all((b / "metadata.yaml").exists() for b in bags):
+    bags = (paths.scenes_train_bag, paths.scenes_test_bag, paths.scenes_dev_bag)
+    missing = [b for b in bags if not (b / "metadata.yaml").exists()]
+    if missing:
         for path in (digits_png, video):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing; run `make setup` (it takes digits.png and vtest.avi "
                                         "from Debian's opencv-doc package)")
         import shutil
 
-        for b in bags:
+        for b in missing:
             if b.exists():
                 shutil.rmtree(b)
-        record_digit_scenes(digits_png, video, paths.data, seed=0)
-        print(f"[demo] recorded real digits on real camera frames as bags {bags[0]}, {bags[1]}")
+        # only the missing bags: train and test come out the same with or without dev, and dev avoids
+        # what the bags already on disk hold
+        record_digit_scenes(digits_png, video, paths.data, **{"seed": 0, **(scenes or {})},
+                            write=tuple(b.name for b in missing))
+        print(f"[demo] recorded real digits on real camera frames as bags {', '.join(map(str, missing))}")
 
 
 def detection_base(config: str | Path, long: bool) -> TrainConfig:
@@ -138,15 +148,18 @@ def detection_base(config: str | Path, long: bool) -> TrainConfig:
     return base.replace(**LONG_DETECTION_RECIPE) if long else base
 
 
-def detection_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int | None) -> dict[str, TrainConfig]:
+def detection_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int | None,
+                      eval_on: str = "test") -> dict[str, TrainConfig]:
+    """The three detection runs, scored on real_scenes_test (reported) or, ``eval_on`` dev, on real_scenes_dev
+    (recipe tuning; those runs are named ``*_dev`` so they never replace the reported ones)."""
+    scored = paths.scenes_dev_bag if eval_on == "dev" else paths.scenes_test_bag
     common = {"seed": seed, "source.replicator": paths.synth_det, "target.bags": [paths.scenes_train_bag],
-              "eval_target.bag": paths.scenes_test_bag,
-              "eval_target.labels": Path(f"{paths.scenes_test_bag}.labels.json")}
+              "eval_target.bag": scored, "eval_target.labels": Path(f"{scored}.labels.json")}
     if steps:
         common["train.steps"] = steps
         common["train.eval_every"] = max(1, min(base.train.eval_every, steps // 4))
         common["train.checkpoint_every"] = common["train.eval_every"]
-    suffix = "" if seed == base.seed else f"_seed{seed}"
+    suffix = ("" if seed == base.seed else f"_seed{seed}") + ("_dev" if eval_on == "dev" else "")
     # the baselines read no target frames: they are comparisons, not deployed, so they skip the label-free
     # scores at each evaluation and the export's shift monitor fit (demo time; only DANN's pick meets its oracle)
     no_target_losses = {"adaptation.method": "none", "adaptation.pseudo_label_weight": 0.0, "target.bags": []}
@@ -244,8 +257,8 @@ def gap_closed(source: float, adapted: float, target: float) -> float | None:
     return (adapted - source) / (target - source) if target - source > 1e-9 else None
 
 
-def print_detection_table(results: dict[int, dict[str, dict]]) -> None:
-    print("\nDetection on the held-out real scenes bag (ONNX model via the Predictor), mAP@0.5 / mAP@[.5:.95]:")
+def print_detection_table(results: dict[int, dict[str, dict]], bag: str = "real_scenes_test") -> None:
+    print(f"\nDetection on the held-out real scenes bag {bag} (ONNX model via the Predictor), mAP@0.5 / mAP@[.5:.95]:")
     print(f"{'seed':>4}  {'source-only':>15}  {'DANN (selected)':>15}  {'DANN (stability)':>16}  {'DANN (oracle)':>13}  "
           f"{'train-on-target':>15}  {'gap closed':>10}")
     for seed, r in results.items():
@@ -315,11 +328,11 @@ def run_demo(args: argparse.Namespace) -> int:
         det_base = detection_base(args.detection_config, args.long)
         prepare_detection_data(paths, Path(args.digits), Path(args.video), args.detection_frames, args.workers,
                                args.randomise)
-        detection = {seed: _run_all(detection_configs(det_base, paths, seed, args.detection_steps or args.steps), seed)
-                     for seed in args.seeds}
+        detection = {seed: _run_all(detection_configs(det_base, paths, seed, args.detection_steps or args.steps,
+                                                      args.detection_eval), seed) for seed in args.seeds}
     print_table(results)
     if detection:
-        print_detection_table(detection)
+        print_detection_table(detection, f"real_scenes_{args.detection_eval}")
     if not args.no_reports:
         write_reports(paths, args.seeds, base.seed)
     if not args.no_replay:
@@ -399,6 +412,9 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-detection", dest="detection", action="store_false",
                    help="skip the detection part (source-only vs DANN CenterNet on real camera frames)")
     p.add_argument("--detection-config", default=str(DETECTION_CONFIG))
+    p.add_argument("--detection-eval", choices=["test", "dev"], default="test",
+                   help="score the detection runs on real_scenes_test (the reported figures) or real_scenes_dev "
+                        "(its own frames and digits, for choosing recipes; runs named *_dev)")
     p.add_argument("--detection-frames", type=int, default=3000, help="synthetic detection scenes to render")
     p.add_argument("--no-randomise", dest="randomise", action="store_false",
                    help="render the detection scenes without domain randomisation (textures, light, distractors, "

@@ -70,6 +70,44 @@ def test_detection_table_shows_the_stability_pick_next_to_the_oracle(capsys):
     assert row[:8] == ["0", "10.0%", "/", "4.0%", "20.0%", "/", "8.0%", "15.0%"] and row[8] == "20.0%"
 
 
+def test_detection_data_adds_a_missing_dev_bag_beside_the_others_and_tuning_runs_score_on_it(tmp_path):
+    """The demo writes real_scenes_dev with the other bags, rewrites only the bags that are missing
+    (a dev bag added later leaves train/test untouched and comes out the same), and --detection-eval
+    dev scores the three runs on it under their own names."""
+    from dann_ros.demo import prepare_detection_data
+    from test.data.test_compose import _fake_digits, _fake_video
+
+    digits, video = _fake_digits(tmp_path / "digits.png"), _fake_video(tmp_path / "v.avi", n=30, size=(160, 120))
+    paths = DemoPaths(tmp_path / "data", tmp_path / "runs")
+    scenes = {"n_frames": 16, "size": (160, 120), "dev_frames": 6}
+
+    def prepare():
+        prepare_detection_data(paths, digits, video, n_synth=4, workers=1, randomise=False, scenes=scenes)
+
+    def state(bag: Path) -> dict[str, tuple[int, bytes]]:
+        files = [*sorted(bag.iterdir()), Path(f"{bag}.labels.json")]
+        return {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in files}
+
+    prepare()
+    bags = (paths.scenes_train_bag, paths.scenes_test_bag, paths.scenes_dev_bag)
+    before = {b.name: state(b) for b in bags}
+    prepare()  # nothing missing: nothing rewritten
+    assert {b.name: state(b) for b in bags} == before
+    shutil.rmtree(paths.scenes_dev_bag)
+    prepare()
+    after = {b.name: state(b) for b in bags}
+    assert after["real_scenes_train"] == before["real_scenes_train"]
+    assert after["real_scenes_test"] == before["real_scenes_test"]
+    assert {k: v[1] for k, v in after["real_scenes_dev"].items()} == \
+        {k: v[1] for k, v in before["real_scenes_dev"].items()}  # the same bytes, written again
+
+    runs = detection_configs(load_train_config(DETECTION_CONFIG), paths, seed=0, steps=None, eval_on="dev")
+    assert {c.eval_target.bag for c in runs.values()} == {paths.scenes_dev_bag}
+    assert {c.eval_target.labels for c in runs.values()} == {Path(f"{paths.scenes_dev_bag}.labels.json")}
+    assert {Path(c.output_dir).name for c in runs.values()} == {"det_source_only_dev", "det_dann_dev",
+                                                                "det_train_on_target_dev"}
+
+
 def test_quick_steps_override_sets_the_evaluation_period(tmp_path):
     base = load_train_config(DEMO_CONFIG)
     runs = demo_configs(base, DemoPaths(tmp_path, tmp_path), seed=0, steps=40)

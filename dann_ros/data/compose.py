@@ -12,7 +12,9 @@ BasicWriter's inclusive indices, which :mod:`dann_ros.data.replicator` converts 
 
 The digit cells are split per class before anything is drawn, so no handwritten
 digit of the test bag ever appears in the training bag; frames of both bags come
-from the whole video and play in time order.
+from the whole video and play in time order. A third, dev bag (for tuning, so the
+test bag is only reported) takes the video frames and digit cells neither of them
+uses.
 """
 
 from __future__ import annotations
@@ -199,22 +201,40 @@ def write_detection_bag(out_path: str | os.PathLike[str], images: Iterator[np.nd
     return path
 
 
+SPLITS = ("real_scenes_train", "real_scenes_test", "real_scenes_dev")
+
+
 def record_digit_scenes(digits_png: str | os.PathLike[str], video: str | os.PathLike[str],
                         out_dir: str | os.PathLike[str], seed: int = 0, n_frames: int = 600,
                         test_fraction: float = 0.25, size: tuple[int, int] = (320, 240),
                         digits_per_frame: tuple[int, int] = (1, 4),
                         digit_height: tuple[float, float] | None = None, fps: float = 10.0,
                         storage: Literal["mcap", "sqlite3"] = "mcap",
-                        compressed: bool | Literal["jpeg", "png"] = False) -> tuple[Path, Path]:
-    """out_dir/real_scenes_train and real_scenes_test: camera bags with detection label sidecars.
+                        compressed: bool | Literal["jpeg", "png"] = False, dev_frames: int = 150,
+                        write: Sequence[str] = SPLITS) -> tuple[Path, Path, Path | None]:
+    """out_dir/real_scenes_train, real_scenes_test and real_scenes_dev: camera bags with detection
+    label sidecars; returns their paths (dev None when ``dev_frames`` is 0).
 
     ``size`` is (width, height) of the recorded frames; ``digit_height`` the range of the
     digits' ink height in pixels (default 24-64 at 240 rows, scaled with the frame height).
     ``n_frames`` frames are drawn from the whole video (without repeats while the video
     is long enough) and split ``test_fraction`` to the test bag.
+
+    The dev bag (for tuning, so that test is only reported) takes up to ``dev_frames`` video
+    frames that neither other bag uses, spread over the video, and paints only digit cells that
+    neither other bag painted (the other bags' cell pools are far larger than what they draw), so the
+    three bags share no frame and no handwritten digit while train and test stay byte-identical to
+    a recording without dev. ``write`` names the bags to write (the demo adds a missing dev bag
+    beside existing ones); a bag not written is read from its sidecar's provenance when it exists,
+    else composed in memory, to know what dev must avoid.
     """
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be within (0, 1), got {test_fraction}")
+    unknown = set(write) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"write: unknown bags {sorted(unknown)}; choose among {list(SPLITS)}")
+    if dev_frames < 0:
+        raise ValueError(f"dev_frames must be >= 0, got {dev_frames}")
     lo, hi = digits_per_frame
     if lo < 0 or hi < lo or hi < 1:
         raise ValueError(f"digits_per_frame must be (min, max) with 0 <= min <= max, max >= 1; got {(lo, hi)}")
@@ -234,28 +254,46 @@ def record_digit_scenes(digits_png: str | os.PathLike[str], video: str | os.Path
     train_cells, test_cells = split_cells(labels, test_fraction, rng)
     n_video = video_frame_count(video)
     picked = rng.choice(n_video, size=n_frames, replace=n_frames > n_video)
-    splits = (("real_scenes_train", 0, np.sort(picked[n_test:]), train_cells),
-              ("real_scenes_test", 1, np.sort(picked[:n_test]), test_cells))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    bags = []
-    for name, split_id, frame_idx, cells in splits:
-        boxes: list[list[LabelBox]] = []
-        provenance: list[dict] = []
 
-        def frames(frame_idx=frame_idx, cells=cells, boxes=boxes, provenance=provenance, split_id=split_id):
-            for i, (video_index, background) in enumerate(iter_video_frames(video, frame_idx, (width, height))):
-                frng = np.random.default_rng([seed, split_id, i])
-                n = int(frng.integers(lo, hi + 1))
-                composed = compose_frame(frng, background, masks, labels, cells, n, digit_height)
-                boxes.append([LabelBox(*map(float, b), c) for b, c in zip(composed.boxes, composed.classes)])
-                provenance.append({"video_frame": int(video_index), "cells": composed.cells.tolist()})
-                yield composed.rgb
+    def compose(split_id: int, frame_idx: np.ndarray, cells: np.ndarray, boxes: list, provenance: list):
+        for i, (video_index, background) in enumerate(iter_video_frames(video, frame_idx, (width, height))):
+            frng = np.random.default_rng([seed, split_id, i])
+            n = int(frng.integers(lo, hi + 1))
+            composed = compose_frame(frng, background, masks, labels, cells, n, digit_height)
+            boxes.append([LabelBox(*map(float, b), c) for b, c in zip(composed.boxes, composed.classes)])
+            provenance.append({"video_frame": int(video_index), "cells": composed.cells.tolist()})
+            yield composed.rgb
 
-        bag = out_dir / name
-        write_detection_bag(bag, frames(), boxes, DIGIT_CLASSES, fps=fps, storage=storage, compressed=compressed,
-                            source={"generator": "dann_ros.data.compose", "digits_png": str(digits_png),
-                                    "video": str(video), "seed": seed, "split": name, "size": [width, height],
-                                    "digit_height": list(digit_height), "frames": provenance})
-        bags.append(bag)
-    return bags[0], bags[1]
+    dev = dev_frames > 0 and "real_scenes_dev" in write
+
+    def record(name: str, split_id: int, frame_idx: np.ndarray, cells: np.ndarray) -> list[dict]:
+        """Write the split (if in ``write``), else learn what it holds when dev needs that; its provenance."""
+        bag, boxes, provenance = out_dir / name, [], []
+        if name in write:
+            write_detection_bag(bag, compose(split_id, frame_idx, cells, boxes, provenance), boxes, DIGIT_CLASSES,
+                                fps=fps, storage=storage, compressed=compressed,
+                                source={"generator": "dann_ros.data.compose", "digits_png": str(digits_png),
+                                        "video": str(video), "seed": seed, "split": name, "size": [width, height],
+                                        "digit_height": list(digit_height), "frames": provenance})
+        elif dev and default_labels_path(bag).is_file():  # what the bag on disk holds
+            provenance = (LabelFile.load(default_labels_path(bag)).source or {}).get("frames", [])
+        elif dev:
+            for _ in compose(split_id, frame_idx, cells, boxes, provenance):
+                pass
+        return provenance
+
+    used = [record("real_scenes_train", 0, np.sort(picked[n_test:]), train_cells),
+            record("real_scenes_test", 1, np.sort(picked[:n_test]), test_cells)]
+    if dev:
+        taken = {f["video_frame"] for frames in used for f in frames} | set(picked.tolist())
+        free = np.setdiff1d(np.arange(n_video), np.fromiter(taken, np.int64))
+        if len(free) == 0:
+            raise ValueError(f"{video}: all {n_video} frames go to real_scenes_train/test (n_frames={n_frames}); "
+                             "none is left for real_scenes_dev: lower n_frames or set dev_frames=0")
+        spread = np.unique(np.linspace(0, len(free) - 1, min(dev_frames, len(free))).round().astype(np.int64))
+        painted = {c for frames in used for f in frames for c in f["cells"]}
+        record("real_scenes_dev", 2, free[spread], np.setdiff1d(np.arange(len(labels)), np.fromiter(painted, np.int64)))
+    return out_dir / "real_scenes_train", out_dir / "real_scenes_test", \
+        out_dir / "real_scenes_dev" if dev_frames > 0 else None

@@ -12,6 +12,7 @@ from dann_ros.data.compose import (
     iter_video_frames,
     record_digit_scenes,
     split_cells,
+    video_frame_count,
 )
 from dann_ros.data.labels import LabelFile, default_labels_path
 
@@ -97,8 +98,9 @@ def test_compose_frame_boxes_hold_the_ink(sources):
 
 def test_record_digit_scenes_writes_labelled_detection_bags(sources, tmp_path):
     digits, video = sources
-    train, test = record_digit_scenes(digits, video, tmp_path / "out", seed=2, n_frames=16, test_fraction=0.25,
-                                      size=(160, 120), digits_per_frame=(1, 3))
+    train, test, dev = record_digit_scenes(digits, video, tmp_path / "out", seed=2, n_frames=16, test_fraction=0.25,
+                                           size=(160, 120), digits_per_frame=(1, 3), dev_frames=0)
+    assert dev is None and not (tmp_path / "out" / "real_scenes_dev").exists()
     assert (train.name, test.name) == ("real_scenes_train", "real_scenes_test")
     tl, sl = LabelFile.load(default_labels_path(train)), LabelFile.load(default_labels_path(test))
     assert tl.task == sl.task == "detection" and tl.classes == tuple("0123456789")
@@ -125,12 +127,63 @@ def test_record_digit_scenes_writes_labelled_detection_bags(sources, tmp_path):
     assert m.unmatched == 0 and sum(len(b) for b in m.boxes) == sum(len(f.boxes) for f in sl.frames)
 
 
+def _provenance(bag: Path) -> list[dict]:
+    return LabelFile.load(default_labels_path(bag)).source["frames"]
+
+
+def _files(bag: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(bag.iterdir())} | {"labels": default_labels_path(bag).read_bytes()}
+
+
+def test_dev_bag_shares_no_frame_or_digit_and_leaves_train_and_test_as_they_were(sources, tmp_path):
+    """real_scenes_dev: labelled like the others, no video frame and no digit cell in two of the three
+    bags, and train/test byte-identical to a recording without dev. Written alone beside existing
+    train/test bags (the demo's case), it comes out the same."""
+    digits, video = sources
+    n_video = video_frame_count(video)
+    opts = dict(seed=3, n_frames=min(16, n_video - 6), test_fraction=0.25, size=(160, 120), digits_per_frame=(1, 3))
+    train, test, dev = record_digit_scenes(digits, video, tmp_path / "all", dev_frames=6, **opts)
+    assert dev == tmp_path / "all" / "real_scenes_dev"
+    frames = {b.name: _provenance(b) for b in (train, test, dev)}
+    assert len(frames["real_scenes_dev"]) == 6
+    video_frames = {n: {f["video_frame"] for f in fs} for n, fs in frames.items()}
+    cells = {n: {c for f in fs for c in f["cells"]} for n, fs in frames.items()}
+    names = list(frames)
+    for i in range(3):
+        for j in range(i):
+            assert video_frames[names[i]].isdisjoint(video_frames[names[j]]), (names[i], names[j])
+            assert cells[names[i]].isdisjoint(cells[names[j]]), (names[i], names[j])
+    assert all(cells.values())
+    labels = LabelFile.load(default_labels_path(dev))
+    assert labels.task == "detection" and labels.source["split"] == "real_scenes_dev"
+    assert sum(len(f.boxes) for f in labels.frames) == sum(len(f["cells"]) for f in frames["real_scenes_dev"])
+    assert len(list(iter_frames(dev))) == 6
+    dv = [f["video_frame"] for f in frames["real_scenes_dev"]]
+    assert dv == sorted(dv)  # plays in time order
+
+    # the same recording without dev: train and test byte for byte
+    plain = record_digit_scenes(digits, video, tmp_path / "plain", dev_frames=0, **opts)
+    assert _files(plain[0]) == _files(train) and _files(plain[1]) == _files(test)
+    # dev added later beside them (read from their sidecars), or with train/test only composed in memory
+    _, _, dev_later = record_digit_scenes(digits, video, tmp_path / "plain", dev_frames=6, write=("real_scenes_dev",),
+                                          **opts)
+    assert _files(plain[0]) == _files(train)  # untouched
+    alone = record_digit_scenes(digits, video, tmp_path / "alone", dev_frames=6, write=("real_scenes_dev",), **opts)[2]
+    assert not (tmp_path / "alone" / "real_scenes_train").exists()
+    assert _files(dev_later) == _files(dev) == _files(alone)
+
+
 def test_bad_arguments_are_named(sources, tmp_path):
     digits, video = sources
     with pytest.raises(ValueError, match="test_fraction"):
         record_digit_scenes(digits, video, tmp_path, test_fraction=1.0)
     with pytest.raises(FileNotFoundError, match="nope.avi"):
         record_digit_scenes(digits, tmp_path / "nope.avi", tmp_path, n_frames=4)
+    with pytest.raises(ValueError, match="write"):
+        record_digit_scenes(digits, video, tmp_path, write=("real_scenes_val",))
+    fake = _fake_video(tmp_path / "short.avi", n=8, size=(64, 48))
+    with pytest.raises(ValueError, match="real_scenes_dev"):  # every frame taken: none left for dev
+        record_digit_scenes(digits, fake, tmp_path / "short", n_frames=8, size=(64, 48), digit_height=(8.0, 16.0))
 
 
 def _frameset(frames):
