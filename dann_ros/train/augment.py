@@ -76,12 +76,12 @@ def geometric_augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Gene
     return out.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
 
 
-def camera_view(cfg: AugmentConfig) -> Callable[[torch.Tensor], torch.Tensor]:
-    """:func:`camera_augment` as a one-argument view (self-training's strong view of the target). Each call
-    seeds its generator from torch's, which the training state saves, so a resumed run draws the same."""
+def camera_view(cfg: AugmentConfig) -> Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]:
+    """:func:`camera_augment` as a view (self-training's strong view of the target). Each call seeds its
+    camera from ``generator`` (the trainer's, per (seed, step, rank); None: torch's global one)."""
 
-    def view(x: torch.Tensor) -> torch.Tensor:
-        seed = int(torch.randint(0, 2 ** 31, ()))
+    def view(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        seed = int(torch.randint(0, 2 ** 31, (), generator=generator))
         return camera_augment(x, cfg, torch.Generator().manual_seed(seed))
 
     return view

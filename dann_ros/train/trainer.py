@@ -43,7 +43,7 @@ from dann_ros.train.data import TrainData, default_workers, load_train_data, mak
 from dann_ros.train.distributed import Dist, init_distributed, shutdown
 from dann_ros.train.hardware import native_bf16, pick_device
 from dann_ros.train.step import StepModule
-from dann_ros.train.streaming import StepBatches, iter_store, step_loader, to_device
+from dann_ros.train.streaming import StepBatches, iter_store, step_generator, step_loader, to_device
 from dann_ros.train.tasks import train_task
 
 log = logging.getLogger(__name__)
@@ -230,6 +230,12 @@ class Trainer:
             x_s = camera_augment(x_s, aug, g) if aug.camera else x_s
         return x_s, y_s, x_t
 
+    def second_view_generator(self, step: int, rank: int) -> torch.Generator:
+        """The draws of self-training's second view (its masks and camera) at ``step`` on ``rank``: like the
+        source augmentation's, a pure function of (seed, step, rank), so DDP ranks do not all hide the same
+        blocks. Stream 2: the step's streams 0 and 1 are the source's and the target's."""
+        return step_generator(self.cfg.seed, step, rank, 2)
+
     def _open_loader(self) -> None:
         t = self.cfg.train
         workers = 0 if self.data.in_ram else (default_workers() if t.workers is None else t.workers)
@@ -273,6 +279,8 @@ class Trainer:
         unweighted losses (tensors: nothing here reads a value back from the device on a GPU)."""
         cfg = self.cfg
         x_s, y_s, x_t = self._batch(step)
+        if self.pseudo_label is not None and self.pseudo_label.has_second_view:
+            self.pseudo_label.generator = self.second_view_generator(step, self.dist.rank)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             losses = self.step_module(x_s, y_s, x_t)
         loss = sum(self.loss_weights[k] * v for k, v in losses.items())

@@ -234,7 +234,7 @@ def test_pseudo_label_mask_hides_whole_blocks_with_the_normalisation_mean():
     torch.manual_seed(0)
     assert torch.equal(loss.second_view(images), view)  # torch's generator, which a resumed run restores
     assert not DetectionPseudoLabelLoss(det).has_second_view
-    darker = DetectionPseudoLabelLoss(det, mask_ratio=0.5, mask_block=4, view=lambda x: x - 100.0)
+    darker = DetectionPseudoLabelLoss(det, mask_ratio=0.5, mask_block=4, view=lambda x, g: x - 100.0)
     torch.manual_seed(0)
     assert torch.equal(darker.second_view(images), torch.where(hidden, view, view - 100.0))  # the mask hides the view
     with pytest.raises(ValueError, match="mask_ratio"):

@@ -50,3 +50,51 @@ def test_a_step_with_the_masked_camera_view_leaves_the_running_statistics_of_the
     for i in (0, 1):  # the student's, then the teacher's
         for k, v in stats["plain"][i].items():
             assert torch.equal(stats["masked"][i][k], v), k
+
+
+def _masked_trainer(domains, out):
+    from dann_ros.train.trainer import Trainer
+    from test.train.conftest import tiny_detection_config
+
+    cfg = tiny_detection_config(domains, out, **{
+        "adaptation.pseudo_label_weight": 1.0, "adaptation.pseudo_label_start": 0.0,
+        "adaptation.pseudo_label_threshold": 0.05, "adaptation.pseudo_label_mask": 0.5,
+        "adaptation.pseudo_label_camera": True})
+    return Trainer(cfg, resume=False, show_progress=False)
+
+
+def test_ranks_draw_their_own_masks_and_cameras_reproducibly(tiny_detection_domains, tmp_path):
+    """The second view's draws are a pure function of (seed, step, rank): rank 1 hides other blocks through
+    another camera than rank 0 at the same step, and the same (seed, step, rank) draws the same again."""
+    trainer = _masked_trainer(tiny_detection_domains, tmp_path / "views")
+    _, _, x_t = trainer._batch(3)
+    pl = trainer.pseudo_label
+
+    def view(step: int, rank: int) -> torch.Tensor:
+        return pl.second_view(x_t, trainer.second_view_generator(step, rank))
+
+    torch.manual_seed(0)  # the global generator: not what the draws come from
+    rank0 = view(3, 0)
+    torch.manual_seed(1)
+    assert torch.equal(view(3, 0), rank0)
+    assert not torch.equal(view(3, 1), rank0) and not torch.equal(view(4, 0), rank0)
+    mean = pl.student.normalize.mean.to(x_t.dtype)
+    hidden0, hidden1 = ((view(3, r) == mean).all(1) for r in (0, 1))
+    assert not torch.equal(hidden0, hidden1)  # the masks themselves differ, not only the cameras
+
+
+def test_a_step_on_another_rank_trains_on_another_second_view(tiny_detection_domains, tmp_path):
+    """The training step's own code path: the same batch (built for rank 0) and weights, one step with the
+    trainer's rank set to 0 and to 1; only the second view's draws depend on it, so the weights differ."""
+    import dataclasses
+
+    weights = {}
+    for rank in (0, 1):
+        trainer = _masked_trainer(tiny_detection_domains, tmp_path / f"rank{rank}")
+        trainer.dist = dataclasses.replace(trainer.dist, rank=rank)  # world size 1: no process group needed
+        trainer.step_module.train()
+        trainer._apply_schedules(0)
+        torch.manual_seed(0)
+        trainer.train_step(0)
+        weights[rank] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

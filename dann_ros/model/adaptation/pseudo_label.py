@@ -61,7 +61,7 @@ class MeanTeacher(nn.Module):
 
     def __init__(self, model: nn.Module, threshold: float | None = None, ema_decay: float = 0.99,
                  mask_ratio: float = 0.0, mask_block: int = 8,
-                 view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 view: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None) -> None:
         super().__init__()
         threshold = self.default_threshold if threshold is None else threshold
         if not 0.0 < threshold <= 1.0 or not 0.0 <= ema_decay < 1.0:
@@ -71,6 +71,7 @@ class MeanTeacher(nn.Module):
         self.threshold = threshold
         self.ema_decay = ema_decay
         self.mask_ratio, self.mask_block, self.view = mask_ratio, mask_block, view
+        self.generator: torch.Generator | None = None  # the second view's draws; the trainer's: per (seed, step, rank)
         self._student = [model]  # a list: not a submodule (its weights are the model's, saved there)
         self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
         self.active = False
@@ -96,16 +97,17 @@ class MeanTeacher(nn.Module):
     def has_second_view(self) -> bool:
         return self.mask_ratio > 0 or self.view is not None
 
-    def second_view(self, images: torch.Tensor) -> torch.Tensor:
+    def second_view(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The student's other view of the target batch the teacher labelled whole: ``view``, with each
         ``mask_block`` square hidden with probability ``mask_ratio`` and filled with the normalisation
-        mean (zero input to the first layer). Both are drawn from torch's generator, which the training
-        state saves, so a resumed run hides the same blocks and draws the same camera."""
+        mean (zero input to the first layer). Both are drawn from ``generator`` (a CPU one; None: torch's
+        global one). The trainer passes one seeded by (seed, step, rank): each DDP rank hides its own
+        blocks and draws its own camera, and a resumed run draws the same."""
         b, _, h, w = images.shape
         k = self.mask_block
-        keep = torch.rand(b, 1, -(-h // k), -(-w // k), device=images.device) >= self.mask_ratio
+        keep = torch.rand(b, 1, -(-h // k), -(-w // k), generator=generator).to(images.device) >= self.mask_ratio
         keep = keep.repeat_interleave(k, 2).repeat_interleave(k, 3)[:, :, :h, :w]
-        images = self.view(images) if self.view is not None else images
+        images = self.view(images, generator) if self.view is not None else images
         return torch.where(keep, images, self.student.normalize.mean.to(images.dtype))
 
 
@@ -132,7 +134,7 @@ class PseudoLabelLoss(MeanTeacher):
         if not self.has_second_view:
             return loss
         with running_stats_frozen(self.student):
-            return loss + loss_on(self.student(self.second_view(images)))
+            return loss + loss_on(self.student(self.second_view(images, self.generator)))
 
 
 class DetectionPseudoLabelLoss(MeanTeacher):
@@ -179,12 +181,13 @@ class DetectionPseudoLabelLoss(MeanTeacher):
         if not self.has_second_view:
             return loss
         with running_stats_frozen(student):
-            return loss + loss_on(student.forward_train(self.second_view(images))[1])
+            return loss + loss_on(student.forward_train(self.second_view(images, self.generator))[1])
 
 
 def build_pseudo_label_loss(model: nn.Module, threshold: float | None, ema_decay: float,
                             mask_ratio: float = 0.0, mask_block: int = 8,
-                            view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> MeanTeacher:
+                            view: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None
+                            ) -> MeanTeacher:
     """The task's form of self-training for ``model`` (its ``task`` attribute); ``threshold`` None: its default."""
     forms = {"classification": PseudoLabelLoss, "detection": DetectionPseudoLabelLoss}
     task = getattr(model, "task", None)
