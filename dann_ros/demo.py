@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dann_ros import atomic_io
 from dann_ros.data.tasks import task_spec
 from dann_ros.paths import share_file
 from dann_ros.train.config import TrainConfig, load_train_config
@@ -72,16 +73,31 @@ class DemoPaths:
         return self.data / "real_scenes_dev"
 
 
+def _read_marker(path: Path) -> dict | None:
+    """A step's done-marker (JSON object), or None when it is missing or damaged: a truncated marker
+    (a crash while an older version wrote it, a full disk) means "redo the step", never a crash."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        log.warning("%s is unreadable (%s: %s): redoing its step", path, type(err).__name__, err)
+        return None
+    if not isinstance(data, dict):
+        log.warning("%s holds a JSON %s, not an object: redoing its step", path, type(data).__name__)
+        return None
+    return data
+
+
 def _renders_outdated(folder: Path, cfg) -> bool:
     """Re-render when the renders were written by another simulator version or configuration."""
     import dataclasses
 
     from dann_ros.data.synth import SYNTH_FORMAT
 
-    stamp = folder / "synth_config.json"
-    if not stamp.exists():
+    meta = _read_marker(folder / "synth_config.json")
+    if meta is None:
         return True
-    meta = json.loads(stamp.read_text())
     return meta.get("format") != SYNTH_FORMAT or meta.get("config") != json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
@@ -197,17 +213,21 @@ def _train_once(cfg: TrainConfig) -> dict:
     from dann_ros.train.trainer import train
 
     metrics_file = Path(cfg.output_dir) / "metrics.json"
-    if metrics_file.exists():
-        metrics = json.loads(metrics_file.read_text())
-        if metrics.get("config_digest") == cfg.digest():
-            return metrics
+    metrics = _read_marker(metrics_file)
+    if metrics is not None and metrics.get("config_digest") == cfg.digest():
+        return metrics
     # resume an interrupted run of this same configuration; a run of another one is replaced
     last = Path(cfg.output_dir) / "last.pt"
-    resume = last.exists() and checkpoint.load(last).get("digest") == cfg.digest()
+    resume = False
+    if last.exists():
+        try:
+            resume = checkpoint.load(last).get("digest") == cfg.digest()
+        except checkpoint.CheckpointError as err:
+            log.warning("%s: training from the start", err)
     t0 = time.perf_counter()
     metrics = train(cfg, resume=resume)
     metrics["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    metrics_file.write_text(json.dumps(metrics, indent=2))
+    atomic_io.write_json(metrics_file, metrics, indent=2)
     return metrics
 
 
@@ -230,7 +250,7 @@ def _export_and_eval(cfg: TrainConfig, metrics: dict) -> dict:
     metrics[task.spec.metric_key("onnx_target")] = scores[task.spec.metric]  # onnx_target_accuracy / _map50
     if "map" in scores:  # detection's COCO mAP@[.5:.95] next to its headline mAP@0.5
         metrics["onnx_target_map"] = scores["map"]
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic_io.write_json(out / "metrics.json", metrics, indent=2)
     return metrics
 
 
@@ -337,9 +357,9 @@ def run_demo(args: argparse.Namespace) -> int:
         write_reports(paths, args.seeds, base.seed)
     if not args.no_replay:
         replay_through_node(paths)
-    (paths.runs / "summary.json").write_text(json.dumps(
-        {str(s): {n: _summary(m) for n, m in {**r, **detection.get(s, {})}.items()} for s, r in results.items()},
-        indent=2))
+    atomic_io.write_json(paths.runs / "summary.json", {
+        str(s): {n: _summary(m) for n, m in {**r, **detection.get(s, {})}.items()} for s, r in results.items()},
+        indent=2)
     return 0
 
 

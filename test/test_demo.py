@@ -13,6 +13,7 @@ from dann_ros.demo import (DEMO_CONFIG, DETECTION_CONFIG, DemoPaths, _export_and
                            detection_configs, gap_closed)
 from dann_ros.train.config import load_train_config
 from test.evaluation.conftest import box_bag, labelled_bag, trained_detector_onnx  # noqa: F401 (fixtures)
+from test.train.conftest import tiny_config, tiny_domains  # noqa: F401 (fixture)
 
 
 def test_baselines_have_no_target_losses_and_dann_keeps_the_config_recipe(tmp_path):
@@ -162,3 +163,60 @@ def test_renders_are_redone_when_the_simulator_format_or_configuration_changes(t
     assert _renders_outdated(tmp_path, dataclasses.replace(cfg, randomisation=None))  # randomisation switched off
     stamp.write_text(json.dumps({"format": SYNTH_FORMAT - 1, "config": dataclasses.asdict(cfg)}, default=str))
     assert _renders_outdated(tmp_path, cfg)  # boxes written by the older (exclusive-corner) simulator
+
+
+# --------------------------------------------------------------------------- damaged done-markers
+def test_damaged_synth_stamp_means_render_again(tmp_path, caplog):
+    """A truncated (or foreign) synth_config.json says "not rendered", with a log line, never a crash."""
+    import dataclasses
+
+    from dann_ros.data.synth import SYNTH_FORMAT, SynthConfig
+    from dann_ros.demo import _renders_outdated
+
+    cfg = SynthConfig(n_frames=10, width=64, height=64, seed=0)
+    stamp = tmp_path / "synth_config.json"
+    whole = json.dumps({"format": SYNTH_FORMAT, "config": dataclasses.asdict(cfg)}, default=str)
+    stamp.write_text(whole)
+    assert not _renders_outdated(tmp_path, cfg)
+    for damaged in (whole[: len(whole) // 2], "", "[1, 2]", "\xff\xfe"):
+        caplog.clear()
+        stamp.write_bytes(damaged.encode("latin-1"))
+        assert _renders_outdated(tmp_path, cfg)
+        assert str(stamp) in caplog.text and "redoing" in caplog.text
+
+
+def test_render_dataset_writes_its_stamp_whole(tmp_path):
+    from dann_ros.data.synth import SynthConfig, render_dataset
+    from dann_ros.demo import _renders_outdated
+
+    cfg = SynthConfig(n_frames=2, width=32, height=32, seed=0)
+    render_dataset(tmp_path, cfg)
+    assert not _renders_outdated(tmp_path, cfg)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+def test_truncated_metrics_marker_trains_again_instead_of_crashing(tmp_path, tiny_domains, caplog):
+    """metrics.json is _train_once's done-marker: cut short (and last.pt with it), the next `make demo`
+    redoes the training with a log line instead of failing on it forever."""
+    from dann_ros.demo import _train_once
+
+    cfg = tiny_config(tiny_domains, tmp_path / "run", **{"train.steps": 2, "train.eval_every": 2,
+                                                          "train.checkpoint_every": 2})
+    first = _train_once(cfg)
+    marker = tmp_path / "run" / "metrics.json"
+    whole = marker.read_text()
+    assert json.loads(whole)["config_digest"] == cfg.digest() == first["config_digest"]
+    assert _train_once(cfg)["wall_seconds"] == first["wall_seconds"]  # an intact marker: nothing redone
+
+    marker.write_text(whole[: len(whole) // 3])
+    again = _train_once(cfg)  # resumes the finished run from last.pt: only the final selection is redone
+    assert "metrics.json is unreadable" in caplog.text and again["selected"]["step"] == 2
+    assert json.loads(marker.read_text())["config_digest"] == cfg.digest()
+
+    caplog.clear()
+    last = tmp_path / "run" / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])
+    marker.write_text(whole[:10])
+    again = _train_once(cfg)  # the damaged last.pt cannot be resumed: trained from the start
+    assert "last.pt" in caplog.text and "training from the start" in caplog.text
+    assert again["selected"]["step"] == 2 and json.loads(marker.read_text())["config_digest"] == cfg.digest()

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from dann_ros.atomic_io import write_text
 from dann_ros.data.tasks import TASK_SPECS
 
 FORMAT = "dann_ros.labels/1"
@@ -210,11 +211,7 @@ class LabelFile:
         head = "".join(f" {json.dumps(k)}: {json.dumps(v)},\n" for k, v in data.items())
         body = ",\n".join("  " + json.dumps(f) for f in frames)
         text = f'{{\n{head} "frames": [\n{body}\n ]\n}}\n'
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_text(path, text)
 
 
 def _span(values: np.ndarray) -> str:

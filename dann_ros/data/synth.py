@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from dann_ros.atomic_io import write_json
 from dann_ros.data.replicator import BBOX_DTYPE, BBOX_PREFIX, LABELS_PREFIX
 
 log = logging.getLogger(__name__)
@@ -848,7 +849,7 @@ def render_dataset(out_dir: str | Path, cfg: SynthConfig, workers: int = 1, over
                     bar.update(done)
     if bar:
         bar.close()
-    stamp.write_text(json.dumps(meta, indent=1))
+    write_json(stamp, meta, indent=1)  # atomic: a stamp is whole or absent
     log.info("rendered %d frames into %s in %.1f s", cfg.n_frames, folder, time.perf_counter() - t0)
     return folder
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dann_ros.atomic_io import atomic_path
 from dann_ros.export.checkpoint_model import load_model
 from dann_ros.export.metadata import INPUT_NAME, ModelInfo
 from dann_ros.export.parity import PEAK_KEY, TOLERANCES, ParityReport, Tolerance, compare, save_parity_frames
@@ -88,32 +89,30 @@ def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = Tru
     c, h, w = info.preprocess.input_shape
     dummy = torch.rand(2, c, h, w) * 255
     names = info.output_names
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with warnings.catch_warnings():  # the detector's decode reads its map size as ints on purpose (static K)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(graph, (dummy,), str(tmp), input_names=[INPUT_NAME], output_names=names,
-                          dynamic_axes={n: {0: "batch"} for n in [INPUT_NAME, *names]}, opset_version=opset,
-                          dynamo=False)
-    import onnx
+    with atomic_path(out, suffix=".onnx") as tmp:
+        with warnings.catch_warnings():  # the detector's decode reads its map size as ints on purpose (static K)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(graph, (dummy,), str(tmp), input_names=[INPUT_NAME], output_names=names,
+                              dynamic_axes={n: {0: "batch"} for n in [INPUT_NAME, *names]}, opset_version=opset,
+                              dynamo=False)
+        import onnx
 
-    model = onnx.load(str(tmp))
-    for key, value in info.to_props().items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    peak_px = _peak_px(module)
-    if peak_px > 0:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = PEAK_KEY, repr(peak_px)
-    if monitor is not None:
-        from dann_ros.export.monitor_fit import REPORT_KEY
+        model = onnx.load(str(tmp))
+        for key, value in info.to_props().items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        peak_px = _peak_px(module)
+        if peak_px > 0:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = PEAK_KEY, repr(peak_px)
+        if monitor is not None:
+            from dann_ros.export.monitor_fit import REPORT_KEY
 
-        entry = model.metadata_props.add()
-        entry.key, entry.value = REPORT_KEY, json.dumps(monitor.report)
-    model.doc_string = f"dann_ros {info.task} model ({info.precision}): classes {list(info.classes)}"
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(tmp))
-    tmp.replace(out)
+            entry = model.metadata_props.add()
+            entry.key, entry.value = REPORT_KEY, json.dumps(monitor.report)
+        model.doc_string = f"dann_ros {info.task} model ({info.precision}): classes {list(info.classes)}"
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, str(tmp))
     frames, origin = parity_frames, "given frames"
     if frames is None:
         frames, origin = training_frames(checkpoint, info)

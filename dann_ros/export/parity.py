@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 MIN_TOP1_AGREEMENT = 0.995
+from dann_ros.atomic_io import atomic_open
+
 # ONNX metadata key: a detector's peak_px (see compare), written at export so that an engine check on the
 # robot, which does not know the model's stride, tolerates the same tied peak flips
 PEAK_KEY = "dann_ros.parity_peak_px"
@@ -263,10 +265,8 @@ def save_parity_frames(onnx_path: Path, frames: np.ndarray, origin: str, limit: 
     if frames.dtype != np.uint8 and np.array_equal(frames, np.round(frames)) and frames.min() >= 0 \
             and frames.max() <= 255:
         frames = frames.astype(np.uint8)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path, "wb") as f:
         np.savez_compressed(f, frames=frames, origin=np.array(origin))
-    tmp.replace(path)
     return path
 
 

@@ -26,11 +26,11 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from dann_ros.atomic_io import write_bytes
 from dann_ros.cuda import CudaUnavailable, GpuInfo
 from dann_ros.cuda import INSTALL_HINT as CUDA_HINT
 from dann_ros.cuda import gpu_info as _cuda_gpu_info
@@ -155,7 +155,7 @@ def write_sidecar(path: Path, key: EngineKey, metadata: dict[str, str], onnx_pat
                   parity: dict | None = None) -> None:
     doc = {"format": SIDECAR_FORMAT, "digest": key.digest(), "key": dataclasses.asdict(key),
            "onnx": str(onnx_path), "metadata": metadata, "parity": parity}
-    _write_atomic(path, json.dumps(doc, indent=2, sort_keys=True).encode())
+    write_bytes(path, json.dumps(doc, indent=2, sort_keys=True).encode())
 
 
 def read_sidecar(path: Path) -> dict[str, Any]:
@@ -179,18 +179,6 @@ def sidecar_key(doc: dict[str, Any], source: str) -> EngineKey:
         return EngineKey(**doc["key"])
     except TypeError as exc:
         raise ValueError(f"{source}: field 'key' does not describe an engine ({exc})") from None
-
-
-def _write_atomic(path: Path, data: bytes | memoryview) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _logger(trt):
@@ -300,7 +288,7 @@ def load_or_build(onnx_path: str | Path, out_dir: str | Path | None = None, prec
         parity = verify(engine, info, key)  # raises EngineBuildError: nothing is written
     else:
         log.warning("%s: built without a parity check against ONNX Runtime", engine_path)
-    _write_atomic(engine_path, plan)
+    write_bytes(engine_path, plan)
     write_sidecar(meta_path, key, metadata, onnx_path, parity)
     log.info("built %s (%s, batch 1..%d, opt %d, %s, %d SMs)", engine_path, key.precision, key.max_batch,
              key.opt_batch, gpu.name, gpu.sm_count)
@@ -361,7 +349,7 @@ def _build_plan(trt, major: int, logger, builder, onnx_path: Path, info: ModelIn
         raise EngineBuildError(f"{onnx_path}: TensorRT failed to build an engine (see the TensorRT log above)")
     if cache is not None:
         try:
-            _write_atomic(cache_file, memoryview(cache.serialize()))
+            write_bytes(cache_file, memoryview(cache.serialize()))
         except Exception as exc:  # a cache that cannot be saved only slows the next build
             log.warning("%s: timing cache not saved (%s)", cache_file, exc)
     return memoryview(plan)

@@ -7,12 +7,12 @@ code on this machine.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from dann_ros.atomic_io import torch_save
 
 FORMAT = "dann_ros.checkpoint/1"
 
@@ -24,18 +24,7 @@ class CheckpointError(ValueError):
 def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``:
     a kill at any moment leaves either the old or the new checkpoint, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    torch_save(obj, path)
 
 
 def load(path: str | Path) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dann_ros import __version__
+from dann_ros import __version__, atomic_io
 from dann_ros.config import to_dict
 from dann_ros.data.tasks import task_spec
 from dann_ros.model.adaptation.entropy import EntropyLoss
@@ -395,7 +395,7 @@ class Trainer:
             key = spec.metric_key("source_val") if crit == "source_val" else crit  # e.g. source_val_map50
             chosen = max(final_stage(hist, self.self_training_start), key=lambda h: _finite(h.get(key)))
         ckpt = self.out / "checkpoints" / f"step_{chosen['step']:06d}.pt"
-        shutil.copyfile(ckpt, self.out / "model.pt")
+        atomic_io.copy_file(ckpt, self.out / "model.pt")  # a reader or a crash never sees half of it
         target_key = spec.metric_key("target")  # what the oracle maximises: target_accuracy / target_map50
         labelled = [h for h in hist if h.get(target_key) is not None]
         oracle = max(labelled, key=lambda h: _finite(h[target_key])) if labelled else None
@@ -411,7 +411,7 @@ class Trainer:
             "n_eval_target": int(len(self.data.eval_target)) if self.data.eval_target else 0,
             "history": hist, "config_digest": cfg.digest(), "version": __version__,
         }
-        (self.out / "metrics.json").write_text(json.dumps(result, indent=2))
+        atomic_io.write_json(self.out / "metrics.json", result, indent=2)
         return result
 
     def _proxy_a_distance(self, ckpt: Path) -> float | None:
