@@ -16,10 +16,12 @@ and keeps scanning. So both walkers below follow the decoder step by step and re
   a zero dimension (DNL-defined heights are unsupported by libjpeg too) and a segment
   length below 2 or past the end of the data.
 - PNG: OpenCV's PngDecoder (grfmt_png.cpp) takes the size from IHDR, which must be the
-  first chunk with length 13 (libpng). It then reads every chunk by allocating (and zeroing)
-  the declared length before reading it: a 44-byte PNG declaring a 1.5 GB tEXt chunk costs
-  1.5 GB and 2.6 s in OpenCV 5.1 whatever IHDR says. So every chunk up to IEND must fit in
-  the data, and their number is bounded.
+  first chunk with length 13 (libpng). It reads chunks itself up to the first IDAT (past an
+  IEND), and an animated PNG's up to the IEND after it, allocating (and zeroing) each one's
+  declared length before reading it: a 44-byte PNG declaring a 1.5 GB tEXt chunk costs 1.5 GB
+  and 2.6 s in OpenCV 5.1, a 4 GB one after an early IEND 4 GB and 12 s, whatever IHDR says.
+  So every chunk up to the IEND after the first IDAT must fit in the data, and their number
+  is bounded.
 """
 
 from __future__ import annotations
@@ -51,15 +53,20 @@ class HeaderError(ValueError):
 
 
 def png_size(buf: bytes) -> tuple[int, int]:
-    """(width, height) of PNG bytes: IHDR, after checking every chunk fits in ``buf``."""
+    """(width, height) of PNG bytes: IHDR, after checking every chunk OpenCV may read fits in ``buf``.
+
+    OpenCV reads chunks up to the first IDAT (an IEND before it does not stop it), and for an
+    animated PNG on from there to the next IEND: the walk covers both.
+    """
     n = len(buf)
     if n < 33 or buf[8:16] != b"\x00\x00\x00\x0dIHDR":
         raise HeaderError(f"PNG without an IHDR chunk of 13 bytes first ({n} bytes)")
     width, height = struct.unpack_from(">II", buf, 16)
-    i, chunks = 8, 0
+    i, chunks, image_data = 8, 0, False
     while True:
         if i + 8 > n:
-            raise HeaderError(f"PNG cut short: {n - i} bytes at byte {i} where a chunk should start (no IEND)")
+            raise HeaderError(f"PNG cut short: {n - i} bytes at byte {i} where a chunk should start "
+                              f"(no IEND after the image data)")
         length = struct.unpack_from(">I", buf, i)[0]
         kind = buf[i + 4:i + 8]
         if length > _PNG_MAX_LENGTH or i + 12 + length > n:
@@ -69,7 +76,8 @@ def png_size(buf: bytes) -> tuple[int, int]:
         if chunks > MAX_PNG_CHUNKS:
             raise HeaderError(f"PNG with more than {MAX_PNG_CHUNKS} chunks")
         i += 12 + length
-        if kind == b"IEND":
+        image_data = image_data or kind == b"IDAT"
+        if kind == b"IEND" and image_data:
             return width, height
 
 

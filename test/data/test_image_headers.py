@@ -161,6 +161,17 @@ def test_png_chunk_declaring_more_than_the_data_is_refused(decodes):
     assert message_to_rgb8(compressed(good, "png")).shape == (8, 8, 3)
 
 
+def test_png_chunk_after_an_early_iend_is_checked_too(monkeypatch):
+    """OpenCV reads chunks up to the first IDAT, past an IEND: 56 bytes with IEND before IDAT and then a
+    chunk declaring 4 GB cost 4 GB and 12 s (found by test_images_fuzz.py with a walker stopping at IEND)."""
+    monkeypatch.setattr(images, "_imdecode", lambda data: pytest.fail("handed to the decoder"))
+    header = png(8, 8)[:33] + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    for kind in (b"fdAT", b"tEXt", b"IDAT"):
+        bomb = header + struct.pack(">I", 2**32 - 1) + kind + b"abc"
+        with pytest.raises(FrameDecodeError, match=f"PNG chunk {kind!r} at byte 45 declares 4294967295 bytes"):
+            message_to_rgb8(compressed(bomb, "png"))
+
+
 @pytest.mark.parametrize("data, reason", [
     (png(8, 8)[:-12], "no IEND"),
     (png(8, 8)[:-3], r"b'IEND' at byte 57 declares 0 bytes \(\+4 CRC\); 1 bytes follow"),
