@@ -55,7 +55,8 @@ def _png(width: int, height: int, depth: int = 8, colour: int = 0, extra: bytes 
     channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour]
     row = bytes(1 + (width * channels * depth + 7) // 8)
     plte = _chunk(b"PLTE", bytes(range(48))) if colour == 3 else b""
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace))
+    ihdr = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace))
+    return (b"\x89PNG\r\n\x1a\n" + ihdr
             + plte + extra + _chunk(b"IDAT", zlib.compress(row * height)) + _chunk(b"IEND", b""))
 
 
