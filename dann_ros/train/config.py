@@ -22,11 +22,20 @@ class AugmentConfig:
     gamma: float = 0.4  # tone curve exponent exp(U(-g, g))
     blur_sigma: float = 1.2  # gaussian blur sigma drawn from [0, this] (half the images)
     noise_std: float = 10.0  # gaussian sensor noise std drawn from [0, this]
-    geometric: bool = False  # random affine warp of source images (classification: boxes are not moved)
+    geometric: bool = False  # random affine warp of source images (detection: boxes move too, train/box_augment.py)
     rotation: float = 15.0  # degrees, drawn from +-this
-    scale: float = 0.15  # zoom drawn from [1 - s, 1 + s]
+    scale: float = 0.15  # zoom drawn from [1 - s, 1 + s] (detection: > 1 crops, < 1 expands onto `fill`)
     shear: float = 0.3  # horizontal shear factor drawn from +-this (slant, as handwriting has)
     translate: float = 0.1  # shift drawn from +-this share of the image size
+    # detection only (geometric): mirror an image (p 0.5) when all its boxes are of these mirror-safe
+    # classes; empty: never (digits and text are not mirror-safe)
+    flip_classes: tuple[str, ...] = ()
+    mosaic: float = 0.0  # share of source images made a 2x2 mosaic of four half-size images (0: off)
+    fill: float = 114.0  # grey (0..255) where the warped image leaves the frame
+    # a box cut by the frame edge is clipped, and dropped when the clipped part keeps less than
+    # min_visible of its area or its shorter side falls under min_box_side network-input pixels
+    min_visible: float = 0.3
+    min_box_side: float = 2.0
 
     def __post_init__(self) -> None:
         if min(self.contrast, self.brightness, self.gamma, self.blur_sigma, self.noise_std) < 0:
@@ -35,6 +44,17 @@ class AugmentConfig:
             raise ValueError("augment.contrast must be < 1 (a gain of 1 - contrast must stay positive)")
         if min(self.rotation, self.scale, self.shear, self.translate) < 0 or self.scale >= 1:
             raise ValueError("augment: rotation, shear and translate must be >= 0 and scale in [0, 1)")
+        if not 0.0 <= self.mosaic <= 1.0 or not 0.0 <= self.min_visible <= 1.0 or self.min_box_side < 0:
+            raise ValueError("augment: mosaic and min_visible must be in [0, 1] and min_box_side >= 0")
+        if not 0.0 <= self.fill <= 255.0:
+            raise ValueError("augment.fill must be a grey level in [0, 255]")
+        if (self.flip_classes or self.mosaic) and not self.geometric:
+            raise ValueError("augment.flip_classes and augment.mosaic are part of the box-aware warp: "
+                             "set augment.geometric")
+
+
+# augment keys added after runs were made: at these defaults they leave the config digest as it was
+AUGMENT_ADDED = {"flip_classes": [], "mosaic": 0.0, "fill": 114.0, "min_visible": 0.3, "min_box_side": 2.0}
 
 
 @dataclass(frozen=True)
@@ -230,8 +250,11 @@ class TrainConfig:
         if not spec.image_scores and (a.method == "cdan" or a.entropy_weight or a.mcc_weight):
             raise ValueError("adaptation.method cdan, entropy_weight and mcc_weight work on one class "
                              "distribution per image: classification only")
-        if not spec.image_scores and self.augment.geometric:
-            raise ValueError("augment.geometric moves the image but not its boxes: classification only")
+        if spec.image_scores and (self.augment.flip_classes or self.augment.mosaic):
+            raise ValueError("augment.flip_classes and augment.mosaic move boxes: detection only")
+        if self.classes and set(self.augment.flip_classes) - set(self.classes):
+            raise ValueError(f"augment.flip_classes: {sorted(set(self.augment.flip_classes) - set(self.classes))} "
+                             f"are not among the classes {list(self.classes)}")
         if self.selection in ("im", "snd", "stability") and not self.target.bags:
             raise ValueError(f"selection {self.selection} scores target frames: set target.bags or use source_val")
         if not spec.image_scores and self.selection in ("im", "snd"):
@@ -255,6 +278,9 @@ class TrainConfig:
         for key, default in (("sampling", "random"),):  # new options at their defaults: old runs still resume
             if data["train"][key] == default:
                 data["train"].pop(key)
+        for key, default in AUGMENT_ADDED.items():
+            if data["augment"][key] == default:
+                data["augment"].pop(key)
         if not data["target"]["weights"]:
             data["target"].pop("weights")
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -38,6 +38,7 @@ from dann_ros.model.inference import pooled_features
 from dann_ros.model.schedules import dann_lambda, dann_lr_factor
 from dann_ros.train import checkpoint, metrics
 from dann_ros.train.augment import camera_augment, camera_view, geometric_augment
+from dann_ros.train.box_augment import box_augment, flip_class_ids
 from dann_ros.train.config import TrainConfig
 from dann_ros.train.data import TrainData, default_workers, load_train_data, make_sampling, subsample, tqdm_progress
 from dann_ros.train.distributed import Dist, init_distributed, shutdown
@@ -220,14 +221,17 @@ class Trainer:
         else:
             batch = self.batches[step]
         batch = to_device(batch, self.device, self.memory_format)
-        x_s = batch["source"]["images"]
-        y_s = self.task.targets(self.model, batch["source"], self.device)
-        x_t = batch["target"]["images"] if "target" in batch else None
-        aug = self.cfg.augment
-        if aug.geometric or aug.camera:
-            g = self.sampling.augment_generator(step, self.dist.rank)
-            x_s = geometric_augment(x_s, aug, g) if aug.geometric else x_s
-            x_s = camera_augment(x_s, aug, g) if aug.camera else x_s
+        source, x_t = batch["source"], batch["target"]["images"] if "target" in batch else None
+        x_s, aug = source["images"], self.cfg.augment
+        g = self.sampling.augment_generator(step, self.dist.rank) if aug.geometric or aug.camera else None
+        boxes = "boxes" in source  # detection: the boxes move with the pixels, before they are encoded
+        if aug.geometric and boxes:
+            x_s, moved, moved_classes = box_augment(x_s, source["boxes"], source["box_classes"], aug, g,
+                                                    flip_class_ids(aug, self.data.classes))
+            source = {**source, "boxes": moved, "box_classes": moved_classes}
+        y_s = self.task.targets(self.model, source, self.device)
+        x_s = geometric_augment(x_s, aug, g) if aug.geometric and not boxes else x_s
+        x_s = camera_augment(x_s, aug, g) if aug.camera else x_s
         return x_s, y_s, x_t
 
     def second_view_generator(self, step: int, rank: int) -> torch.Generator:

@@ -195,5 +195,5 @@ def test_geometric_augment_identity_and_rotation(tiny_detection_domains, tmp_pat
     assert float(turned[0, 0, :, 4].sum()) > 3 * 255.0  # ... for the centre column
     with pytest.raises(ValueError, match="scale"):
         AugmentConfig(geometric=True, scale=1.0)
-    with pytest.raises(ValueError, match="classification only"):
-        tiny_detection_config(tiny_detection_domains, tmp_path, **{"augment.geometric": True})
+    # detection takes the box-aware warp instead (test/train/test_box_augment.py); its extras stay detection-only
+    assert tiny_detection_config(tiny_detection_domains, tmp_path, **{"augment.geometric": True}).augment.geometric
