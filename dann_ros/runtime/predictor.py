@@ -85,6 +85,7 @@ class Predictor:
         results = []
         for i, geometry in enumerate(geometries):
             keep = scores[i] >= score_threshold  # candidates come best first
+            self._check_class_ids(classes[i][keep])
             image_boxes = geometry.to_image(boxes[i][keep])
             if image_sizes is not None:
                 h, w = image_sizes[i]
@@ -95,6 +96,15 @@ class Predictor:
             results.append(Detections(items, None if domain is None else float(domain[i]),
                                       None if shift is None else float(shift[i])))
         return results
+
+    def _check_class_ids(self, ids: np.ndarray) -> None:
+        """A graph whose head has more classes than its metadata names (a detection graph the loader could
+        not read the class count from) fails here with the fields named, not with an IndexError."""
+        n = len(self.classes)
+        bad = ids[(ids < 0) | (ids >= n)]
+        if bad.size:
+            raise ValueError(f"the model's output 'classes' holds class id {int(bad[0])}; its metadata field "
+                             f"'dann_ros.classes' names {n} classes (a model exported wrongly?)")
 
     def detect_batch(self, images: Sequence[np.ndarray], score_threshold: float = 0.3) -> list[Detections]:
         if not len(images):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dann_ros.cuda import CudaError, CudaUnavailable, DeviceBuffer, Stream
-from dann_ros.export.metadata import INPUT_NAME, MetadataError, ModelInfo
+from dann_ros.export.metadata import INPUT_NAME, MetadataError, ModelInfo, check_io
 from dann_ros.export.parity import TOLERANCES, compare, parity_frames_path, read_peak_px
 from dann_ros.export.tensorrt import (
     PRECISIONS,
@@ -200,10 +200,14 @@ class TensorRTBackend:
         self.parity = doc.get("parity")
         self.name = f"tensorrt-{self.precision}"
         self.runner = EngineRunner(trt, engine, str(self.engine_path))
-        missing = set(self.info.output_names) - set(self.runner.outputs)
-        if missing:
-            raise ModelLoadError(f"{self.engine_path}: engine outputs {self.runner.outputs} lack {sorted(missing)} "
-                                 f"named in {meta}")
+        shapes = {n: list(engine.get_tensor_shape(n)) for n in self.runner.names}  # -1: a dynamic dimension
+        outputs = {n: shapes[n] for n in self.runner.outputs}
+        try:
+            check_io(self.info, {n: d for n, d in shapes.items() if n not in outputs}, outputs,
+                     f"{self.engine_path} (metadata in {meta})")
+        except MetadataError as exc:
+            self.runner.close()
+            raise ModelLoadError(str(exc)) from None
         self.max_batch = self.runner.max_batch
 
     @staticmethod
