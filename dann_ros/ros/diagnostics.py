@@ -17,12 +17,21 @@ target sat, 1 = the discriminator is certain of a domain on every frame, i.e. th
 something the adaptation did not cover (new site, lighting, a dirty lens, a different camera).
 The mean of absolute deviations is used (not the deviation of the mean) so frames drifting to
 opposite sides do not cancel. WARN and ERROR levels are ``domain_shift_warn`` / ``_error``.
-Models exported with neither output report 'no monitor'.
+Models exported with neither output report 'no monitor'. A NaN score (the model put out a
+non-finite monitor value) is a WARN of its own: it would compare below every threshold and
+read OK while the monitor says nothing.
+
+Besides the scores a camera warns when no frame arrived for ``input_timeout`` seconds (a
+dead driver or cable reads "no input" instead of a quiet OK), and the node's own status is an
+ERROR while one inference call has run longer than ``inference_timeout`` (a stuck worker:
+frames arriving meanwhile overwrite each other and count as drops).
 """
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -48,6 +57,10 @@ class DomainShiftMonitor:
 
     def __len__(self) -> int:
         return len(self._scores)
+
+    def nonfinite(self) -> int:
+        """Frames of the window whose score was NaN or infinite."""
+        return int((~np.isfinite(self._values())).sum())
 
     def shift(self) -> float | None:
         s = self._values()
@@ -102,6 +115,9 @@ class CameraMonitor:
     def __len__(self) -> int:
         return len(self.primary)
 
+    def nonfinite(self) -> int:
+        return self.primary.nonfinite()
+
     def values(self, warn: float, error: float) -> list[tuple[str, str]]:
         values = [("domain monitor", self.kind), ("domain shift", _fmt(self.shift(), digits=3)),
                   ("domain shift frames", str(len(self))),
@@ -143,11 +159,17 @@ class CameraStats:
         self._totals = Snapshot()
         self._lat: deque[float] = deque(maxlen=latency_window)
         self._age: deque[float] = deque(maxlen=latency_window)
+        self._last_received: float | None = None  # time.monotonic() of the newest frame
 
     def received(self, dropped: bool) -> None:
         with self._lock:
             self._now.received += 1
             self._now.dropped += dropped
+            self._last_received = time.monotonic()
+
+    def last_received(self) -> float | None:
+        with self._lock:
+            return self._last_received
 
     def published(self, latency_ms: float, age_ms: float | None) -> None:
         with self._lock:
@@ -203,15 +225,21 @@ def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
 
 def shift_level(shift: float | None, warn: float, error: float) -> int:
     """The level a domain-shift score puts a camera at: OK, WARN at or above ``warn``, ERROR at or above
-    ``error`` (the node's diagnostics and eval-bag's report both ask this)."""
+    ``error`` (the node's diagnostics and eval-bag's report both ask this). NaN is OK here; camera_status
+    reports it as a problem of its own."""
     if shift is None or not shift >= warn:
         return OK
     return ERROR if shift >= error else WARN
 
 
 def camera_status(snap: Snapshot, period_s: float, monitor: CameraMonitor | None,
-                  warn: float, error: float) -> tuple[int, str, list[tuple[str, str]]]:
-    """(level, message, key/values) for one camera over the last ``period_s`` seconds."""
+                  warn: float, error: float, silent_s: float | None = None,
+                  input_timeout: float = 0.0) -> tuple[int, str, list[tuple[str, str]]]:
+    """(level, message, key/values) for one camera over the last ``period_s`` seconds.
+
+    ``silent_s``: seconds since its last frame (or since activation); at or above ``input_timeout``
+    (> 0) the camera warns.
+    """
     shift = monitor.shift() if monitor is not None else None
     values = [
         ("input rate (Hz)", _fmt(snap.received / period_s)),
@@ -227,6 +255,7 @@ def camera_status(snap: Snapshot, period_s: float, monitor: CameraMonitor | None
         ("qos incompatible events", str(snap.qos_incompatible)),
         ("overlays published", str(snap.total_overlays)),
         ("last error", snap.last_error or "none"),
+        ("seconds since last frame", _fmt(silent_s, digits=1)),
     ]
     if monitor is None:
         values += [("domain monitor", "no monitor"), ("domain shift", "no monitor")]
@@ -235,6 +264,13 @@ def camera_status(snap: Snapshot, period_s: float, monitor: CameraMonitor | None
     level, problems = shift_level(shift, warn, error), []
     if level != OK:
         problems.append(f"domain shift {shift:.2f} >= {error if level == ERROR else warn:g} ({monitor.kind})")
+    if shift is not None and math.isnan(shift):
+        level = max(level, WARN)
+        problems.append(f"domain shift score is NaN ({monitor.kind}: the model's output was not finite on "
+                        f"{monitor.nonfinite()} of the last {len(monitor)} frames)")
+    if input_timeout > 0 and silent_s is not None and silent_s >= input_timeout:
+        level = max(level, WARN)
+        problems.append(f"no frame for {silent_s:.1f} s (input_timeout {input_timeout:g} s)")
     if snap.decode_errors:
         level = max(level, WARN)
         problems.append(f"{snap.decode_errors} undecodable frames")

@@ -3,7 +3,10 @@
 configure  loads the model (engine, ONNX or checkpoint through Predictor.load), checks the
            parameters and creates the output publishers; a missing or unusable model fails
            the transition with the reason logged.
-activate   enables the publishers, subscribes to the cameras and publishes label_info.
+activate   checks the model file is still the one configure loaded (else it fails, see
+           model_file.py), enables the publishers, subscribes to the cameras and publishes
+           label_info. A failed activate leaves the node inactive, the reason in the log and
+           in /diagnostics.
 deactivate unsubscribes and stops the worker; cleanup drops the publishers and the model.
 With ``autostart`` (default) the node configures and activates itself at start.
 
@@ -15,7 +18,10 @@ Distribution differences (Humble, Jazzy, Kilted) are handled in compat.py.
 Threading: subscription callbacks only put the message into a one-slot-per-camera buffer
 (newest frame wins, overwritten frames count as drops) and wake a worker thread, which
 decodes, runs the model on all pending cameras as one batch and publishes. The executor is
-never blocked by inference, and nothing queues up beyond one frame per camera.
+never blocked by inference, and nothing queues up beyond one frame per camera. An inference
+call that raises is counted per camera and the worker goes on; one that does not return
+within ``inference_timeout`` is reported by the diagnostics timer (which runs on the
+executor, not the worker) while the frames arriving meanwhile are dropped.
 """
 
 from __future__ import annotations
@@ -39,8 +45,10 @@ from dann_ros.ros.compat import (ExternalShutdownException, PublisherEventCallba
                                  destroy_lifecycle_publisher, event_callbacks, resolve_topic_name, try_shutdown)
 from dann_ros.ros.arguments import NODE_NAME
 from dann_ros.ros.cdr import CdrError, view
-from dann_ros.ros.diagnostics import CameraMonitor, CameraStats, OK, camera_status, monitor_kind, to_status
+from dann_ros.ros.diagnostics import (ERROR, OK, CameraMonitor, CameraStats, camera_status, monitor_kind,
+                                      to_status)
 from dann_ros.ros.frames import Frame, LatestFrames
+from dann_ros.ros.model_file import ModelFile
 from dann_ros.ros.overlay import image_message
 from dann_ros.ros.params import NodeParams, ParameterError, declare_parameters, read_parameters
 from dann_ros.ros.topics import CameraTopics, camera_topics
@@ -102,6 +110,12 @@ class DannNode(LifecycleNode):
         self._diag_last = time.monotonic()
         self._output_qos_events = 0
         self._worker_error = ThrottledWarning(self.get_logger(), "inference worker")
+        self._model_file: ModelFile | None = None
+        self._active_since = time.monotonic()
+        self._infer_started: float | None = None  # time.monotonic() of the running inference call
+        self._stall_reported: float | None = None  # _infer_started of the call last reported stuck
+        self._stalls = 0
+        self._transition_error = ""  # why the last activate failed, for /diagnostics
 
     # ---------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -129,6 +143,7 @@ class DannNode(LifecycleNode):
             from dann_ros.runtime.predictor import Predictor
 
             predictor = Predictor.load(params.model_path, params.backend, params.device or None)
+            model_file = ModelFile.of(params.model_path)
         except Exception as exc:  # ModelLoadError, MetadataError, backend import errors ...
             log.error(f"configure failed: cannot load model {params.model_path!r} "
                       f"(backend {params.backend}): {exc}")
@@ -141,6 +156,7 @@ class DannNode(LifecycleNode):
             log.error(f"configure failed: {params.model_path}: {exc}")
             return FAILURE
         self.params, self.predictor, self.handler = params, predictor, handler
+        self._model_file, self._transition_error = model_file, ""
         self.cameras = [Camera(t, n, monitor=CameraMonitor.for_model(predictor.info, params.domain_shift_window,
                                                                      params.domain_shift_reference),
                                skip_log=ThrottledWarning(log, f"input {n!r}: skipped a frame"))
@@ -156,16 +172,24 @@ class DannNode(LifecycleNode):
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        changed = self._model_file.changed() if self._model_file is not None else None
+        if changed:
+            self._transition_error = f"activate failed: {changed}"
+            self.get_logger().error(f"activate failed: {changed} ({self._model_file.path}); the node stays "
+                                    f"inactive with the model it loaded: cleanup and configure to load the file "
+                                    f"now there, or restore it and activate again")
+            return FAILURE
         if super().on_activate(state) != SUCCESS:  # enables the lifecycle publishers
             return FAILURE
         try:
             self._start()
-        except Exception:
+        except Exception as exc:
+            self._transition_error = f"activate failed: {type(exc).__name__}: {exc}"
             self.get_logger().error(f"activate failed:\n{traceback.format_exc()}")
             self._stop()
             super().on_deactivate(state)
             return FAILURE
-        self.active = True
+        self.active, self._transition_error, self._active_since = True, "", time.monotonic()
         self.get_logger().info(
             "active: " + "; ".join(f"{c.name} -> {resolve_topic_name(self, c.topics.output(self.handler.topic))}"
                                    for c in self.cameras))
@@ -274,7 +298,7 @@ class DannNode(LifecycleNode):
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
-        self.predictor = self.handler = self.params = None
+        self.predictor = self.handler = self.params = self._model_file = None
         self.cameras = []
 
     # ---------------------------------------------------------------- per frame
@@ -326,6 +350,7 @@ class DannNode(LifecycleNode):
         if not kept:
             return
         batch_array = prepared[0][None] if len(prepared) == 1 else np.stack(prepared)
+        self._infer_started = started = time.monotonic()
         try:
             results = handler.infer(predictor, batch_array, [k[3] for k in kept],
                                     [k[2].shape[:2] for k in kept])
@@ -335,6 +360,13 @@ class DannNode(LifecycleNode):
                 cam.stats.inference_error(reason)
             self._worker_error(reason)
             return
+        finally:
+            if self._infer_started == started:
+                self._infer_started = None
+            if self._stall_reported == started:
+                self.get_logger().warning(f"inference returned after {time.monotonic() - started:.1f} s; frames "
+                                          f"that arrived meanwhile were dropped, the newest of each camera is "
+                                          f"processed next")
         for (frame, cam, image, geometry), result in zip(kept, results):
             header = frame.msg.header
             cam.result_pub.publish(handler.to_message(result, header))
@@ -382,20 +414,42 @@ class DannNode(LifecycleNode):
         p, name = self.params, self.get_fully_qualified_name()
         msgs = _msgs()
         info = self.predictor.info
-        node_values = [("state", "active" if self.active else "inactive"), ("model", p.model_path),
+        model = self._model_file
+        level, message = OK, "active" if self.active else "inactive"
+        started = self._infer_started
+        running_s = now - started if started is not None else None
+        if running_s is not None and running_s >= p.inference_timeout:
+            level = ERROR
+            message = (f"inference has not returned for {running_s:.1f} s (inference_timeout "
+                       f"{p.inference_timeout:g} s): the worker is stuck, frames are dropped")
+            if self._stall_reported != started:
+                self._stall_reported, self._stalls = started, self._stalls + 1
+                self.get_logger().error(message + " until it returns")
+        elif self._transition_error and not self.active:
+            level, message = ERROR, f"inactive: {self._transition_error}"
+        node_values = [("state", "active" if self.active else "inactive"),
+                       ("model", model.name if model else "?"), ("model sha256", model.sha256 if model else "?"),
                        ("backend", self.predictor.backend.name), ("task", info.task),
                        ("classes", str(len(info.classes))),
                        ("input shape", "x".join(map(str, info.preprocess.input_shape))),
                        ("domain monitor", monitor_kind(info) or "no monitor"),
                        ("input qos", f"{p.qos_reliability}, depth {p.qos_depth}"),
-                       ("output qos incompatible events", str(self._output_qos_events))]
-        statuses = [to_status(f"{name}: model", name, OK, "active" if self.active else "inactive", node_values)]
+                       ("output qos incompatible events", str(self._output_qos_events)),
+                       ("inference running (s)", "idle" if running_s is None else f"{running_s:.1f}"),
+                       ("inference stalls", str(self._stalls)),
+                       ("last transition error", self._transition_error or "none")]
+        statuses = [to_status(f"{name}: model", name, level, message, node_values)]
         for cam in self.cameras:
-            level, message, values = camera_status(cam.stats.snapshot(), period, cam.monitor,
-                                                   p.domain_shift_warn, p.domain_shift_error)
+            last = cam.stats.last_received()
+            silent_s = now - max(last, self._active_since) if last is not None else now - self._active_since
+            cam_level, cam_message, values = camera_status(cam.stats.snapshot(), period, cam.monitor,
+                                                           p.domain_shift_warn, p.domain_shift_error,
+                                                           silent_s if self.active else None, p.input_timeout)
             if not self.active:
-                message = "inactive"
-            statuses.append(to_status(f"{name}: {cam.name}", name, level, message, values))
+                cam_message = "inactive"
+            elif level == ERROR and running_s is not None:
+                cam_level, cam_message = ERROR, f"inference stuck for {running_s:.1f} s; {cam_message}"
+            statuses.append(to_status(f"{name}: {cam.name}", name, cam_level, cam_message, values))
         array = msgs.DiagnosticArray(status=statuses)
         array.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(array)

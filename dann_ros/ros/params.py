@@ -42,6 +42,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "domain_shift_warn": (0.3, "Domain-shift score at or above which diagnostics report WARN."),
     "domain_shift_error": (0.6, "Domain-shift score at or above which diagnostics report ERROR."),
     "diagnostics_period": (1.0, "Seconds between diagnostic_msgs/DiagnosticArray messages on /diagnostics."),
+    "input_timeout": (5.0, "Seconds without a frame on a camera (while active) after which its /diagnostics "
+                           "status is WARN 'no frame for ...'; 0 = never."),
+    "inference_timeout": (10.0, "Seconds one inference call may run before /diagnostics reports the worker "
+                                "stuck (ERROR); frames arriving meanwhile are dropped, only the newest is kept."),
 }
 
 
@@ -68,6 +72,8 @@ class NodeParams:
     domain_shift_warn: float
     domain_shift_error: float
     diagnostics_period: float
+    input_timeout: float
+    inference_timeout: float
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ParameterError:
@@ -101,6 +107,10 @@ class NodeParams:
             raise bad("domain_shift_warn", f"must be > 0 and <= domain_shift_error ({self.domain_shift_error})")
         if self.diagnostics_period <= 0:
             raise bad("diagnostics_period", "must be positive")
+        if not self.input_timeout >= 0:
+            raise bad("input_timeout", "must be 0 (never) or positive seconds")
+        if not self.inference_timeout > 0:
+            raise bad("inference_timeout", "must be positive seconds")
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "NodeParams":

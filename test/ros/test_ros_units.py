@@ -135,6 +135,7 @@ def test_yaml_documents_every_parameter_with_its_default():
     ({"input_topics": ["a", "a"]}, "input_topics"), ({"qos_reliability": "sometimes"}, "qos_reliability"),
     ({"qos_depth": 0}, "qos_depth"), ({"domain_shift_warn": 0.9}, "domain_shift_warn"),
     ({"diagnostics_period": 0.0}, "diagnostics_period"), ({"device": "tpu"}, "device"),
+    ({"input_timeout": -1.0}, "input_timeout"), ({"inference_timeout": 0.0}, "inference_timeout"),
 ])
 def test_bad_parameters_name_the_parameter(change, name):
     values = {"model_path": "m.onnx", **change}
@@ -353,3 +354,22 @@ def test_camera_status_levels():
     stats.decode_error("unsupported encoding 'x'")
     level, message, values = status([0.5])
     assert level == WARN and "1 undecodable" in message and dict(values)["decode errors"] == "1"
+
+
+def test_a_nan_shift_score_and_a_silent_camera_warn():
+    stats = CameraStats()
+    stats.received(dropped=False)
+    m = CameraMonitor(GRL, 10, 0.5, has_domain=True)
+    for score in (0.5, float("nan"), 0.5):
+        m.add(score, None)
+    level, message, values = camera_status(stats.snapshot(), 1.0, m, warn=0.3, error=0.6)
+    assert level == WARN and message == ("domain shift score is NaN (grl_discriminator: the model's output was "
+                                         "not finite on 1 of the last 3 frames)"), message
+    assert dict(values)["domain shift"] == "nan"
+    quiet = CameraMonitor(GRL, 10, 0.5, has_domain=True)
+    quiet.add(0.5, None)
+    assert camera_status(stats.snapshot(), 1.0, quiet, 0.3, 0.6, silent_s=4.9, input_timeout=5.0)[0] == OK
+    level, message, values = camera_status(stats.snapshot(), 1.0, quiet, 0.3, 0.6, silent_s=5.2, input_timeout=5.0)
+    assert level == WARN and message == "no frame for 5.2 s (input_timeout 5 s)"
+    assert dict(values)["seconds since last frame"] == "5.2"
+    assert camera_status(stats.snapshot(), 1.0, quiet, 0.3, 0.6, silent_s=60.0, input_timeout=0.0)[0] == OK
