@@ -12,7 +12,7 @@ from dann_ros.model.backbones import SMALL_BACKBONES, build_backbone
 from dann_ros.model.classifier import ImageClassifier
 from dann_ros.model.config import ModelConfig
 from dann_ros.model.detector import build_detector
-from dann_ros.model.discriminator import DomainDiscriminator, PixelDomainDiscriminator
+from dann_ros.model.discriminator import DomainDiscriminator, GlobalDomainDiscriminator, PixelDomainDiscriminator
 
 
 def build_classifier(cfg: ModelConfig, num_classes: int, preprocess: Preprocess) -> ImageClassifier:
@@ -39,6 +39,9 @@ def build_discriminator(cfg: ModelConfig, features: int | nn.Module) -> nn.Modul
     gets one decision per location (image-level alignment, as in DA-Faster R-CNN)."""
     if isinstance(features, nn.Module):
         if getattr(features, "task", None) == "detection":
+            if cfg.detection_discriminator == "global":
+                return GlobalDomainDiscriminator(features.feature_channels, cfg.discriminator_hidden,
+                                                 max(cfg.discriminator_layers, 1))
             return PixelDomainDiscriminator(features.feature_channels, cfg.discriminator_hidden)
         features = features.feature_dim
     return DomainDiscriminator(features, cfg.discriminator_hidden, cfg.discriminator_layers,
@@ -50,7 +53,7 @@ def build_domain_loss(cfg: ModelConfig, features: int | nn.Module, method: str =
                       instance: bool = False, consistency: bool = False, top_k: int = 8) -> DomainAdversarialLoss:
     """``method`` dann, or cdan (the discriminator sees features x predictions: ``num_classes`` times wider).
     ``instance`` (a detector, dann): DA-Faster's instance-level discriminator on the features at object
-    centres (``top_k`` predicted peaks per target image), and with ``consistency`` its consistency term."""
+    centres (the ``top_k`` predicted peaks per image, both domains), and with ``consistency`` its consistency term."""
     if method == "dann" and instance:
         if getattr(features, "task", None) != "detection":
             raise ValueError("instance-level alignment reads object centres: detection only")

@@ -26,6 +26,9 @@ class ModelConfig:
     head_hidden: tuple[int, ...] = ()  # hidden widths of the task head's MLP
     dropout: float = 0.5
     discriminator_hidden: int = 1024
+    # detection's image-level discriminator: pixel (1x1 convs, one decision per location, DA-Faster) or
+    # global (strided 3x3 convs + pooling, one decision per image, Strong-Weak DA; model/discriminator.py)
+    detection_discriminator: Literal["pixel", "global"] = "pixel"
     discriminator_layers: int = 2
     discriminator_dropout: float = 0.0
 
