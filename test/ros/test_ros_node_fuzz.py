@@ -1,10 +1,15 @@
 """dann_node under malformed input: >= 1,000 malformed raw Image and >= 300 malformed CompressedImage
 messages (odd encodings, steps, truncated data and CDR, huge declared sizes, PNG/JPEG decompression
-bombs) against the real node over DDS. It must stay up, keep its memory bounded and answer >= 95 %
-of the good frames sent right after. Peak memory is the node process's VmHWM (/proc), printed."""
+bombs) against the real node over DDS, then crafted bombs one at a time (each waited for until the
+node refused it): a JPEG whose stuffed FF 00 hides a 20000 x 20000 frame header from a naive header
+walker (which reads 8 x 8), a PNG whose IHDR declares 20000 x 20000, a CompressedImage above the byte
+cap, a raw Image declaring 20000 x 20000 with 64 bytes of data. The node must stay up, stay under
+400 MB resident (its peak, VmHWM from /proc, over its whole life) and answer >= 95 of the 100 good
+frames sent right after. The figures are printed."""
 
 from __future__ import annotations
 
+import re
 import struct
 import time
 import zlib
@@ -17,7 +22,7 @@ from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Classification
 
-from dann_ros.data.images import COMPRESSED_FORMATS, encode_compressed
+from dann_ros.data.images import COMPRESSED_FORMATS, MAX_COMPRESSED_BYTES, encode_compressed
 from ros_helpers import diagnostic_values, image_msg, peak_rss_mb, rgb_frame, rss_mb, wait_for
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -28,6 +33,7 @@ GOOD_AFTER = 100
 # model, ONNX Runtime and rclpy loaded, is ~250 MB; decoding one 20000x20000 PNG bomb alone
 # would take 1.2 GB).
 MAX_GROWTH_MB = 300
+MAX_RSS_MB = 400  # the node's peak resident memory, whole life (issue 22)
 
 
 def _png(width: int, height: int, rows: int, bit_depth: int = 8, colour: int = 0) -> bytes:
@@ -46,6 +52,54 @@ def _jpeg_declaring(good: bytes, width: int, height: int) -> bytes:
     sof = data.index(b"\xff\xc0")
     struct.pack_into(">HH", data, sof + 5, height, width)
     return bytes(data)
+
+
+def _jpeg_segments(jpeg: bytes) -> list[tuple[int, bytes]]:
+    """(marker, segment bytes) of a baseline JPEG after SOI; the last one is SOS with the scan data and EOI."""
+    out, i = [], 2
+    while True:
+        marker, length = jpeg[i + 1], struct.unpack_from(">H", jpeg, i + 2)[0]
+        if marker == 0xDA:
+            return out + [(marker, jpeg[i:])]
+        out.append((marker, jpeg[i:i + 2 + length]))
+        i += 2 + length
+
+
+def stuffed_sof_jpeg(width: int = 20000, height: int = 20000) -> bytes:
+    """A ~640-byte JPEG that libjpeg decodes to width x height while a header walker that takes FF 00
+    for a marker with a length reads 8 x 8: after SOI comes FF 00 (a stuffed zero to libjpeg, which
+    scans on) whose 'length' covers the real tables, a width x height SOF, the scan and EOI; the walker
+    lands on an 8 x 8 SOF placed after them, which libjpeg never reaches."""
+    small = encode_compressed(np.full((8, 8, 3), 128, np.uint8), "jpeg")
+    segments = [(m, b) for m, b in _jpeg_segments(small) if m != 0xE0]  # JFIF APP0 not needed
+    sof = next(b for m, b in segments if m == 0xC0)
+    big = bytearray(sof)
+    struct.pack_into(">HH", big, 5, height, width)
+    hidden = b"".join(bytes(big) if m == 0xC0 else b for m, b in segments)
+    length = struct.pack(">H", len(hidden) + 2)
+    assert b"\xff" not in length
+    return b"\xff\xd8\xff\x00" + length + hidden + sof + b"\xff\xd9"
+
+
+def crafted_compressed_bombs() -> list[tuple[str, CompressedImage, str]]:
+    """(name, message, the reason the node must log/report for it)."""
+    fmt_j, fmt_p = COMPRESSED_FORMATS["jpeg"], COMPRESSED_FORMATS["png"]
+    oversized = encode_compressed(rgb_frame(3, 64, 48), "jpeg")
+    oversized += bytes(MAX_COMPRESSED_BYTES + 1 - len(oversized))  # a small real JPEG, then padding past the cap
+    return [
+        ("stuffed FF 00 JPEG (8x8 to a naive walker, 20000x20000 to OpenCV)",
+         CompressedImage(format=fmt_j, data=stuffed_sof_jpeg()), r"JPEG image \(header\) is 20000x20000"),
+        ("PNG IHDR 20000x20000, one row of data", CompressedImage(format=fmt_p, data=_png(20000, 20000, rows=1)),
+         r"PNG image \(header\) is 20000x20000"),
+        (f"CompressedImage of {len(oversized)} bytes", CompressedImage(format=fmt_j, data=oversized),
+         rf"compressed image of {len(oversized)} bytes .* larger than the {MAX_COMPRESSED_BYTES}-byte limit"),
+    ]
+
+
+def crafted_raw_bombs() -> list[tuple[str, Image, str]]:
+    return [("raw rgb8 20000x20000 with 64 bytes", Image(height=20000, width=20000, encoding="rgb8", step=60000,
+                                                        data=bytes(64)),
+             r"the rgb8 image is 20000x20000 = 400000000 pixels, more than max_input_pixels")]
 
 
 def malformed_raw(n: int, rng: np.random.Generator) -> list:
@@ -121,7 +175,27 @@ def _camera_values(diagnostics, name: str):
     return None
 
 
-def _fuzz(ros, node, msg_type, topic: str, out_topic: str, messages: list, good, record_property, label: str):
+def _bombs(diagnostics, pub, node, name: str, bombs) -> None:
+    """Each bomb alone, until the node reports refusing it (newest-frame-wins cannot drop it)."""
+    for what, msg, reason in bombs:
+        before = _camera_values(diagnostics, name)
+        errors = int(before["decode errors"]) if before else 0
+        t0 = time.monotonic()
+        pub.publish(msg)
+        try:
+            wait_for(lambda: (v := _camera_values(diagnostics, name)) and int(v["decode errors"]) > errors
+                     and re.search(reason, v["last error"]), timeout=30, what=f"the node to refuse the bomb: {what}")
+        except pytest.fail.Exception:
+            state = f"peak RSS {peak_rss_mb(node.proc.pid):.0f} MB" if node.proc.poll() is None else "dead"
+            pytest.fail(f"the node did not refuse {what} ({state}; last status "
+                        f"{_camera_values(diagnostics, name)}):\n{node.log()[-2000:]}")
+        assert node.proc.poll() is None, f"dann_node died on {what}:\n{node.log()[-3000:]}"
+        print(f"  bomb refused in {time.monotonic() - t0:.2f} s, node peak RSS so far "
+              f"{peak_rss_mb(node.proc.pid):.0f} MB: {what}")
+
+
+def _fuzz(ros, node, msg_type, topic: str, out_topic: str, messages: list, good, record_property, label: str,
+          bombs=()):
     diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics", 50)
     pub = ros.publisher(msg_type, topic, RELIABLE)
     out = ros.subscribe(Classification, out_topic)
@@ -139,6 +213,11 @@ def _fuzz(ros, node, msg_type, topic: str, out_topic: str, messages: list, good,
     fuzz_s = time.monotonic() - t0
     time.sleep(1.0)
     assert node.proc.poll() is None, f"dann_node died during the fuzz:\n{node.log()[-3000:]}"
+    name = f"/{label}/dann_node: {topic}"
+    wait_for(lambda: (v := _camera_values(diagnostics, name)) and int(v["frames received"]) >= len(messages) and v,
+             what="diagnostics after the fuzz")
+    print(f"\n{label}: crafted bombs")
+    _bombs(diagnostics, pub, node, name, bombs)
 
     out.clear()
     for i in range(GOOD_AFTER):
@@ -149,16 +228,18 @@ def _fuzz(ros, node, msg_type, topic: str, out_topic: str, messages: list, good,
     time.sleep(0.5)
     answered = len({m.header.frame_id for m in out.snapshot() if m.header.frame_id.startswith("after_")})
     peak = peak_rss_mb(pid)
-    values = wait_for(lambda: (v := _camera_values(diagnostics, f"/{label}/dann_node: {topic}"))
-                      and int(v["frames received"]) >= len(messages) and v, what="diagnostics after the fuzz")
-    figures = dict(sent=len(messages), fuzz_s=round(fuzz_s, 1), answered_after=answered, rss_before_mb=round(baseline),
-                   peak_rss_mb=round(peak), received=int(values["frames received"]),
-                   decode_errors=int(values["decode errors"]), drops=int(values["drops"]))
-    print(f"\n{label} fuzz: {figures}")
+    values = wait_for(lambda: (v := _camera_values(diagnostics, name))
+                      and int(v["frames received"]) >= len(messages) + len(bombs) and v, what="diagnostics after all")
+    figures = dict(sent=len(messages), bombs=len(bombs), fuzz_s=round(fuzz_s, 1), answered_after=answered,
+                   good_after=GOOD_AFTER, rss_before_mb=round(baseline), peak_rss_mb=round(peak),
+                   received=int(values["frames received"]), decode_errors=int(values["decode errors"]),
+                   drops=int(values["drops"]))
+    print(f"{label} fuzz: {figures}")
     record_property(f"{label}_fuzz", figures)
     assert node.proc.poll() is None
     assert answered >= 0.95 * GOOD_AFTER, figures
     assert peak - baseline < MAX_GROWTH_MB, figures
+    assert peak < MAX_RSS_MB, figures
     # the malformed frames the node got to (newest-frame-wins drops the rest) were refused as decode errors
     assert figures["decode_errors"] >= 0.5 * (figures["received"] - figures["drops"] - GOOD_AFTER - 20), figures
     assert "skipped a frame" in node.log()
@@ -175,7 +256,7 @@ def test_raw_fuzz(ros, start_node, tiny_onnx, record_property):
         return image_msg(rgb_frame(i), ros.now(), tag)
 
     _fuzz(ros, node, Image, "/fuzz_raw/image", "/fuzz_raw/classification", messages, good, record_property,
-          "fuzz_raw")
+          "fuzz_raw", crafted_raw_bombs())
     log = node.log()
     assert "more than max_input_pixels 12582912" in log
 
@@ -194,7 +275,7 @@ def test_compressed_fuzz(ros, start_node, tiny_onnx, record_property):
         return msg
 
     _fuzz(ros, node, CompressedImage, "/fuzz_comp/image", "/fuzz_comp/classification", messages, good,
-          record_property, "fuzz_comp")
+          record_property, "fuzz_comp", crafted_compressed_bombs())
     # newest-frame-wins may have dropped every bomb of the burst: one more, alone, must be refused
     # from its header (and logged: the burst's random payloads must not use up the log's kinds)
     pub = ros.publisher(CompressedImage, "/fuzz_comp/image", RELIABLE)
