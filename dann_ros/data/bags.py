@@ -400,6 +400,8 @@ class FrameIterator(Iterator[Frame]):
                 stop_ns = None if sel.end_s is None else t0 + round(sel.end_s * 1e9)
             # Read from the bag start even with a window, so `index` stays the index in the whole bag.
             in_window: dict[str, int] = defaultdict(int)
+            seen: dict[str, int] = defaultdict(int)  # messages read per topic, before window and stride
+            errors_before = len(stats.read_errors)
             for message in iter_messages(source, sel.topics or images, stop_ns, stats.read_errors, path):
                 connection, log_ns, idx, raw = message.connection, message.log_time_ns, message.index, message.raw
                 if t0 is None:
@@ -407,6 +409,7 @@ class FrameIterator(Iterator[Frame]):
                     start_ns = None if sel.start_s is None else t0 + round(sel.start_s * 1e9)
                     stop_ns = None if sel.end_s is None else t0 + round(sel.end_s * 1e9)
                 topic = connection.topic
+                seen[topic] = idx + 1
                 if (start_ns is not None and log_ns < start_ns) or (stop_ns is not None and log_ns >= stop_ns):
                     continue
                 position = in_window[topic]
@@ -427,8 +430,20 @@ class FrameIterator(Iterator[Frame]):
                 stamp = msg.header.stamp
                 yield Frame(idx, topic, int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec), int(log_ns),
                             str(msg.header.frame_id), image)
+            if sel.end_s is None and len(stats.read_errors) == errors_before:
+                _note_missing(stats, path, {t: (seen[t], images[t][1]) for t in sel.topics or images})
         finally:
             source.close()
+
+
+def _note_missing(stats: DecodeStats, path: Path, counts: dict[str, tuple[int, int]]) -> None:
+    """A storage that ends early without an error (or a metadata.yaml naming a topic the storage does not
+    hold) still loses frames: record it when fewer messages were read than the bag's index declares."""
+    for topic, (read, declared) in sorted(counts.items()):
+        if read < declared:
+            stats.read_errors.append(f"{path}: topic {topic}: read {read} of the {declared} messages its "
+                                     "metadata declares")
+            log.warning("%s", stats.read_errors[-1])
 
 
 def iter_frames(bag_path: str | os.PathLike[str], selection: BagSelection = BagSelection(),

@@ -199,7 +199,7 @@ class LabelFile:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise FileNotFoundError(f"label file not found: {path}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
             raise LabelError(f"{path}: not valid JSON: {err}") from None
         return cls.from_dict(data, str(path))
 

@@ -117,7 +117,23 @@ class ReplicatorFrame:
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    """A render as RGB uint8; a file that cannot be read whole is a ReplicatorFormatError naming it.
+
+    libjpeg decodes a cut-off JPEG with a warning and grey rows where the data stopped, so a JPEG
+    must end with its end-of-image marker; OpenCV's pixel limit (dann_ros.data.decoder_limit)
+    refuses a header declaring a huge image before its pixels are allocated."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as exc:
+        raise ReplicatorFormatError(f"{path}: cannot read: {exc}") from None
+    if data.size == 0:
+        raise ReplicatorFormatError(f"{path}: empty file")
+    if data[:3].tobytes() == b"\xff\xd8\xff" and not _ends_with_eoi(data):
+        raise ReplicatorFormatError(f"{path}: JPEG cut short (no end-of-image marker): written only in part?")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise ReplicatorFormatError(f"{path}: cannot decode the image: {str(exc).strip()}") from None
     if image is None:
         raise ReplicatorFormatError(f"{path}: cannot read or decode the image")
     if image.dtype == np.uint16:  # 16-bit PNGs exist in some pipelines; keep the top byte
@@ -134,6 +150,12 @@ def read_rgb(path: str | Path) -> np.ndarray:
     if channels == 1:
         return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
     raise ReplicatorFormatError(f"{path}: unsupported channel count {channels}")
+
+
+def _ends_with_eoi(data: np.ndarray) -> bool:
+    """Whether a JPEG ends with FF D9 (zero padding after it allowed: some writers pad to a block)."""
+    tail = data[-4096:].tobytes().rstrip(b"\x00")
+    return tail.endswith(b"\xff\xd9")
 
 
 def natural_key(text: str) -> tuple:
@@ -202,6 +224,7 @@ def load_boxes(npy_path: Path, labels_path: Path | None) -> tuple[tuple[Box, ...
     Inclusive pixel indices become pixel corners (``x_max + 1``); see the module docstring.
     """
     try:
+        _check_npy_size(npy_path)
         data = np.load(npy_path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise ReplicatorFormatError(f"{npy_path}: not a readable .npy file: {exc}") from None
@@ -255,12 +278,27 @@ def load_boxes(npy_path: Path, labels_path: Path | None) -> tuple[tuple[Box, ...
     return tuple(boxes), duplicates
 
 
+def _check_npy_size(path: Path) -> None:
+    """Refuse an .npy whose header declares more data than the file holds, before numpy allocates it
+    (a cut-off file, or a crafted header declaring terabytes: np.load would try to allocate them)."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version not in readers:
+            return  # np.load checks what it reads
+        shape, _, dtype = readers[version](f)
+        have = os.fstat(f.fileno()).st_size - f.tell()
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need > have:
+        raise ValueError(f"its header declares shape {shape} of {dtype} ({need} bytes), the file holds {have}")
+
+
 def _read_labels(path: Path) -> dict[str, tuple[str, ...]]:
     try:
         raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:
         raise ReplicatorFormatError(f"{path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ReplicatorFormatError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ReplicatorFormatError(f"{path}: expected an object {{\"<semanticId>\": {{\"class\": ...}}}}")
@@ -402,7 +440,7 @@ def frame_labels(root: str | Path, label_file: str | Path) -> list[tuple[Replica
         raise FileNotFoundError(f"label file not found: {label_file}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ReplicatorFormatError(f"{label_file}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ReplicatorFormatError(f"{label_file}: not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ReplicatorFormatError(f"{label_file}: expected an object {{\"<frame>\": \"<class>\"}}")

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-MIN_TOP1_AGREEMENT = 0.995
 from dann_ros.atomic_io import atomic_open
 
+MIN_TOP1_AGREEMENT = 0.995
 # ONNX metadata key: a detector's peak_px (see compare), written at export so that an engine check on the
 # robot, which does not know the model's stride, tolerates the same tied peak flips
 PEAK_KEY = "dann_ros.parity_peak_px"

@@ -383,3 +383,23 @@ def test_metadata_that_is_no_rosbag2_metadata_names_the_file(tmp_path, text, wha
     with pytest.raises(BagError, match=what) as err:
         bag_info(bag)
     assert str(bag / "metadata.yaml") in str(err.value)
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_fewer_messages_than_the_metadata_declares_is_a_read_error(tmp_path, storage):
+    """A storage that ends early without an error, or a metadata.yaml naming a topic the storage does not
+    hold, loses frames: the stats say so instead of the bag looking whole."""
+    from ruamel.yaml import YAML
+
+    bag = tmp_path / "bag"
+    make_bag(bag, [RGB] * 3, storage=storage)
+    yaml, meta_file = YAML(typ="safe"), bag / "metadata.yaml"
+    meta = yaml.load(meta_file.read_text())
+    meta["rosbag2_bagfile_information"]["topics_with_message_count"][0]["message_count"] = 10
+    with meta_file.open("w") as f:
+        yaml.dump(meta, f)
+    it = iter_frames(bag)
+    assert len(list(it)) == 3 and not it.stats.ok
+    assert it.stats.read_errors == [f"{bag}: topic /camera/image_raw: read 3 of the 10 messages its metadata declares"]
+    windowed = iter_frames(bag, BagSelection(end_s=5.0))  # a window ends early on purpose: no note
+    assert len(list(windowed)) == 3 and windowed.stats.ok

@@ -85,6 +85,9 @@ def test_invalid_json_and_missing_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(LabelError, match="broken.labels.json: not valid JSON"):
         LabelFile.load(path)
+    path.write_text("[" * 100_000 + "]" * 100_000)  # nested deeper than json can: was a RecursionError
+    with pytest.raises(LabelError, match="broken.labels.json: not valid JSON"):
+        LabelFile.load(path)
     with pytest.raises(FileNotFoundError, match="label file not found"):
         LabelFile.load(tmp_path / "missing.json")
 

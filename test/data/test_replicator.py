@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dann_ros.data.replicator import (BBOX_DTYPE, Box, CropSpec, ReplicatorFormatError, ReplicatorFrame, crop_box,
-                                      frame_labels, iter_crops, scan)
+                                      frame_labels, iter_crops, read_rgb, scan)
 from dann_ros.data.synth import SynthConfig, render_dataset
 
 DIGITS = set("0123456789")
@@ -258,6 +258,9 @@ def test_plain_annotator_file_wins_over_fast_file_of_the_same_frame(tmp_path):
                                                   ("y_max", "<i4")]))), "x_max"),
     (lambda p: p.write_bytes(b"\x00garbage\xff" * 10), "npy"),
     (lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True), "npy"),
+    # a header declaring 10^12 boxes: refused before numpy tries to allocate 22 TiB (was a MemoryError)
+    (lambda p: p.write_bytes(_npy_header((10**12,)) + b"\x00" * 48), r"declares shape \(1000000000000,\)"),
+    (lambda p: p.write_bytes(_npy_header((4,)) + b"\x00" * 30), "declares"),  # cut off: 4 rows need 96 bytes
 ])
 def test_malformed_npy_names_the_file(tmp_path, write, what):
     _write_frame(tmp_path, "0000", [(1, 0, 0, 10, 10, 0.0)], {"1": {"class": "a"}})
@@ -268,8 +271,15 @@ def test_malformed_npy_names_the_file(tmp_path, write, what):
     assert bad.name in str(err.value)
 
 
+def _npy_header(shape) -> bytes:
+    header = repr({"descr": BBOX_DTYPE.descr, "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (63 - (len(header) + 10) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+
+
 @pytest.mark.parametrize("labels, what", [
     ('{"1": {"class": "a"', "JSON"),
+    ("[" * 100_000 + "]" * 100_000, "JSON"),  # nested too deep for json: was a RecursionError
     ({"2": {"class": "a"}}, "semanticId 1"),
     ({"1": {"name": "a"}}, "class"),
     ({"1": "a"}, "class"),
@@ -341,6 +351,29 @@ def test_iter_crops_skips_and_counts_unreadable_frames(tmp_path):
     bad.write_bytes(b"not a png")
     stream = iter_crops([ReplicatorFrame("", "0000", bad, (Box(0, 0, 20, 20, "a", 0.0),))])
     assert list(stream) == [] and stream.stats.bad_frames == 1
+
+
+def test_cut_off_jpeg_render_is_skipped_and_counted(tmp_path):
+    """libjpeg decodes a JPEG cut short with grey rows and only a warning: without its end-of-image
+    marker the render is unreadable, not silently half grey."""
+    image = _pattern(60, 80)
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    path = tmp_path / "rgb_0000.jpg"
+    path.write_bytes(jpeg + b"\x00" * 100)  # zero padding after the marker is fine
+    assert read_rgb(path).shape == (60, 80, 3)
+    path.write_bytes(jpeg[: len(jpeg) * 3 // 4])
+    with pytest.raises(ReplicatorFormatError, match="rgb_0000.jpg: JPEG cut short"):
+        read_rgb(path)
+    stream = iter_crops([ReplicatorFrame("", "0000", path, (Box(0, 0, 20, 20, "a", 0.0),))])
+    assert list(stream) == [] and stream.stats.bad_frames == 1
+
+
+@pytest.mark.parametrize("data", [b"", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20])
+def test_empty_or_headless_render_names_the_file(tmp_path, data):
+    path = tmp_path / "rgb_0000.png"
+    path.write_bytes(data)
+    with pytest.raises(ReplicatorFormatError, match="rgb_0000.png"):
+        read_rgb(path)
 
 
 def test_iter_crops_on_synth_output(two_cameras):
