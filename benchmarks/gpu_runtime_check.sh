@@ -1,31 +1,51 @@
 #!/usr/bin/env bash
-# One prepared run of everything that needs a GPU (issue 13), for a GPU machine or a Jetson:
-#   bash benchmarks/gpu_runtime_check.sh [out_dir]
-# 1. what the machine offers (nvidia-smi, cuda-python's view, TensorRT, ONNX Runtime providers)
-# 2. the GPU tests: cuda-python buffers/stream, TensorRT engines (build, parity, cache), skips say why
-# 3. the inference benchmark with every backend it can open (ORT CUDA, TensorRT)
-# Needs .venv (make setup) or any venv with dann_ros[runtime]; PY=... picks the interpreter.
+# Everything that needs a GPU, in one prepared run (issues 13, 22): for a fresh GPU machine without
+# network, or a Jetson. See benchmarks/gpu_runtime_check.py for the rows.
+#
+#   bash benchmarks/gpu_runtime_check.sh [--cpu-dry-run] [--no-pytest] [--wheels DIR] [out_dir]
+#
+# Interpreter: $PY if set, else this checkout's .venv (make setup) if it has one, else python3 with what
+# the machine has installed (torch with CUDA, onnx, onnxruntime, ...). dann_ros always comes from this
+# checkout (PYTHONPATH): nothing is installed. --wheels DIR (a folder of wheels fetched elsewhere with
+# `pip download -d DIR <packages>` for this Python) makes .cache/gpu_check_venv on top of the system's
+# packages and installs the wheels into it offline (--no-index). The preflight row fails, naming what is
+# missing, instead of skipping anything; the exit status is 0 only if every row this machine must pass
+# passed. --cpu-dry-run: the rows that need no GPU, to check this script on a machine without one.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-PY="${PY:-.venv/bin/python}"
-OUT="${1:-${OUT:-.cache/gpu_runtime_check}}"
+ROOT="$PWD"
+OUT="$ROOT/.cache/gpu_runtime_check"
+WHEELS=""
+ARGS=()
+while (($#)); do
+    case "$1" in
+        --cpu-dry-run|--no-pytest) ARGS+=("$1") ;;
+        --wheels) WHEELS="${2:?--wheels needs a folder}"; shift ;;
+        -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -*) echo "unknown option $1" >&2; exit 2 ;;
+        *) OUT="$1" ;;
+    esac
+    shift
+done
+if [[ -z "${PY:-}" ]]; then
+    if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+if [[ -n "$WHEELS" ]]; then
+    VENV="$ROOT/.cache/gpu_check_venv"
+    [[ -x "$VENV/bin/python" ]] || "$PY" -m venv --system-site-packages "$VENV" || exit 1
+    "$VENV/bin/python" -m pip install --no-index --find-links "$WHEELS" "$WHEELS"/*.whl || exit 1
+    PY="$VENV/bin/python"
+fi
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
 {
     date -u
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || echo "nvidia-smi: not available"
-    "$PY" - <<'PY'
-import onnxruntime as ort
-from dann_ros import cuda
-from dann_ros.runtime.tensorrt_backend import tensorrt_unavailable_reason
-print("cuda-python:", cuda.why_no_gpu() or cuda.gpu_info())
-print("tensorrt:", tensorrt_unavailable_reason() or __import__("tensorrt").__version__)
-print("onnxruntime", ort.__version__, ort.get_available_providers())
-PY
-} 2>&1 | tee "$OUT/machine.txt"
-"$PY" -m pytest -q -rs -p no:randomly test/runtime/test_cuda.py test/export/test_tensorrt.py \
-    test/runtime/test_predictor.py 2>&1 | tee "$OUT/tests.txt"
-tests=${PIPESTATUS[0]}
-"$PY" benchmarks/inference.py --iters 200 --warmup 20 --json "$OUT/inference.json" 2>&1 | tee "$OUT/inference.txt"
-bench=${PIPESTATUS[0]}
-echo "tests rc=$tests benchmark rc=$bench; outputs in $OUT"
-exit $(( tests != 0 || bench != 0 ))
+    echo "interpreter: $PY ($("$PY" -c 'import sys; print(sys.version.split()[0])' 2>&1))"
+    if command -v nvidia-smi >/dev/null; then
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
+    else
+        echo "nvidia-smi: not on PATH"
+    fi
+} | tee "$OUT/machine.txt"
+"$PY" benchmarks/gpu_runtime_check.py --out "$OUT" "${ARGS[@]}" 2>&1 | tee "$OUT/check.txt"
+exit "${PIPESTATUS[0]}"
