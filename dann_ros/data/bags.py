@@ -6,13 +6,13 @@ an error that says so. :func:`open_bag` and :func:`iter_messages` are the one re
 uses (frames, eval-bag's result bag, replay), so they all stop at the same message. Frames that
 cannot be deserialized or decoded are skipped and counted in :class:`DecodeStats`; a bag that
 stops being readable part way (a corrupt chunk or row) keeps what was read before and records
-the failure there too. :func:`load_frames` decodes once and can cache the prepared frames.
+the failure there too. :func:`load_frames` decodes a small bag into RAM; anything larger, and
+every cache, goes through the frame store (data/frame_cache.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 # Used to deserialize bags recorded without embedded message definitions (older sqlite3 bags).
 ROS2_STORE = getattr(Stores, "ROS2_JAZZY", None) or [s for s in Stores if s.name.startswith("ROS2_")][-1]
-_CACHE_VERSION = 1
 
 
 class BagError(RuntimeError):
@@ -465,7 +464,6 @@ class FrameSet:
     geometries: np.ndarray  # (N, 4) float64 scale_x, scale_y, offset_x, offset_y
     stats: DecodeStats
     bag_path: str = ""
-    from_cache: bool = False
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -477,31 +475,10 @@ class FrameSet:
 PrepareFn = Callable[[np.ndarray], tuple[np.ndarray, Any]]
 
 
-def load_frames(bag_path: str | os.PathLike[str], selection: BagSelection, prepare: PrepareFn,
-                cache_dir: str | os.PathLike[str] | None = None, cache_key: str = "") -> FrameSet:
-    """Decode and prepare a bag's frames once; with ``cache_dir`` later calls read an .npz.
-
-    ``cache_key`` must identify ``prepare`` (e.g. ``Preprocess.to_json()``); when ``prepare``
-    is a bound ``Preprocess.prepare`` it is derived automatically.
-    """
-    path = Path(bag_path)
-    if cache_dir is not None and not cache_key:
-        owner = getattr(prepare, "__self__", None)
-        if owner is None or not hasattr(owner, "to_json"):
-            raise ValueError("load_frames with cache_dir needs a cache_key that identifies `prepare`")
-        cache_key = owner.to_json()
-    cache_file = None
-    if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"{path.resolve().name}-{_cache_digest(path, selection, cache_key)[:20]}.npz"
-        if cache_file.exists():
-            try:
-                return _read_cache(cache_file)
-            except Exception as err:  # a damaged cache is rebuilt, never trusted
-                log.warning("ignoring unreadable frame cache %s: %s", cache_file, err)
-    frames = _decode(path, selection, prepare)
-    if cache_file is not None:
-        _write_cache(cache_file, frames)
-    return frames
+def load_frames(bag_path: str | os.PathLike[str], selection: BagSelection, prepare: PrepareFn) -> FrameSet:
+    """A bag's frames decoded and prepared into RAM: for small bags (tests, label tools). Training and
+    evaluation stream theirs through the frame store (data/frame_cache.py), the one frame cache."""
+    return _decode(Path(bag_path), selection, prepare)
 
 
 def _decode(path: Path, selection: BagSelection, prepare: PrepareFn) -> FrameSet:
@@ -535,35 +512,3 @@ def _decode(path: Path, selection: BagSelection, prepare: PrepareFn) -> FrameSet
         stats=stats,
         bag_path=str(path),
     )
-
-
-def _cache_digest(path: Path, selection: BagSelection, cache_key: str) -> str:
-    resolved = path.resolve()
-    files = sorted(p for p in resolved.iterdir() if p.is_file()) if resolved.is_dir() else [resolved]
-    stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-    text = json.dumps({"version": _CACHE_VERSION, "bag": str(resolved), "files": stamp,
-                       "selection": dataclasses.asdict(selection), "key": cache_key}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-_ARRAYS = ("images", "stamps_ns", "log_times_ns", "indices", "topics", "image_sizes", "geometries")
-
-
-def _write_cache(cache_file: Path, frames: FrameSet) -> None:
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            np.savez(f, **{k: getattr(frames, k) for k in _ARRAYS},
-                     stats=np.array(frames.stats.to_json()), bag_path=np.array(frames.bag_path))
-        os.replace(tmp, cache_file)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _read_cache(cache_file: Path) -> FrameSet:
-    with np.load(cache_file, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in _ARRAYS}
-        stats = DecodeStats.from_json(str(data["stats"]))
-        bag_path = str(data["bag_path"])
-    return FrameSet(**arrays, stats=stats, bag_path=bag_path, from_cache=True)

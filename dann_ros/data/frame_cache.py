@@ -3,8 +3,11 @@
 Each builder streams: one frame is decoded, prepared (``Preprocess.prepare``, the deployed
 node's own function) and appended to the store at a time, so memory stays flat however long the
 bag or large the render set. The cache key is the input files (names, sizes, mtimes), the
-selection and the preprocessing, as for the in-RAM caches; a store whose key or checks fail is
-rebuilt. Builds report frames/s, ETA and skipped frames (``progress``) and log the skip reasons.
+selection and the preprocessing; a store whose key or checks fail is rebuilt. Builds report
+frames/s, ETA and skipped frames (``progress``) and log the skip reasons.
+
+This is the one frame cache: unlabelled target bags, Replicator sources and labelled bags (a bag's
+store with its label file matched on as columns: :func:`labelled_bag`, :func:`detection_bag`) alike.
 """
 
 from __future__ import annotations
@@ -14,15 +17,20 @@ import json
 import logging
 import math
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dann_ros.data import replicator
-from dann_ros.data.bags import BagError, BagSelection, DecodeStats, FrameSet, bag_info, iter_frames
-from dann_ros.data.frame_store import FrameStore, ProgressFn, Subset, log_progress, open_or_build
-from dann_ros.data.preprocess import Preprocess
+from dann_ros.data.bags import BagError, BagSelection, DecodeStats, bag_info, iter_frames
+from dann_ros.data.frame_store import FrameStore, ProgressFn, Store, Subset, log_progress, open_or_build
+from dann_ros.data.labels import LabelFile, LabelMatch, class_map
+from dann_ros.data.preprocess import Geometry, Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +99,85 @@ def bag_store(bag: str | os.PathLike[str], selection: BagSelection, preprocess: 
     return open_or_build(cache_dir, f"bag-{path.resolve().name}", key, build)
 
 
-def to_frameset(store: FrameStore) -> FrameSet:
-    """A bag store read whole into the in-RAM :class:`~dann_ros.data.bags.FrameSet` (small data, label
-    matching): one array filled in place, never a list of frames stacked (which peaks at twice the size)."""
+@dataclass(frozen=True)
+class FrameIndex:
+    """Which message each record of a bag store is: what a label file is matched against (``LabelFile.match``)."""
+
+    stamps_ns: np.ndarray  # (N,) int64 header stamps
+    indices: np.ndarray  # (N,) int64 message index on its topic
+    topics: np.ndarray  # (N,) str
+
+
+def frame_index(store: Store) -> FrameIndex:
     c = store.columns
     topics = np.asarray(store.meta["notes"]["topics"], dtype=str)
-    return FrameSet(images=store.read(np.arange(len(store))), stamps_ns=c["stamps_ns"], log_times_ns=c["log_times_ns"],
-                    indices=c["indices"], topics=topics[c["topic_ids"]], image_sizes=c["image_sizes"],
-                    geometries=c["geometries"].astype(np.float64), stats=decode_stats(store),
-                    bag_path=str(store.meta["key"]["bag"]), from_cache=True)
+    return FrameIndex(c["stamps_ns"], c["indices"], topics[c["topic_ids"]])
+
+
+def frame_geometry(store: Store, i: int) -> Geometry:
+    """Record ``i``'s resize (network pixels = image pixels * scale + offset), in Python floats."""
+    return Geometry(*(float(v) for v in store.columns["geometries"][i]))
+
+
+def to_network(boxes: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """(K, 4) input-image boxes -> network-input pixels (the inverse of ``Geometry.to_image``)."""
+    out = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+    out[:, 0::2] = out[:, 0::2] * geometry.scale_x + geometry.offset_x
+    out[:, 1::2] = out[:, 1::2] * geometry.scale_y + geometry.offset_y
+    return out
+
+
+def _matched(bag: Path, labels: Path, topics: tuple[str, ...], preprocess: Preprocess, cache_dir,
+             progress: ProgressFn | None) -> tuple[FrameStore, LabelFile, LabelMatch]:
+    store = bag_store(bag, BagSelection(topics=tuple(topics)), preprocess, cache_dir, progress)
+    label_file = LabelFile.load(labels)
+    match = label_file.match(frame_index(store))
+    if match.unmatched:
+        log.warning("%s: %d of %d frames of %s have no label", labels, match.unmatched, len(store), bag)
+    return store, label_file, match
+
+
+def labelled_bag(bag: str | os.PathLike[str], labels: str | os.PathLike[str], topics: tuple[str, ...],
+                 preprocess: Preprocess, classes: tuple[str, ...], cache_dir: str | os.PathLike[str],
+                 progress: ProgressFn | None = log_progress) -> Subset:
+    """Every frame of a bag with a classification label file, through the bag's frame store: column
+    ``class_ids`` indexes ``classes`` (-1: no label, or a class the model does not know)."""
+    store, label_file, match = _matched(Path(bag), Path(labels), topics, preprocess, cache_dir, progress)
+    if match.class_ids is None:
+        raise ValueError(f"{labels}: a {label_file.task} label file; classification needs frame labels")
+    to_ours = class_map(label_file.classes, classes)
+    return Subset(store, np.arange(len(store)), own_columns={"class_ids": to_ours[match.class_ids]})
+
+
+def detection_bag(bag: str | os.PathLike[str], labels: str | os.PathLike[str], topics: tuple[str, ...],
+                  preprocess: Preprocess, classes: tuple[str, ...], cache_dir: str | os.PathLike[str],
+                  progress: ProgressFn | None = log_progress) -> Subset:
+    """The labelled frames of a bag with a detection label file, through the bag's frame store: ragged
+    ``boxes`` in each frame's network-input pixels and ``box_classes`` indexing ``classes`` (boxes of
+    other classes dropped)."""
+    store, label_file, match = _matched(Path(bag), Path(labels), topics, preprocess, cache_dir, progress)
+    if label_file.task != "detection":
+        raise ValueError(f"{labels}: a {label_file.task} label file; detection needs boxes")
+    to_ours = class_map(label_file.classes, classes)
+    keep = np.flatnonzero(match.matched)
+    boxes, ids = [], []
+    for i in keep:
+        cls = to_ours[match.box_class_ids[i]] if len(match.box_class_ids[i]) else np.zeros(0, np.int64)
+        known = cls >= 0
+        boxes.append(to_network(match.boxes[i], frame_geometry(store, int(i)))[known])
+        ids.append(cls[known])
+    return Subset(store, keep, own_ragged={"boxes": boxes, "box_classes": ids})
+
+
+@contextmanager
+def cache_or_temporary(cache_dir: str | os.PathLike[str] | None) -> Iterator[Path]:
+    """``cache_dir``, or (None) a temporary folder deleted afterwards: a one-off evaluation of a bag
+    streams it through a frame store too, and keeps nothing."""
+    if cache_dir is not None:
+        yield Path(cache_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="dann_ros-frames-") as tmp:
+        yield Path(tmp)
 
 
 def split_by_topic(store: FrameStore) -> dict[str, Subset]:

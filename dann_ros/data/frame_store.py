@@ -4,14 +4,15 @@ A :class:`FrameStore` is a folder holding one raw file of fixed-size uint8 recor
 (C, H, W) arrays ``Preprocess.prepare`` returns), per-record CRC32s, small per-record columns
 as ``.npy`` (stamps, labels, ...; loaded whole, a few bytes a record), ragged per-record data
 (detection boxes) as raw files with offsets, and ``meta.json`` describing all of it with its
-own checksum. Nothing is pickled.
+own checksum and every small file's CRC (checked on open). Nothing is pickled.
 
 Records are read with positional reads (``os.preadv``) straight into the batch buffer: no
 memory map, so the page cache the kernel keeps is not the process's RSS, and a store of any size
 costs the same few megabytes to read from. Every record read is checked against its CRC.
 
 A store is written into a hidden temporary folder and renamed into place when complete, so a
-killed build leaves nothing that looks finished. A store that fails any check (missing file,
+killed build leaves nothing that looks finished (and the next :func:`open_or_build` of that store
+deletes the folder of a build whose process is gone). A store that fails any check (missing file,
 wrong size, bad checksum, other key) is refused with :class:`FrameStoreDamaged`;
 :func:`open_or_build` then deletes and rebuilds it. Before writing, the expected size is checked
 against the free disk space (:class:`CacheTooBigError`).
@@ -22,15 +23,17 @@ against the free disk space (:class:`CacheTooBigError`).
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -135,6 +138,8 @@ class FrameStore:
             row = int(np.prod(tail, dtype=np.int64)) * dtype.itemsize
             if self._file_size(f"{name}.raw") != int(offsets[-1]) * row:
                 self._damaged(f"{name}.raw does not match its offsets")
+            if "crc32" in spec and _crc_of_file(self.path / f"{name}.raw") != spec["crc32"]:  # small: boxes
+                self._damaged(f"{name}.raw checksum mismatch")
             self._ragged[name] = (offsets, dtype, tail)
         self._fds: dict[str, int] = {}
         self._pid = os.getpid()
@@ -339,7 +344,7 @@ class StoreWriter:
         final.parent.mkdir(parents=True, exist_ok=True)
         if expected:
             check_disk_space(final.parent, expected * self.record_bytes, what)
-        self.tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        self.tmp = final.with_name(f".{final.name}.{os.getpid()}.{socket.gethostname()}.tmp")
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir()
         self._images = (self.tmp / _IMAGES).open("wb", buffering=1 << 22)
@@ -446,7 +451,8 @@ class StoreWriter:
                 meta["columns"][name] = self._save(f"{name}.npy", np.asarray(values))
             for name, (_, offsets, dtype, tail) in self._ragged.items():
                 meta["ragged"][name] = {"dtype": dtype.str, "tail": list(tail),
-                                        "offsets": self._save(f"{name}.offsets.npy", np.asarray(offsets, np.int64))}
+                                        "offsets": self._save(f"{name}.offsets.npy", np.asarray(offsets, np.int64)),
+                                        "crc32": _crc_of_file(self.tmp / f"{name}.raw")}
             meta["checksum"] = _meta_checksum(meta)
             header = self.tmp / _META
             header.write_text(json.dumps(meta, indent=1, sort_keys=True))
@@ -498,6 +504,7 @@ def open_or_build(cache_dir: str | os.PathLike[str], name: str, key: Mapping[str
     ``make_writer(record_shape, expected=None, what=..., progress=...)`` starts the writer."""
     digest = key_digest(key)
     folder = Path(cache_dir) / f"{name}-{digest[:20]}.frames"
+    _remove_stale_builds(folder)
     if folder.exists():
         try:
             return FrameStore(folder, digest)
@@ -512,16 +519,44 @@ def open_or_build(cache_dir: str | os.PathLike[str], name: str, key: Mapping[str
     return build(make_writer)
 
 
+def _remove_stale_builds(folder: Path) -> None:
+    """Delete the temporary folders of builds of ``folder`` on this machine whose process is gone
+    (killed: SIGKILL, the out-of-memory killer, a power cut), so a failed build leaves nothing behind
+    for long. (A build on another machine sharing the folder is left alone.)"""
+    for tmp in folder.parent.glob(f".{glob.escape(folder.name)}.*.tmp"):
+        pid, _, host = tmp.name[len(folder.name) + 2:-len(".tmp")].partition(".")
+        if pid.isdigit() and host == socket.gethostname() and not _alive(int(pid)):
+            log.info("removing %s, left by a build that did not finish", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 @dataclass
 class Subset:
-    """Records ``indices`` of another store (a train/validation split), same interface."""
+    """Records ``indices`` of another store (a train/validation split, the labelled frames of a bag),
+    same interface. ``own_columns`` / ``own_ragged`` add per-record data of the subset itself (a
+    label file's classes and boxes, matched onto a bag's frames) to the store's own."""
 
     store: Any  # FrameStore | MemoryStore | Subset
     indices: np.ndarray
+    own_columns: dict[str, np.ndarray] = field(default_factory=dict)  # one row per record of the subset
+    own_ragged: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.indices = np.asarray(self.indices, np.int64)
-        self.columns = {k: v[self.indices] for k, v in self.store.columns.items()}
+        for name, rows in (*self.own_columns.items(), *self.own_ragged.items()):
+            if len(rows) != len(self.indices):
+                raise ValueError(f"column {name}: {len(rows)} rows for a subset of {len(self.indices)} records")
+        self.columns = {**{k: v[self.indices] for k, v in self.store.columns.items()}, **self.own_columns}
         self.meta = self.store.meta
         self.record_shape = self.store.record_shape
 
@@ -532,4 +567,31 @@ class Subset:
         return self.store.read(self.indices[np.asarray(indices, np.int64)], out)
 
     def ragged(self, name: str, index: int) -> np.ndarray:
+        if name in self.own_ragged:
+            return self.own_ragged[name][index]
         return self.store.ragged(name, int(self.indices[index]))
+
+
+# --------------------------------------------------------------------------- evaluation batches
+
+DEFAULT_EVAL_MEMORY_MB = 512  # train.eval_memory_mb's default and the evaluation commands'
+# activations of a network that cannot be measured (ONNX Runtime, TensorRT) per byte of its float input:
+# the demo's detector at 384 x 512 measured 58x summed over its layers (model/inference.frame_bytes)
+RUNTIME_ACTIVATION_FACTOR = 64
+
+
+def frames_per_batch(frame_bytes: int, budget_mb: float, most: int) -> int:
+    """Frames one evaluation batch may hold: what ``budget_mb`` pays for at ``frame_bytes`` a frame (its
+    input and the network's activations), at least 1 and at most ``most``. A fixed count of frames is
+    bounded in bytes only at a small input: 128 frames of 384 x 512 ran a detector's evaluation into
+    16 GB (issue 22)."""
+    if budget_mb <= 0 or most < 1:
+        raise ValueError(f"an evaluation batch needs a positive memory budget and size, got {budget_mb} MB, {most}")
+    return max(1, min(int(most), int(budget_mb * 2**20) // max(int(frame_bytes), 1)))
+
+
+def runtime_frame_bytes(record_shape: tuple[int, ...]) -> int:
+    """A conservative cost of one frame where the network is a runtime's graph: the uint8 record, its
+    float32 copy and :data:`RUNTIME_ACTIVATION_FACTOR` times that copy in activations."""
+    pixels = int(np.prod(record_shape))
+    return pixels + 4 * pixels * (1 + RUNTIME_ACTIVATION_FACTOR)

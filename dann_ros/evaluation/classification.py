@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dann_ros.data.frame_cache import cache_or_temporary, labelled_bag
+from dann_ros.data.frame_store import DEFAULT_EVAL_MEMORY_MB, Store, frames_per_batch, runtime_frame_bytes
 from dann_ros.data.image_folder import iter_image_folder, read_rgb
 from dann_ros.runtime.predictor import Predictor
 
@@ -48,36 +50,51 @@ def accuracy_report(pred: np.ndarray, labels: np.ndarray, classes: tuple[str, ..
     return AccuracyReport(acc, int(known.sum()), per_class, skipped, int((~known).sum()))
 
 
-def predict_prepared(predictor: Predictor, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Class ids for prepared (N, C, H, W) uint8 frames."""
-    out = [predictor.run_prepared(images[i:i + batch_size])["scores"].argmax(1) for i in range(0, len(images), batch_size)]
+def predict_prepared(predictor: Predictor, frames: Store, batch_size: int = 256,
+                     memory_mb: float = DEFAULT_EVAL_MEMORY_MB) -> np.ndarray:
+    """Class ids for a store's prepared frames, read at most ``batch_size`` and ``memory_mb`` of frames
+    and activations a batch."""
+    size = frames_per_batch(runtime_frame_bytes(tuple(frames.record_shape)), memory_mb, batch_size)
+    out = [predictor.run_prepared(frames.read(np.arange(i, min(i + size, len(frames)))))["scores"].argmax(1)
+           for i in range(0, len(frames), size)]
     return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
 
-def evaluate_image_folder(predictor: Predictor, root: str | Path, batch_size: int = 256) -> AccuracyReport:
+def evaluate_image_folder(predictor: Predictor, root: str | Path, batch_size: int = 256,
+                          memory_mb: float = DEFAULT_EVAL_MEMORY_MB) -> AccuracyReport:
+    """Accuracy on an ImageFolder, its images prepared and run a batch at a time (never all in RAM)."""
     index = {n: i for i, n in enumerate(predictor.classes)}
-    prepared, labels, skipped = [], [], 0
+    size = frames_per_batch(runtime_frame_bytes(predictor.preprocess.input_shape), memory_mb, batch_size)
+    batch: list[np.ndarray] = []
+    preds: list[np.ndarray] = []
+    labels, skipped = [], 0
     for path, name in iter_image_folder(root):
         try:
-            prepared.append(predictor.prepare(read_rgb(path))[0])
+            batch.append(predictor.prepare(read_rgb(path))[0])
         except ValueError as exc:
             log.warning("%s", exc)
             skipped += 1
             continue
         labels.append(index.get(name, -1))
-    if not prepared:
+        if len(batch) == size:
+            preds.append(predictor.run_prepared(np.stack(batch))["scores"].argmax(1))
+            batch = []
+    if batch:
+        preds.append(predictor.run_prepared(np.stack(batch))["scores"].argmax(1))
+    if not labels:
         raise ValueError(f"{root}: no readable images")
-    pred = predict_prepared(predictor, np.stack(prepared), batch_size)
-    return accuracy_report(pred, np.array(labels), predictor.classes, skipped)
+    return accuracy_report(np.concatenate(preds), np.array(labels), predictor.classes, skipped)
 
 
 def evaluate_labelled_bag(predictor: Predictor, bag: str | Path, labels: str | Path,
-                          topics: tuple[str, ...] = (), batch_size: int = 256) -> AccuracyReport:
-    from dann_ros.train.datasets import load_labelled_bag
-
-    data = load_labelled_bag(Path(bag), Path(labels), topics, predictor.preprocess, predictor.classes, None)
-    pred = predict_prepared(predictor, data.images, batch_size)
-    return accuracy_report(pred, data.labels, predictor.classes)
+                          topics: tuple[str, ...] = (), batch_size: int = 256, cache_dir: str | Path | None = None,
+                          memory_mb: float = DEFAULT_EVAL_MEMORY_MB) -> AccuracyReport:
+    """Accuracy on a bag with its label file. The frames go through a frame store in ``cache_dir``
+    (None: a temporary one), so a bag of any length is read a batch at a time."""
+    with cache_or_temporary(cache_dir) as folder:
+        store = labelled_bag(Path(bag), Path(labels), topics, predictor.preprocess, predictor.classes, folder)
+        pred = predict_prepared(predictor, store, batch_size, memory_mb)
+    return accuracy_report(pred, store.columns["class_ids"], predictor.classes)
 
 
 def write_json(report: AccuracyReport, path: str | Path) -> None:

@@ -1,7 +1,8 @@
 """mAP of a Predictor on a bag with a detection label sidecar, in the bag's own image pixels.
 
 Frames go through the Predictor exactly as on the robot (prepare, run, undo the
-resize with each frame's Geometry), so the score measures the deployed pipeline.
+resize with each frame's Geometry), so the score measures the deployed pipeline; they are
+decoded once into a frame store and read back a batch at a time (memory bounded by bytes).
 All candidates are kept (score threshold 0): a threshold only cuts the
 precision-recall curve short.
 """
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dann_ros.data.bags import BagSelection, load_frames
+from dann_ros.data.bags import BagSelection
+from dann_ros.data.frame_cache import bag_store, cache_or_temporary, frame_geometry, frame_index
+from dann_ros.data.frame_store import DEFAULT_EVAL_MEMORY_MB, frames_per_batch, runtime_frame_bytes
 from dann_ros.data.labels import LabelFile, class_map
 from dann_ros.model.detection_metrics import DetectionReport, evaluate_detections
 from dann_ros.runtime.predictor import Predictor
@@ -22,28 +25,35 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_detection_bag(predictor: Predictor, bag: str | Path, labels: str | Path, topics: tuple[str, ...] = (),
-                           batch_size: int = 64) -> DetectionReport:
+                           batch_size: int = 64, cache_dir: str | Path | None = None,
+                           memory_mb: float = DEFAULT_EVAL_MEMORY_MB) -> DetectionReport:
+    """mAP on a bag with a detection label file. The frames go through a frame store in ``cache_dir``
+    (None: a temporary one) and are run at most ``batch_size`` and ``memory_mb`` a batch, so a bag of
+    any length fits; only the detections are kept."""
     label_file = LabelFile.load(labels)
     if label_file.task != "detection":
         raise ValueError(f"{labels}: a {label_file.task} label file; a detection model needs boxes")
-    fs = load_frames(Path(bag), BagSelection(tuple(topics)), predictor.preprocess.prepare)
-    match = label_file.match(fs)
-    if match.unmatched:
-        log.warning("%s: %d of %d frames of %s have no label", labels, match.unmatched, len(fs), bag)
-    to_ours = class_map(label_file.classes, predictor.classes)
-    keep = np.flatnonzero(match.matched)
-    pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes = [], [], [], [], []
-    for start in range(0, len(keep), batch_size):
-        rows = keep[start:start + batch_size]
-        dets = predictor.detect_prepared(fs.images[rows], [fs.geometry(int(i)) for i in rows],
-                                         [tuple(fs.image_sizes[i]) for i in rows], score_threshold=0.0)
-        for i, d in zip(rows, dets):
-            pred_boxes.append(np.array([x.box for x in d], np.float32).reshape(-1, 4))
-            pred_scores.append(np.array([x.score for x in d], np.float64))
-            pred_classes.append(np.array([x.class_id for x in d], np.int64))
-            ids = to_ours[match.box_class_ids[i]] if len(match.box_class_ids[i]) else np.zeros(0, np.int64)
-            gt_boxes.append(match.boxes[i][ids >= 0])
-            gt_classes.append(ids[ids >= 0])
+    with cache_or_temporary(cache_dir) as folder:
+        store = bag_store(Path(bag), BagSelection(tuple(topics)), predictor.preprocess, folder)
+        match = label_file.match(frame_index(store))
+        if match.unmatched:
+            log.warning("%s: %d of %d frames of %s have no label", labels, match.unmatched, len(store), bag)
+        to_ours = class_map(label_file.classes, predictor.classes)
+        keep = np.flatnonzero(match.matched)
+        sizes = store.columns["image_sizes"]
+        size = frames_per_batch(runtime_frame_bytes(store.record_shape), memory_mb, batch_size)
+        pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes = [], [], [], [], []
+        for start in range(0, len(keep), size):
+            rows = keep[start:start + size]
+            dets = predictor.detect_prepared(store.read(rows), [frame_geometry(store, int(i)) for i in rows],
+                                             [tuple(sizes[i]) for i in rows], score_threshold=0.0)
+            for i, d in zip(rows, dets):
+                pred_boxes.append(np.array([x.box for x in d], np.float32).reshape(-1, 4))
+                pred_scores.append(np.array([x.score for x in d], np.float64))
+                pred_classes.append(np.array([x.class_id for x in d], np.int64))
+                ids = to_ours[match.box_class_ids[i]] if len(match.box_class_ids[i]) else np.zeros(0, np.int64)
+                gt_boxes.append(match.boxes[i][ids >= 0])
+                gt_classes.append(ids[ids >= 0])
     return evaluate_detections(pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes, len(predictor.classes),
                                class_names=predictor.classes)
 

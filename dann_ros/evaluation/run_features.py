@@ -30,11 +30,13 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     import torch
 
     from dann_ros.config import from_dict
+    from dann_ros.data.frame_store import Subset
     from dann_ros.export.checkpoint_model import load_model
     from dann_ros.model.inference import pooled_features, predict
     from dann_ros.train import checkpoint
     from dann_ros.train.config import TrainConfig
     from dann_ros.train.data import load_train_data
+    from dann_ros.train.streaming import eval_batches
 
     model_file = run.path / "model.pt"
     if not model_file.exists():
@@ -48,16 +50,23 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     data = load_train_data(cfg.replace(**{"train.data": "stream"}))  # reads only the sampled records
     rng = np.random.default_rng(seed)
 
-    def sample(stores) -> np.ndarray:
-        """``points`` records of the stores taken together (all of them when fewer)."""
+    def sample(stores) -> list:
+        """``points`` records of the stores taken together (all of them when fewer), as views."""
         sizes = [len(s) for s in stores]
         total = sum(sizes)
         pick = np.arange(total) if total <= points else np.sort(rng.choice(total, points, replace=False))
         starts = np.concatenate([[0], np.cumsum(sizes)])
-        return np.concatenate([s.read(pick[(pick >= a) & (pick < b)] - a)
-                               for s, a, b in zip(stores, starts[:-1], starts[1:])])
+        return [Subset(s, pick[(pick >= a) & (pick < b)] - a) for s, a, b in zip(stores, starts[:-1], starts[1:])]
 
     device = torch.device("cpu")
+    budget = cfg.train.eval_memory_mb
+
+    def features(stores) -> torch.Tensor:
+        """Pooled features, a budget's batch at a time (the sampled frames are never all in RAM)."""
+        out = [pooled_features(deployed.model, x, device, budget_mb=budget)
+               for s in stores for x in eval_batches(deployed.model, s, budget)]
+        return torch.cat(out) if out else torch.empty(0)
+
     if data.target:
         target, target_from = data.target, "target.bags"
     elif data.eval_target is not None:
@@ -65,12 +74,13 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     else:
         raise RunError(f"{run.path}: the run's config has neither target bags nor an eval target")
     # the discriminator's features per image (a detector's feature map averaged over locations)
-    f_s = pooled_features(deployed.model, sample([data.source, data.source_val]), device)
-    f_t = pooled_features(deployed.model, sample(target), device)
+    f_s = features(sample([data.source, data.source_val]))
+    f_t = features(sample(target))
     confusion = None
     if data.eval_target is not None and info.task == "classification":
         e = data.eval_target
-        probs, _ = predict(deployed.model, e.read(np.arange(len(e))), device)
+        probs = torch.cat([predict(deployed.model, x, device, budget_mb=budget, features=False)[0]
+                           for x in eval_batches(deployed.model, e, budget)])
         confusion = classification_scores(probs.argmax(1).numpy(), e.columns["class_ids"], info.classes)
     return Features(f_s.numpy(), f_t.numpy(), target_from, confusion, tuple(info.classes))
 

@@ -26,7 +26,9 @@ import torch
 from dann_ros.atomic_io import atomic_path
 from dann_ros.export.checkpoint_model import load_model
 from dann_ros.export.metadata import INPUT_NAME, ModelInfo
-from dann_ros.export.parity import PEAK_KEY, TOLERANCES, ParityReport, Tolerance, compare, save_parity_frames
+from dann_ros.export.parity import (PEAK_KEY, TOLERANCES, ParityReport, Tolerance, compare, outputs_in_batches,
+                                   save_parity_frames)
+from dann_ros.model.inference import eval_batch_size
 from dann_ros.train.checkpoint import load
 
 log = logging.getLogger(__name__)
@@ -159,13 +161,18 @@ def _peak_px(module: torch.nn.Module) -> float:
 
 def check_parity(module: torch.nn.Module, onnx_path: Path, frames: np.ndarray, origin: str,
                  task: str = "classification", box_tolerance: float = 0.05, peak_px: float = 0.0) -> ParityReport:
-    """PyTorch (fp32) vs ONNX Runtime (CPU) on ``frames``, by the rules of dann_ros.export.parity."""
+    """PyTorch (fp32) vs ONNX Runtime (CPU) on ``frames``, by the rules of dann_ros.export.parity; both
+    run the same batches, as many frames each as the default evaluation memory budget holds."""
     import onnxruntime as ort
 
-    batch = np.ascontiguousarray(frames, dtype=np.float32)
-    with torch.inference_mode():
-        ref = module(torch.from_numpy(batch))
-    ref = [r.numpy() for r in (ref if isinstance(ref, tuple) else (ref,))]
+    def torch_outputs(batch: np.ndarray) -> list[np.ndarray]:
+        with torch.inference_mode():
+            out = module(torch.from_numpy(batch))
+        return [r.numpy() for r in (out if isinstance(out, tuple) else (out,))]
+
+    frames = np.asarray(frames)
+    size = eval_batch_size(module, tuple(frames.shape[1:]), most=max(len(frames), 1), forward=module)
+    ref = outputs_in_batches(torch_outputs, frames, size)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {INPUT_NAME: batch})
+    got = outputs_in_batches(lambda batch: sess.run(None, {INPUT_NAME: batch}), frames, size)
     return compare(ref, got, task, origin, box_tolerance, peak_px)

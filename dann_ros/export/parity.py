@@ -13,6 +13,7 @@ engines without torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,18 @@ def compare(ref: list[np.ndarray], got: list[np.ndarray], task: str, origin: str
     if task == "detection":
         return rule(ref, got, len(ref[0]), origin, box_tolerance, peak_px=peak_px)
     return rule(ref, got, len(ref[0]), origin, box_tolerance)
+
+
+def outputs_in_batches(run: Callable[[np.ndarray], Sequence[np.ndarray]], frames: np.ndarray,
+                       batch_size: int) -> list[np.ndarray]:
+    """``run``'s outputs over ``frames``, ``batch_size`` frames at a time (each batch made float32 only
+    then), joined per output: what a parity check compares, without the frames ever being one float
+    array or one batch of activations larger than its budget (a detector's outputs are its top-K, small)."""
+    parts: list[list[np.ndarray]] = []
+    for start in range(0, len(frames), max(1, batch_size)):
+        outs = run(np.ascontiguousarray(frames[start:start + batch_size], dtype=np.float32))
+        parts.append([np.asarray(o) for o in outs])
+    return [np.concatenate(column) for column in zip(*parts)]
 
 
 def _max_diff(r: np.ndarray, g: np.ndarray) -> float:
@@ -271,4 +284,4 @@ def save_parity_frames(onnx_path: Path, frames: np.ndarray, origin: str, limit: 
 
 
 __all__ = ["MIN_TOP1_AGREEMENT", "PEAK_KEY", "ParityReport", "SCORE_FLOOR", "TOLERANCES", "Tolerance", "compare",
-           "parity_frames_path", "read_peak_px", "save_parity_frames"]
+           "outputs_in_batches", "parity_frames_path", "read_peak_px", "save_parity_frames"]

@@ -1,19 +1,76 @@
 """Running a task model over in-memory uint8 frames in eval mode: what training's evaluation,
-the reports and the checkpoint selection all read (one place, below train/ and evaluation/)."""
+the reports and the checkpoint selection all read (one place, below train/ and evaluation/).
+
+Every pass is batched by bytes, not by a count of frames: :func:`eval_batch_size` divides a memory
+budget (``train.eval_memory_mb``) by what one frame costs this model at this input size, measured
+once on one frame (:func:`frame_bytes`). Outputs are kept compact (probabilities, pooled features,
+a detector's top-K boxes): never the input batches or the activations.
+"""
 
 from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from dann_ros.model.detection_metrics import DetectionReport, evaluate_detections
+from dann_ros.data.frame_store import DEFAULT_EVAL_MEMORY_MB, frames_per_batch
+
+_MEASURED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, int]] = weakref.WeakKeyDictionary()
 
 
-def _batches(images: np.ndarray | torch.Tensor, device: torch.device, batch_size: int):
+def _tensor_bytes(value) -> int:
+    if torch.is_tensor(value):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
+@torch.no_grad()
+def frame_bytes(model: nn.Module, record_shape: tuple[int, ...], forward: Callable | None = None) -> int:
+    """What one frame costs a no-grad pass of ``forward`` (default: ``model.forward_train`` where the
+    model has it, else the model): its uint8 record, its float32 copy, and the output of every layer,
+    measured with forward hooks on one frame. A sum over the layers: above the pass's real peak (each
+    layer's input is freed as the next runs), so budgets hold. Measured once per model and shape."""
+    forward = forward or getattr(model, "forward_train", model)
+    key = (tuple(int(s) for s in record_shape), getattr(forward, "__name__", type(forward).__name__))
+    cache = _MEASURED.setdefault(model, {})
+    if key not in cache:
+        sizes: list[int] = []
+        hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(_tensor_bytes(out)))
+                 for m in model.modules() if next(m.children(), None) is None]
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        try:
+            with _eval_mode(model):
+                forward(torch.zeros((1, *key[0]), device=device))
+        finally:
+            for h in hooks:
+                h.remove()
+        cache[key] = 5 * math.prod(key[0]) + sum(sizes)
+    return cache[key]
+
+
+def eval_batch_size(model: nn.Module, record_shape: tuple[int, ...], budget_mb: float = DEFAULT_EVAL_MEMORY_MB,
+                    most: int = 512, passes: float = 1.0, forward: Callable | None = None) -> int:
+    """Frames per batch of an evaluation pass: ``budget_mb`` over :func:`frame_bytes` (times ``passes``
+    for a pass that runs part of the network twice), at least 1, at most ``most``."""
+    return frames_per_batch(int(passes * frame_bytes(model, record_shape, forward)), budget_mb, most)
+
+
+def _batches(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device, most: int,
+             budget_mb: float, passes: float = 1.0, forward: Callable | None = None):
     data = torch.as_tensor(images)
-    for i in range(0, len(data), batch_size):
-        yield data[i:i + batch_size].to(device).float()
+    if not len(data):
+        return
+    size = eval_batch_size(model, tuple(data.shape[1:]), budget_mb, most, passes, forward)
+    for i in range(0, len(data), size):
+        yield data[i:i + size].to(device).float()
 
 
 class _eval_mode:
@@ -29,39 +86,48 @@ class _eval_mode:
 
 @torch.no_grad()
 def predict(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device,
-            batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """(softmax probabilities, features) for uint8 (N, C, H, W) images, in eval mode."""
+            batch_size: int = 512, budget_mb: float = DEFAULT_EVAL_MEMORY_MB,
+            features: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(softmax probabilities, features) for uint8 (N, C, H, W) images, in eval mode, at most
+    ``batch_size`` frames and ``budget_mb`` a batch. ``features=False``: probabilities only (the
+    features stay empty: a flattened feature map is not small)."""
     probs, feats = [], []
     with _eval_mode(model):
-        for x in _batches(images, device, batch_size):
+        for x in _batches(model, images, device, batch_size, budget_mb):
             f, logits = model.forward_train(x)
             probs.append(torch.softmax(logits.float(), 1).cpu())
-            feats.append(f.float().cpu())
+            if features:
+                feats.append(f.float().cpu())
     if not probs:
         return torch.empty(0), torch.empty(0)
-    return torch.cat(probs), torch.cat(feats)
+    return torch.cat(probs), torch.cat(feats) if feats else torch.empty(0)
 
 
 @torch.no_grad()
 def pooled_features(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device,
-                    batch_size: int = 512) -> torch.Tensor:
+                    batch_size: int = 512, budget_mb: float = DEFAULT_EVAL_MEMORY_MB) -> torch.Tensor:
     """The features the domain discriminator sees, per image (a feature map averaged over
     locations): the proxy A-distance input."""
     feats = []
     with _eval_mode(model):
-        for x in _batches(images, device, batch_size):
+        for x in _batches(model, images, device, batch_size, budget_mb):
             f, _ = model.forward_train(x)
             feats.append((f.mean((2, 3)) if f.dim() == 4 else f).float().cpu())
     return torch.cat(feats) if feats else torch.empty(0)
 
 
+# a detector's passes also decode (peak picking over the heatmap), or run the heads twice (stability)
+DETECTION_PASSES = 2.0
+
+
 @torch.no_grad()
 def predict_detections(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device,
-                       batch_size: int = 128) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+                       batch_size: int = 128, budget_mb: float = DEFAULT_EVAL_MEMORY_MB,
+                       ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """A detector's decoded (boxes, scores, class ids) per image, in network-input pixels."""
     boxes, scores, ids = [], [], []
     with _eval_mode(model):
-        for x in _batches(images, device, batch_size):
+        for x in _batches(model, images, device, batch_size, budget_mb, DETECTION_PASSES):
             b, s, c = model(x)
             boxes += list(b.float().cpu().numpy())
             scores += list(s.float().cpu().numpy())
@@ -79,27 +145,21 @@ def _per_image(decoded: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> list
 
 @torch.no_grad()
 def predict_detections_with_dropout(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device,
-                                    dropout: float, generator: torch.Generator,
-                                    batch_size: int = 128) -> tuple[list[Detections], list[Detections]]:
+                                    dropout: float, generator: torch.Generator, batch_size: int = 128,
+                                    budget_mb: float = DEFAULT_EVAL_MEMORY_MB,
+                                    ) -> tuple[list[Detections], list[Detections]]:
     """Per image, a detector's decoded (boxes, scores, class ids) twice from one backbone pass: as
     deployed, and with ``dropout`` of the feature map the heads read zeroed (inverted dropout, masks
-    from ``generator`` on ``device``: reproducible). The two passes of the box stability score."""
+    from ``generator`` on ``device``: reproducible; on the CPU one stream drawn frame after frame, so
+    the same masks whatever the batch size). The two passes of the box stability score."""
     if not 0.0 < dropout < 1.0:
         raise ValueError(f"dropout must be in (0, 1), got {dropout}")
     clean: list[Detections] = []
     perturbed: list[Detections] = []
     with _eval_mode(model):
-        for x in _batches(images, device, batch_size):
+        for x in _batches(model, images, device, batch_size, budget_mb, DETECTION_PASSES):
             f = model.features(x)
             keep = torch.rand(f.shape, generator=generator, device=f.device) >= dropout
             clean += _per_image(model.decode(model.heads(f)))
             perturbed += _per_image(model.decode(model.heads(f * keep.to(f.dtype) / (1.0 - dropout))))
     return clean, perturbed
-
-
-def detection_report(model: nn.Module, data, device: torch.device, classes: tuple[str, ...],
-                     batch_size: int = 128) -> DetectionReport:
-    """COCO-style mAP of the detector on prepared frames (``data``: train.datasets.LabelledBoxes,
-    i.e. images, boxes, classes), in network-input pixels: training's evaluation at eval steps."""
-    boxes, scores, ids = predict_detections(model, data.images, device, batch_size)
-    return evaluate_detections(boxes, scores, ids, data.boxes, data.classes, len(classes), class_names=classes)

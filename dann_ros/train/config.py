@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from dann_ros.config import from_dict, load_yaml, to_dict
+from dann_ros.data.frame_store import DEFAULT_EVAL_MEMORY_MB
 from dann_ros.data.preprocess import Preprocess
 from dann_ros.data.tasks import task_spec
 from dann_ros.model.config import ModelConfig
@@ -210,6 +211,9 @@ class LoopConfig:
     data: Literal["auto", "ram", "stream"] = "auto"
     ram_limit_mb: int = 2048
     workers: int | None = None  # stream: batch-assembling processes (None: min(4, CPUs - 1); 0: in-process)
+    # memory one evaluation batch may take (input + activations): evaluation, box stability, IM/SND and the
+    # proxy A-distance read as many frames a batch as it holds, so a large input takes fewer
+    eval_memory_mb: int = DEFAULT_EVAL_MEMORY_MB
     # random: each batch drawn uniformly with replacement (the demo recipe's); epoch: every record once
     # per epoch in a per-epoch shuffle, DistributedDataParallel ranks reading disjoint records
     sampling: Literal["random", "epoch"] = "random"
@@ -219,6 +223,8 @@ class LoopConfig:
             raise ValueError("train.steps, batch_size (>= 2), eval_every and checkpoint_every must be positive")
         if (self.workers is not None and self.workers < 0) or self.ram_limit_mb < 0:
             raise ValueError("train.workers and train.ram_limit_mb must be >= 0")
+        if self.eval_memory_mb < 1:
+            raise ValueError(f"train.eval_memory_mb must be >= 1 (MB), got {self.eval_memory_mb}")
 
 
 @dataclass(frozen=True)
@@ -275,6 +281,7 @@ class TrainConfig:
         data.pop("cache_dir")
         for where in ("data", "ram_limit_mb", "workers"):  # same batches in RAM or streamed: a run may switch
             data["train"].pop(where)
+        data["train"].pop("eval_memory_mb")  # how evaluation batches, not what it computes
         for key, default in (("sampling", "random"),):  # new options at their defaults: old runs still resume
             if data["train"][key] == default:
                 data["train"].pop(key)

@@ -9,6 +9,7 @@ the same records through the same code, so the batches, and the weights, do not 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -34,7 +35,7 @@ class TrainData:
     source: Store  # the training split
     source_val: Store  # the validation split
     target: list[Store]  # per target bag, the frames training draws from (after target.max_frames)
-    eval_target: Store | None  # labelled real frames, reporting only
+    eval_target: Store | None  # labelled real frames, reporting only (read from disk a batch at a time)
     in_ram: bool = True
 
     @property
@@ -47,7 +48,7 @@ def store_bytes(store: Store) -> int:
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) record indices: the split ``datasets.split_validation`` draws."""
+    """(train, val) record indices: a seeded permutation, ``fraction`` of it (at least one) for validation."""
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(n * fraction)))
     return np.sort(order[n_val:]), np.sort(order[:n_val])
@@ -69,7 +70,7 @@ def _in_ram(store: Store) -> Store:
     if isinstance(store, FrameStore):
         return store.load()
     if isinstance(store, Subset):
-        return Subset(_in_ram(store.store), store.indices)
+        return dataclasses.replace(store, store=_in_ram(store.store))
     return store
 
 

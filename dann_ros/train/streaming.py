@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from dann_ros.data.frame_store import Store
 from dann_ros.data.sampling import MixedSampler, Part
+from dann_ros.model.inference import eval_batch_size
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -200,8 +201,15 @@ def to_device(batch: dict[str, Any], device: torch.device,
     return out
 
 
-def iter_store(store: Store, batch_size: int = 512):
-    """A store's records in order, ``batch_size`` at a time, as uint8 tensors (evaluation without
-    holding a large validation split in RAM)."""
+def iter_store(store: Store, batch_size: int):
+    """A store's records in order, ``batch_size`` at a time, as uint8 tensors."""
     for start in range(0, len(store), batch_size):
         yield torch.from_numpy(store.read(np.arange(start, min(start + batch_size, len(store)))))
+
+
+def eval_batches(model: torch.nn.Module, store: Store, budget_mb: float, most: int = 512, passes: float = 1.0):
+    """A store's records in order, as many a batch as an evaluation pass of ``model`` may hold in
+    ``budget_mb`` (``inference.eval_batch_size``): evaluation never holds a split, or one batch
+    larger than its budget, in RAM."""
+    if len(store):
+        yield from iter_store(store, eval_batch_size(model, tuple(store.record_shape), budget_mb, most, passes))

@@ -44,7 +44,7 @@ from dann_ros.train.data import TrainData, default_workers, load_train_data, mak
 from dann_ros.train.distributed import Dist, init_distributed, shutdown
 from dann_ros.train.hardware import native_bf16, pick_device
 from dann_ros.train.step import StepModule
-from dann_ros.train.streaming import StepBatches, iter_store, step_generator, step_loader, to_device
+from dann_ros.train.streaming import StepBatches, eval_batches, step_generator, step_loader, to_device
 from dann_ros.train.tasks import train_task
 
 log = logging.getLogger(__name__)
@@ -350,7 +350,7 @@ class Trainer:
     def evaluate(self) -> Evaluation:
         d = self.data
         return Evaluation(self.step, self.task.evaluate(self.model, d.source_val, d.eval_target, self.target_probe,
-                                                        self.device, d.classes))
+                                                        self.device, d.classes, self.cfg.train.eval_memory_mb))
 
     def _evaluate_and_save(self, writer) -> None:
         ev = self.evaluate()
@@ -430,7 +430,9 @@ class Trainer:
         return metrics.proxy_a_distance(f_s.numpy(), f_t.numpy(), self.cfg.seed)
 
     def _pooled_features(self, stores) -> torch.Tensor:
-        return torch.cat([pooled_features(self.model, x, self.device) for s in stores for x in iter_store(s)])
+        budget = self.cfg.train.eval_memory_mb
+        return torch.cat([pooled_features(self.model, x, self.device, budget_mb=budget)
+                          for s in stores for x in eval_batches(self.model, s, budget)])
 
 
 def final_stage(history: list[dict], start_step: float) -> list[dict]:

@@ -224,43 +224,17 @@ class CountingPrepare:
         return self.preprocess.prepare(image)
 
 
-def test_load_frames_and_cache(tmp_path):
+def test_load_frames_decodes_and_prepares_a_small_bag(tmp_path):
+    """The in-RAM loader for small bags (caching is the frame store's job: data/frame_cache.py)."""
     bag = tmp_path / "bag"
     stamps = make_bag(bag, [np.full((10, 12, 3), i * 10, np.uint8) for i in range(6)])
-    prepare, cache = CountingPrepare(), tmp_path / "cache"
-    sel = BagSelection(stride=2)
-    first = load_frames(bag, sel, prepare, cache_dir=cache, cache_key="p1")
-    assert prepare.calls == 3 and not first.from_cache
+    prepare = CountingPrepare()
+    first = load_frames(bag, BagSelection(stride=2), prepare)
+    assert prepare.calls == 3
     assert first.images.shape == (3, 3, 8, 8) and first.images.dtype == np.uint8
     assert first.stamps_ns.tolist() == stamps[::2] and first.indices.tolist() == [0, 2, 4]
     assert first.topics.tolist() == ["/camera/image_raw"] * 3 and first.image_sizes.tolist() == [[10, 12]] * 3
-    assert first.geometry(0).scale_x == pytest.approx(8 / 12)
-    (cache_file,) = cache.glob("*.npz")
-
-    second = load_frames(bag, sel, prepare, cache_dir=cache, cache_key="p1")
-    assert prepare.calls == 3 and second.from_cache  # nothing decoded or prepared again
-    for name in ("images", "stamps_ns", "log_times_ns", "indices", "topics", "image_sizes", "geometries"):
-        np.testing.assert_array_equal(getattr(second, name), getattr(first, name))
-    assert second.stats.decoded == 3
-
-    load_frames(bag, sel, prepare, cache_dir=cache, cache_key="p2")  # other preprocessing: a new entry
-    load_frames(bag, BagSelection(), prepare, cache_dir=cache, cache_key="p1")  # other selection: too
-    assert prepare.calls == 3 + 3 + 6 and len(list(cache.glob("*.npz"))) == 3
-
-    cache_file.write_bytes(b"garbage")  # a damaged cache file is rebuilt
-    assert not load_frames(bag, sel, prepare, cache_dir=cache, cache_key="p1").from_cache
-    assert load_frames(bag, sel, prepare, cache_dir=cache, cache_key="p1").from_cache
-
-
-def test_cache_key_from_preprocess_and_required_otherwise(tmp_path):
-    bag = tmp_path / "bag"
-    make_bag(bag, [RGB] * 2)
-    pre = Preprocess(height=8, width=8)
-    load_frames(bag, BagSelection(), pre.prepare, cache_dir=tmp_path / "c")
-    assert load_frames(bag, BagSelection(), pre.prepare, cache_dir=tmp_path / "c").from_cache
-    assert not load_frames(bag, BagSelection(), Preprocess(height=9, width=9).prepare, cache_dir=tmp_path / "c").from_cache
-    with pytest.raises(ValueError, match="cache_key"):
-        load_frames(bag, BagSelection(), CountingPrepare(), cache_dir=tmp_path / "c")
+    assert first.geometry(0).scale_x == pytest.approx(8 / 12) and first.stats.decoded == 3
 
 
 def test_load_frames_without_frames_is_an_error(tmp_path):

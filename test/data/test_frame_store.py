@@ -18,7 +18,7 @@ import pytest
 from dann_ros.data import replicator
 from dann_ros.data.bags import BagSelection, load_frames
 from dann_ros.data.frame_cache import (bag_store, crop_store, decode_stats, detection_store, estimate_bag_frames,
-                                      split_by_topic, to_frameset)
+                                      frame_geometry, frame_index, split_by_topic)
 from dann_ros.data.frame_store import (CacheTooBigError, FrameStore, FrameStoreDamaged, MemoryStore, Progress,
                                        Subset, open_or_build)
 from dann_ros.data.make_bag import make_bag
@@ -109,10 +109,12 @@ def test_skipped_frames_are_reported_with_reasons_and_kept_in_the_cache(tmp_path
     stats = decode_stats(again)
     assert (stats.decoded, stats.skipped) == (4, 2) and stats.examples[1].startswith("/cam#4: cannot decode")
     ram = load_frames(bag, BagSelection(), PP.prepare)
-    fs = to_frameset(again)
-    for name in ("images", "stamps_ns", "log_times_ns", "indices", "topics", "image_sizes", "geometries"):
-        np.testing.assert_array_equal(getattr(fs, name), getattr(ram, name))
-    assert fs.stats.summary() == ram.stats.summary() and fs.bag_path == str(bag.resolve())
+    np.testing.assert_array_equal(again.read(np.arange(len(again))), ram.images)
+    index = frame_index(again)  # what label files are matched against
+    for name in ("stamps_ns", "indices", "topics"):
+        np.testing.assert_array_equal(getattr(index, name), getattr(ram, name))
+    assert [frame_geometry(again, i) for i in range(4)] == [ram.geometry(i) for i in range(4)]
+    assert stats.summary() == ram.stats.summary() and again.meta["key"]["bag"] == str(bag.resolve())
 
 
 def test_a_bag_with_two_cameras_splits_into_one_view_per_topic(tmp_path):
@@ -342,3 +344,104 @@ def test_a_pickled_store_opens_its_own_file(bag, tmp_path):
     np.testing.assert_array_equal(copy.read([0, 29]), want)
     copy.close()
     np.testing.assert_array_equal(store.read([0, 29]), want)  # the original's descriptor is untouched
+
+
+# --------------------------------------------------------------------------- Replicator caches (issue 22, defect 3)
+
+def _replicator_store(kind: str, renders: Path, cache: Path) -> FrameStore:
+    """The training run's source cache: object crops (classification) or whole frames with boxes (detection)."""
+    if kind == "crops":
+        return crop_store(renders, replicator.CropSpec(), (), PP, cache, progress=None)
+    return detection_store(renders, 1.0, (), PP, cache, progress=None)
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    """Invert one byte (``offset`` < 0: from the end)."""
+    with path.open("r+b") as f:
+        offset = offset if offset >= 0 else f.seek(0, os.SEEK_END) + offset
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+REPLICATOR_DAMAGE = {
+    "record bit flip": lambda p, kind: _flip_byte(p / "images.u8", 2 * PP.height * PP.width * 3 + 5),
+    "labels bit flip": lambda p, kind: _flip_byte(p / ("class_ids.npy" if kind == "crops" else "boxes.raw"), -2),
+    "data truncated": lambda p, kind: _damage_truncate(p),
+    "header garbage": lambda p, kind: (p / "meta.json").write_bytes(b"\x00{not json"),
+}
+
+
+@pytest.mark.parametrize("kind", ["crops", "detection"])
+@pytest.mark.parametrize("damage", list(REPLICATOR_DAMAGE))
+def test_damaged_replicator_cache_is_rebuilt(renders, tmp_path, kind, damage, caplog):
+    """A damaged Replicator source cache is never trusted: refused on open (or, for a flipped pixel, on
+    the read of that record, which marks the store) and rebuilt the next time, equal to the first build.
+    The former .npz cache read a damaged file back, or failed, but never rebuilt it."""
+    store = _replicator_store(kind, renders, tmp_path)
+    want = store.load()
+    REPLICATOR_DAMAGE[damage](store.path, kind)
+    if damage == "record bit flip":
+        opened = _replicator_store(kind, renders, tmp_path)  # header and sizes intact: opened as it is
+        with pytest.raises(FrameStoreDamaged, match=rf"{opened.path}: record 2: CRC mismatch"):
+            opened.read(np.arange(len(opened)))
+    with caplog.at_level(logging.WARNING):
+        rebuilt = _replicator_store(kind, renders, tmp_path)
+    assert "rebuilding the frame cache" in caplog.text and rebuilt.path == store.path
+    got = rebuilt.load()
+    np.testing.assert_array_equal(got.images, want.images)
+    for name, column in want.columns.items():
+        np.testing.assert_array_equal(got.columns[name], column)
+    for name, rows in want.ragged_columns.items():
+        for a, b in zip(got.ragged_columns[name], rows, strict=True):
+            np.testing.assert_array_equal(a, b)
+    FrameStore(rebuilt.path, verify=True)
+    assert not list(tmp_path.glob(".*.tmp")), "no temporary folder left"
+
+
+def test_a_killed_replicator_build_leaves_no_temporary_folder(renders, tmp_path):
+    """A build killed part way (SIGKILL: no cleanup can run) leaves only its hidden temporary folder,
+    and the next build of that store deletes it: nothing is left to fill the disk."""
+    script = textwrap.dedent(f"""
+        import os, signal
+        from dann_ros.data import frame_store
+        from dann_ros.data.frame_cache import detection_store
+        from dann_ros.data.preprocess import Preprocess
+        append = frame_store.StoreWriter.append
+        def dying(self, *args, **kwargs):
+            if len(self) == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+            append(self, *args, **kwargs)
+        frame_store.StoreWriter.append = dying
+        detection_store({str(renders)!r}, 1.0, (), Preprocess(height=24, width=32), {str(tmp_path)!r}, progress=None)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == -9, run.stderr
+    (left,) = tmp_path.glob(".detection-*.tmp")
+    assert (left / "images.u8").exists() and not list(tmp_path.glob("*.frames"))
+    store = _replicator_store("detection", renders, tmp_path)
+    assert not left.exists() and not list(tmp_path.glob(".*.tmp")) and len(store) == 6
+
+
+def test_a_replicator_build_that_fails_writing_leaves_nothing(renders, tmp_path):
+    """A write that fails (here: the file-size limit, as a full disk) is a clear error, and neither a
+    store nor a temporary file is left (the former .npz cache left its temporary file)."""
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
+        from dann_ros.data.frame_cache import detection_store
+        from dann_ros.data.frame_store import CacheTooBigError
+        from dann_ros.data.preprocess import Preprocess
+        try:
+            detection_store({str(renders)!r}, 1.0, (), Preprocess(height=24, width=32), {str(tmp_path / "c")!r},
+                            progress=None)
+        except CacheTooBigError as err:
+            print("ERROR:", err)
+            sys.exit(3)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 3, run.stderr
+    assert "ran out of disk space" in run.stdout and "Replicator frames" in run.stdout
+    assert not list((tmp_path / "c").iterdir()), "no store and no temporary folder left"

@@ -62,3 +62,27 @@ def test_empty_folder(tiny_onnx, tmp_path):
     (tmp_path / "a").mkdir()
     with pytest.raises(ValueError, match="no readable images"):
         evaluate_image_folder(Predictor.load(tiny_onnx), tmp_path)
+
+
+def test_bag_accuracy_is_streamed_by_a_memory_budget_and_keeps_no_frames(tiny_onnx, tmp_path, monkeypatch):
+    """A labelled bag goes through a temporary frame store (deleted afterwards), read as many frames a
+    batch as the memory budget pays for; a smaller budget gives the same report in smaller batches."""
+    import tempfile
+
+    from dann_ros.data.frame_store import runtime_frame_bytes
+
+    bag = tmp_path / "bag"
+    write_labelled_bag(bag, _images(20, seed=2), [str(i % 10) for i in range(20)], classes=[str(i) for i in range(10)])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    predictor = Predictor.load(tiny_onnx)
+    batches: list[int] = []
+    run = predictor.run_prepared
+    monkeypatch.setattr(predictor, "run_prepared", lambda images: batches.append(len(images)) or run(images))
+    full = evaluate_labelled_bag(predictor, bag, f"{bag}.labels.json")
+    assert batches == [20]
+    batches.clear()
+    budget = 4 * runtime_frame_bytes(predictor.preprocess.input_shape) / 2**20
+    small = evaluate_labelled_bag(predictor, bag, f"{bag}.labels.json", memory_mb=budget)
+    assert batches == [4] * 5 and small.to_json() == full.to_json() and small.n == 20
+    assert not list((tmp_path / "tmp").iterdir()), "the temporary frame store is deleted"

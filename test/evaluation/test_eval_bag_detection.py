@@ -74,3 +74,30 @@ def test_eval_bag_cli_prints_map_and_takes_the_threshold(trained_detector_onnx, 
     report = json.loads((tmp_path / "cli" / "report.json").read_text())
     assert report["outputs"] == {"detection_threshold": 0.5}
     assert np.isclose(report["map50"], report["scores"]["map50"])
+
+
+def test_eval_streams_the_bag_by_a_memory_budget_and_keeps_no_frames(predictor, box_bag, tmp_path, monkeypatch):
+    """`dann-ros eval` reads the bag through a frame store (a temporary one without a cache folder,
+    deleted afterwards) and runs it as many frames a batch as its memory budget pays for: a smaller
+    budget gives the same report in smaller batches."""
+    import tempfile
+
+    from dann_ros.data.frame_store import frames_per_batch, runtime_frame_bytes
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    batches: list[int] = []
+    detect = predictor.detect_prepared
+    monkeypatch.setattr(predictor, "detect_prepared", lambda images, *a, **k: batches.append(len(images)) or
+                        detect(images, *a, **k))
+    reference = evaluate_detection_bag(predictor, box_bag["bag"], box_bag["labels"])
+    assert batches == [box_bag["n"]]  # 24 small frames: one batch, as before
+    batches.clear()
+    budget = 3 * runtime_frame_bytes(predictor.preprocess.input_shape) / 2**20
+    small = evaluate_detection_bag(predictor, box_bag["bag"], box_bag["labels"], memory_mb=budget)
+    assert frames_per_batch(runtime_frame_bytes(predictor.preprocess.input_shape), budget, 64) == 3
+    assert max(batches) == 3 and sum(batches) == box_bag["n"]
+    assert (small.map50, small.map, small.n_images) == (reference.map50, reference.map, reference.n_images)
+    assert not list((tmp_path / "tmp").iterdir()), "the temporary frame store is deleted"
+    kept = evaluate_detection_bag(predictor, box_bag["bag"], box_bag["labels"], cache_dir=tmp_path / "cache")
+    assert kept.map50 == reference.map50 and len(list((tmp_path / "cache").glob("bag-*.frames"))) == 1

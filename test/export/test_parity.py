@@ -112,3 +112,25 @@ def test_the_export_keeps_the_peak_window_for_the_engine_check(tiny_detector_onn
     """The engine check on the robot (dann_ros.runtime.tensorrt_backend) reads it back from the ONNX."""
     assert read_peak_px(tiny_detector_onnx) == 8.0  # 2 output strides of 4 px
     assert read_peak_px(tiny_onnx) == 0.0  # a classifier has no peaks
+
+
+def test_outputs_in_batches_are_the_outputs_of_one_run(tiny_detector_onnx):
+    """What a parity check compares: each output joined over batches of at most the given size, every
+    batch made float32 only when it runs (the frames are never one float array)."""
+    from dann_ros.export.parity import outputs_in_batches
+
+    sess = ort.InferenceSession(str(tiny_detector_onnx), providers=["CPUExecutionProvider"])
+    frames = np.random.default_rng(1).integers(0, 256, (7, 3, 48, 64), dtype=np.uint8)
+    seen: list[tuple] = []
+
+    def run(batch):
+        seen.append((len(batch), batch.dtype))
+        return sess.run(None, {"images": batch})
+
+    joined = outputs_in_batches(run, frames, 3)
+    assert seen == [(3, np.float32), (3, np.float32), (1, np.float32)]
+    whole = sess.run(None, {"images": frames.astype(np.float32)})
+    assert len(joined) == len(whole)
+    for a, b in zip(joined, whole):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=1e-5)

@@ -12,22 +12,28 @@ from dann_ros.train.trainer import train
 from test.train.conftest import tiny_detection_config
 
 
-def test_detection_bag_boxes_map_back_to_the_label_file(tiny_detection_domains):
+def test_detection_bag_boxes_map_back_to_the_label_file(tiny_detection_domains, tmp_path):
+    """A labelled detection bag is its frame store (read from disk, not held in RAM) with the label
+    file's boxes in each frame's network pixels: mapped back, they are the labelled ones."""
     from dann_ros.data.bags import BagSelection, load_frames
+    from dann_ros.data.frame_cache import detection_bag, frame_geometry
+    from dann_ros.data.frame_store import FrameStore
     from dann_ros.data.labels import LabelFile
     from dann_ros.data.preprocess import Preprocess
-    from dann_ros.train.datasets import load_detection_bag
 
     pre = Preprocess(height=48, width=64, resize="letterbox")
     classes = tuple(str(i) for i in range(10))
-    data = load_detection_bag(tiny_detection_domains["bag"], tiny_detection_domains["labels"], (), pre, classes, None)
+    data = detection_bag(tiny_detection_domains["bag"], tiny_detection_domains["labels"], (), pre, classes,
+                         tmp_path / "cache")
+    assert isinstance(data.store, FrameStore)
     fs = load_frames(tiny_detection_domains["bag"], BagSelection(), pre.prepare)
     match = LabelFile.load(tiny_detection_domains["labels"]).match(fs)
-    assert len(data) == len(fs) and sum(len(c) for c in data.classes) > 0
+    assert len(data) == len(fs) and sum(len(data.ragged("box_classes", i)) for i in range(len(data))) > 0
+    np.testing.assert_array_equal(data.read(np.arange(len(data))), fs.images)
     for i in range(len(data)):
-        assert fs.geometry(i).offset_y > 0  # 80 x 48 frames are letterboxed
-        np.testing.assert_allclose(fs.geometry(i).to_image(data.boxes[i]), match.boxes[i], atol=1e-3)
-        np.testing.assert_array_equal(data.classes[i], match.box_class_ids[i])
+        assert frame_geometry(data, i) == fs.geometry(i) and fs.geometry(i).offset_y > 0  # 80 x 48: letterboxed
+        np.testing.assert_allclose(fs.geometry(i).to_image(data.ragged("boxes", i)), match.boxes[i], atol=1e-3)
+        np.testing.assert_array_equal(data.ragged("box_classes", i), match.box_class_ids[i])
 
 
 @pytest.mark.parametrize("method", ["none", "dann"])

@@ -164,12 +164,29 @@ def test_ddp_ranks_read_disjoint_records_in_a_real_gloo_run(stores, tmp_path):
     assert a | b == set(range(len(bag_a)))
 
 
+def _prepared_crops(cfg):
+    """Every source crop of the config, prepared, with its class id: what the run must train on."""
+    c = cfg.source.crop
+    spec = replicator.CropSpec(c.margin, c.square, c.min_size, c.max_occlusion)
+    crops = list(replicator.iter_crops(replicator.scan(cfg.source.replicator), spec))
+    names = tuple(sorted({n for _, n in crops}))
+    images = np.stack([cfg.preprocess.prepare(crop)[0] for crop, _ in crops])
+    return images, np.array([names.index(n) for _, n in crops]), names
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (train, val) split runs have always drawn: a seeded permutation, its head for validation."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * fraction)))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
 @pytest.mark.parametrize("mode", ["stream", "ram"])
-def test_training_data_of_a_config_holds_today_s_data(tiny_domains, tmp_path, mode):
-    """The stores hold the records today's in-RAM loaders return (same split, labels, class names), and
-    the epoch sampler's batches read them: the same in RAM and streamed."""
+def test_training_data_of_a_config_holds_the_prepared_records(tiny_domains, tmp_path, mode):
+    """The stores hold every crop and target frame prepared as the node prepares it (same split, labels,
+    class names), and the epoch sampler's batches read them: the same in RAM and streamed."""
+    from dann_ros.data.bags import load_frames
     from dann_ros.train.data import load_train_data, make_sampling
-    from dann_ros.train.datasets import load_source, load_target, split_validation
     from dann_ros.train.streaming import iter_store
     from dann_ros.train.tasks import train_task
 
@@ -179,38 +196,39 @@ def test_training_data_of_a_config_holds_today_s_data(tiny_domains, tmp_path, mo
                                                          "train.sampling": "epoch"})
     data = load_train_data(cfg)
     assert data.in_ram == (mode == "ram")
-    ram, classes = load_source(cfg.source, cfg.preprocess, cfg.classes, None)
-    train, val = split_validation(ram, cfg.source.val_fraction, cfg.seed)
+    images, labels, classes = _prepared_crops(cfg)
+    train, val = _split(len(images), cfg.source.val_fraction, cfg.seed)
     assert data.classes == classes
-    np.testing.assert_array_equal(torch.cat(list(iter_store(data.source_val, 7))).numpy(), val.images)
-    np.testing.assert_array_equal(data.source.read(np.arange(len(data.source))), train.images)
-    np.testing.assert_array_equal(data.source.columns["class_ids"], train.labels)
-    target = load_target(cfg.target, cfg.preprocess, None, cfg.seed)
+    np.testing.assert_array_equal(torch.cat(list(iter_store(data.source_val, 7))).numpy(), images[val])
+    np.testing.assert_array_equal(data.source.read(np.arange(len(data.source))), images[train])
+    np.testing.assert_array_equal(data.source.columns["class_ids"], labels[train])
+    target = load_frames(cfg.target.bags[0], BagSelection(tuple(cfg.target.topics)), cfg.preprocess.prepare).images
     np.testing.assert_array_equal(data.target[0].read(np.arange(len(target))), target)
     sampling = make_sampling(cfg, data, train_task(cfg.task), 1, uses_target=True)
     batch = StepBatches(sampling.source, sampling.target, cfg.seed)[3]
     assert batch["source"]["images"].shape == (16, 3, 28, 28) and batch["target"]["images"].shape == (16, 3, 28, 28)
     ids = batch["source"]["ids"][:, 1].numpy()
-    np.testing.assert_array_equal(batch["source"]["labels"].numpy(), train.labels[ids])
-    np.testing.assert_array_equal(batch["source"]["images"].numpy(), train.images[ids])
+    np.testing.assert_array_equal(batch["source"]["labels"].numpy(), labels[train][ids])
+    np.testing.assert_array_equal(batch["source"]["images"].numpy(), images[train][ids])
 
 
-def test_max_frames_keeps_today_s_target_subset(tiny_domains, tmp_path):
+def test_max_frames_keeps_the_seeded_target_subset(tiny_domains, tmp_path):
+    from dann_ros.data.bags import load_frames
     from dann_ros.train.data import load_train_data
-    from dann_ros.train.datasets import load_target
 
     from .conftest import tiny_config
 
     cfg = tiny_config(tiny_domains, tmp_path / "run", **{"cache_dir": tmp_path / "cache", "target.max_frames": 50})
     data = load_train_data(cfg)
     assert data.n_target == 50
-    np.testing.assert_array_equal(data.target[0].read(np.arange(50)), load_target(cfg.target, cfg.preprocess, None,
-                                                                                   cfg.seed))
+    every = load_frames(cfg.target.bags[0], BagSelection(tuple(cfg.target.topics)), cfg.preprocess.prepare).images
+    pick = np.sort(np.random.default_rng(cfg.seed).choice(len(every), 50, replace=False))
+    np.testing.assert_array_equal(data.target[0].read(np.arange(50)), every[pick])
 
 
 def test_streamed_detection_data_carries_the_boxes(tiny_detection_domains, tmp_path):
+    from dann_ros.data.frame_cache import to_network
     from dann_ros.train.data import load_train_data, make_sampling
-    from dann_ros.train.datasets import load_detection_source, split_validation
     from dann_ros.train.tasks import train_task
 
     from .conftest import tiny_detection_config
@@ -219,13 +237,17 @@ def test_streamed_detection_data_carries_the_boxes(tiny_detection_domains, tmp_p
         "cache_dir": tmp_path / "cache", "train.data": "stream", "train.sampling": "epoch"})
     data = load_train_data(cfg)
     sampling = make_sampling(cfg, data, train_task(cfg.task), 2, uses_target=True)
-    ram, _ = load_detection_source(cfg.source, cfg.preprocess, cfg.classes, None)
-    train, _ = split_validation(ram, cfg.source.val_fraction, cfg.seed)
+    frames = replicator.scan(cfg.source.replicator)
+    train, _ = _split(len(frames), cfg.source.val_fraction, cfg.seed)
     batch = StepBatches(sampling.source, sampling.target, cfg.seed, rank=1)[0]
     for k, i in enumerate(batch["source"]["ids"][:, 1].tolist()):
-        np.testing.assert_allclose(batch["source"]["boxes"][k].numpy(), train.boxes[i], atol=1e-4)
-        np.testing.assert_array_equal(batch["source"]["box_classes"][k].numpy(), train.classes[i])
-        np.testing.assert_array_equal(batch["source"]["images"][k].numpy(), train.images[i])
+        frame = frames[train[i]]
+        image, geometry = cfg.preprocess.prepare(frame.load_rgb())
+        visible = [b for b in frame.boxes if b.occlusion is None or b.occlusion <= cfg.source.crop.max_occlusion]
+        want = to_network(np.array([[b.x_min, b.y_min, b.x_max, b.y_max] for b in visible], np.float32), geometry)
+        np.testing.assert_allclose(batch["source"]["boxes"][k].numpy(), want, atol=1e-4)
+        assert batch["source"]["box_classes"][k].tolist() == [cfg.classes.index(b.class_name) for b in visible]
+        np.testing.assert_array_equal(batch["source"]["images"][k].numpy(), image)
 
 
 def test_stream_arguments_are_checked(stores):

@@ -15,6 +15,7 @@ import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from dann_ros.data.frame_store import DEFAULT_EVAL_MEMORY_MB
 from dann_ros.data.tasks import TaskSpec, task_spec
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class TrainTask:
         raise NotImplementedError
 
     def eval_target_store(self, cfg: TrainConfig, classes: tuple[str, ...]) -> Store:
-        """``cfg.eval_target``'s labelled real frames (in RAM: a hand-labelled bag is small)."""
+        """``cfg.eval_target``'s labelled real frames: the bag's frame store with its labels as columns."""
         raise NotImplementedError
 
     def targets(self, model: nn.Module, source: dict[str, Any], device: torch.device) -> Any:
@@ -45,9 +46,11 @@ class TrainTask:
         raise NotImplementedError
 
     def evaluate(self, model: nn.Module, source_val: Store, eval_target: Store | None,
-                 target_frames: Sequence[Store], device: torch.device, classes: tuple[str, ...]) -> dict[str, float]:
+                 target_frames: Sequence[Store], device: torch.device, classes: tuple[str, ...],
+                 budget_mb: float = DEFAULT_EVAL_MEMORY_MB) -> dict[str, float]:
         """One evaluation: source-val metric, eval-target metric (when labelled frames are given) and
-        label-free scores of the unlabelled ``target_frames`` where the task has them."""
+        label-free scores of the unlabelled ``target_frames`` where the task has them; every pass in
+        batches of at most ``budget_mb`` (``train.eval_memory_mb``)."""
         raise NotImplementedError
 
 

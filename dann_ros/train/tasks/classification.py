@@ -10,23 +10,21 @@ import numpy as np
 import torch
 
 from dann_ros.data import replicator
-from dann_ros.data.frame_cache import crop_store, frame_label_store
-from dann_ros.data.frame_store import MemoryStore, ProgressFn, Store
+from dann_ros.data.frame_cache import crop_store, frame_label_store, labelled_bag
+from dann_ros.data.frame_store import DEFAULT_EVAL_MEMORY_MB, ProgressFn, Store, Subset
+from dann_ros.data.labels import LabelFile
 from dann_ros.model.inference import predict
 from dann_ros.train import metrics
 from dann_ros.train.config import TrainConfig
-from dann_ros.train.datasets import load_labelled_bag, load_source
-from dann_ros.train.streaming import iter_store
+from dann_ros.train.streaming import eval_batches
 from dann_ros.train.tasks import TrainTask
 
 
-def labelled_store(images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> MemoryStore:
-    return MemoryStore(images, {"class_ids": np.asarray(labels, np.int64)}, {}, {"notes": {"class_names": list(classes)}})
-
-
-def probabilities(model: torch.nn.Module, stores: Sequence[Store], device: torch.device) -> torch.Tensor:
-    """Softmax outputs over every record of ``stores``, read a batch at a time."""
-    out = [predict(model, x, device)[0] for s in stores for x in iter_store(s)]
+def probabilities(model: torch.nn.Module, stores: Sequence[Store], device: torch.device,
+                  budget_mb: float = DEFAULT_EVAL_MEMORY_MB) -> torch.Tensor:
+    """Softmax outputs over every record of ``stores``, read a budget's batch at a time."""
+    out = [predict(model, x, device, budget_mb=budget_mb, features=False)[0]
+           for s in stores for x in eval_batches(model, s, budget_mb)]
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -35,9 +33,10 @@ class ClassificationTraining(TrainTask):
 
     def source_store(self, cfg: TrainConfig, progress: ProgressFn | None) -> tuple[Store, tuple[str, ...]]:
         src, pp, cache = cfg.source, cfg.preprocess, cfg.cache_dir
-        if src.replicator is None:  # a labelled bag (e.g. train-on-target): small, read in RAM
-            data, classes = load_source(src, pp, cfg.classes, cache)
-            return labelled_store(data.images, data.labels, classes), classes
+        if src.replicator is None:  # a labelled bag (e.g. train-on-target): its frames with a known label
+            classes = cfg.classes or tuple(LabelFile.load(src.labels).classes)
+            frames = labelled_bag(src.bag, src.labels, src.topics, pp, classes, cache, progress)
+            return Subset(frames, np.flatnonzero(frames.columns["class_ids"] >= 0)), classes
         if src.frame_labels is not None:
             store = frame_label_store(src.replicator, src.frame_labels, cfg.classes, pp, cache, progress)
         else:
@@ -47,21 +46,21 @@ class ClassificationTraining(TrainTask):
 
     def eval_target_store(self, cfg: TrainConfig, classes: tuple[str, ...]) -> Store:
         e = cfg.eval_target
-        data = load_labelled_bag(e.bag, e.labels, e.topics, cfg.preprocess, classes, cfg.cache_dir)
-        return labelled_store(data.images, data.labels, classes)
+        return labelled_bag(e.bag, e.labels, e.topics, cfg.preprocess, classes, cfg.cache_dir)
 
     def targets(self, model: torch.nn.Module, source: dict[str, Any], device: torch.device) -> torch.Tensor:
         return source["labels"]
 
-    def evaluate(self, model, source_val, eval_target, target_frames, device, classes) -> dict[str, float]:
+    def evaluate(self, model, source_val, eval_target, target_frames, device, classes,
+                 budget_mb: float = DEFAULT_EVAL_MEMORY_MB) -> dict[str, float]:
         key = self.spec.metric_key
-        probs = probabilities(model, [source_val], device)
+        probs = probabilities(model, [source_val], device, budget_mb)
         out = {key("source_val"): metrics.accuracy(probs.argmax(1).numpy(), source_val.columns["class_ids"])}
         if eval_target is not None:
-            probs_e = probabilities(model, [eval_target], device)
+            probs_e = probabilities(model, [eval_target], device, budget_mb)
             out[key("target")] = metrics.accuracy(probs_e.argmax(1).numpy(), eval_target.columns["class_ids"])
         if target_frames:
-            probs_t = probabilities(model, target_frames, device)
+            probs_t = probabilities(model, target_frames, device, budget_mb)
             out["im"] = metrics.information_maximization(probs_t)
             out["snd"] = metrics.soft_neighborhood_density(probs_t)
         return out
