@@ -50,10 +50,15 @@ def build_discriminator(cfg: ModelConfig, features: int | nn.Module) -> nn.Modul
 
 def build_domain_loss(cfg: ModelConfig, features: int | nn.Module, method: str = "dann",
                       num_classes: int | None = None, entropy_conditioning: bool = False,
-                      instance: bool = False, consistency: bool = False, top_k: int = 8) -> DomainAdversarialLoss:
+                      instance: bool = False, consistency: bool = False, top_k: int = 8,
+                      center_aware: bool = False, adversary: str = "reversal") -> DomainAdversarialLoss:
     """``method`` dann, or cdan (the discriminator sees features x predictions: ``num_classes`` times wider).
     ``instance`` (a detector, dann): DA-Faster's instance-level discriminator on the features at object
-    centres (the ``top_k`` predicted peaks per image, both domains), and with ``consistency`` its consistency term."""
+    centres (the ``top_k`` predicted peaks per image, both domains), and with ``consistency`` its consistency
+    term. ``center_aware``: a detector's per-location decisions weighted by its heatmap (EPM). ``adversary``:
+    reversal (GRL) or confusion (model/adaptation/dann.py), dann only."""
+    if adversary != "reversal" and (method != "dann" or instance):
+        raise ValueError(f"adaptation.adversary {adversary} is implemented for method dann without instance alignment")
     if method == "dann" and instance:
         if getattr(features, "task", None) != "detection":
             raise ValueError("instance-level alignment reads object centres: detection only")
@@ -62,8 +67,12 @@ def build_domain_loss(cfg: ModelConfig, features: int | nn.Module, method: str =
         return InstanceAdversarialLoss(build_discriminator(cfg, features), inst, top_k, consistency)
     if consistency:
         raise ValueError("the consistency term pairs image- and instance-level discriminators: set instance")
+    if center_aware and (method != "dann" or getattr(features, "task", None) != "detection"
+                         or cfg.detection_discriminator != "pixel"):
+        raise ValueError("adaptation.center_aware weights a detector's per-location decisions: method dann, "
+                         "model.detection_discriminator pixel")
     if method == "dann":
-        return DomainAdversarialLoss(build_discriminator(cfg, features))
+        return DomainAdversarialLoss(build_discriminator(cfg, features), center_aware, adversary)
     if method == "cdan":
         if isinstance(features, nn.Module):
             if getattr(features, "task", None) != "classification":

@@ -146,7 +146,14 @@ class AdaptationConfig:
     # consistency term (model/adaptation/instance.py); 0 = off
     instance_weight: float = 0.0
     consistency_weight: float = 0.0
-    instance_top_k: int = 8  # target instances: the strongest predicted peaks per image
+    instance_top_k: int = 8  # instances of both domains: the strongest predicted peaks per image
+    # detection, dann, pixel discriminator: weight each location's domain decision by the detector's own
+    # heatmap (EPM's center-aware alignment: objects, not background, are aligned; model/adaptation/dann.py)
+    center_aware: bool = False
+    # how the extractor plays against the discriminator: reversal (the gradient reversal layer: it ascends
+    # L_domain) or confusion (it descends BCE(d, 1/2): no vanishing gradient against a confident
+    # discriminator, no overshoot; model/adaptation/dann.py)
+    adversary: Literal["reversal", "confusion"] = "reversal"
 
     def __post_init__(self) -> None:
         if self.instance_weight < 0 or self.consistency_weight < 0 or self.instance_top_k < 1:

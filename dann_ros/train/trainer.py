@@ -99,7 +99,8 @@ class Trainer:
         if a.method != "none":
             self.adversarial = build_domain_loss(cfg.model, self.model, a.method, len(self.data.classes),
                                                  a.entropy_conditioning, a.instance_weight > 0,
-                                                 a.consistency_weight > 0, a.instance_top_k).to(self.device)
+                                                 a.consistency_weight > 0, a.instance_top_k,
+                                                 a.center_aware, a.adversary).to(self.device)
         strong_view = camera_view(cfg.augment) if a.pseudo_label_camera else None
         regularisers = {name: make() for name, make, w in (
             ("entropy", EntropyLoss, a.entropy_weight),

@@ -1,4 +1,4 @@
-"""The detector's image-level discriminator: per location (pixel) vs per image (global)."""
+"""The detector's image-level discriminators: per location (pixel, optionally center-aware) vs per image (global)."""
 
 import pytest
 import torch
@@ -70,3 +70,44 @@ def test_unknown_detection_discriminator_is_refused():
 
     with pytest.raises(ValueError, match="detection_discriminator"):
         from_dict(ModelConfig, {"detection_discriminator": "patch"})
+
+
+def _detector_and_outputs(cfg: ModelConfig, n: int = 4):
+    torch.manual_seed(0)
+    model = build_model(cfg, "detection", 3, Preprocess(64, 64, "rgb", (0.5,) * 3, (0.5,) * 3))
+    f, out = model.forward_train(torch.rand(n, 3, 64, 64) * 255)
+    half = n // 2
+    return model, f, {k: v[:half] for k, v in out.items()}, {k: v[half:] for k, v in out.items()}
+
+
+def test_center_aware_alignment_weights_locations_by_the_heatmap():
+    """EPM's center-aware alignment: a location the detector scores as background adds (almost) nothing to
+    the domain loss, in either domain; with a flat heatmap it is plain pixel alignment."""
+    cfg = ModelConfig(discriminator_hidden=16)
+    model, f, out_s, out_t = _detector_and_outputs(cfg)
+    plain = build_domain_loss(cfg, model)
+    aware = build_domain_loss(cfg, model, center_aware=True)
+    aware.discriminator.load_state_dict(plain.discriminator.state_dict())
+    flat_s = {**out_s, "heatmap": torch.zeros_like(out_s["heatmap"])}
+    flat_t = {**out_t, "heatmap": torch.zeros_like(out_t["heatmap"])}
+    assert torch.allclose(aware(f[:2], f[2:], flat_s, flat_t), plain(f[:2], f[2:], flat_s, flat_t), atol=1e-6)
+
+    # one object cell per image: the weighted loss is the discriminator's loss at those cells alone
+    peaked_s, peaked_t = ({**o, "heatmap": torch.full_like(o["heatmap"], -30.0)} for o in (out_s, out_t))
+    peaked_s["heatmap"][:, 1, 3, 5] = 30.0
+    peaked_t["heatmap"][:, 0, 7, 2] = 30.0
+    d = plain.discriminator(torch.cat([f[:2], f[2:]])).float()
+    w = peaked_s["heatmap"].shape[-1]
+    at_s, at_t = d[:2, 3 * w + 5], d[2:, 7 * w + 2]
+    expected = 0.5 * (torch.nn.functional.binary_cross_entropy_with_logits(at_s, torch.ones_like(at_s))
+                      + torch.nn.functional.binary_cross_entropy_with_logits(at_t, torch.zeros_like(at_t)))
+    assert torch.allclose(aware(f[:2], f[2:], peaked_s, peaked_t), expected, atol=1e-4)
+
+
+def test_center_aware_needs_a_pixel_discriminator_and_a_detector():
+    with pytest.raises(ValueError, match="center_aware"):
+        build_domain_loss(ModelConfig(discriminator_hidden=16), 8, center_aware=True)
+    cfg = ModelConfig(discriminator_hidden=16, detection_discriminator="global")
+    model, *_ = _detector_and_outputs(cfg)
+    with pytest.raises(ValueError, match="center_aware"):
+        build_domain_loss(cfg, model, center_aware=True)
