@@ -1,7 +1,7 @@
 """Box-aware source augmentation for detection (``augment.geometric`` on a detection run).
 
-Renders place every object at a few sizes, upright, fully inside the frame; real cameras see them
-bigger, smaller, tilted and cut by the frame edge. Each source image gets its own random zoom
+Renders show their objects upright and whole inside the frame; real cameras see them tilted,
+slanted, at other scales and cut by the frame edge. Each source image gets its own random zoom
 (zoom > 1 crops, < 1 expands onto a grey canvas), shift, rotation and shear, an optional
 horizontal flip (only for images whose every box is of a mirror-safe class: a mirrored "2" is
 not a "2") and, optionally, first a 2x2 mosaic of four images. The boxes move with the pixels:
