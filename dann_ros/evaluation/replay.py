@@ -20,10 +20,8 @@ so nothing is converted and the stamps are exactly the recorded ones.
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,64 +31,18 @@ from dann_ros.data.bags import BagError, RawMessage, bag_info, iter_messages, op
 from dann_ros.data.labels import resolve_labels
 from dann_ros.data.tasks import TASK_SPECS, task_spec
 from dann_ros.evaluation.frames import Prefetch
+from dann_ros.evaluation.replay_options import ReplayCamera, ReplayOptions
 from dann_ros.evaluation.replay_report import analyse, figures, page, write_record
 from dann_ros.evaluation.replay_ros import (ReplayError, RosSide, environment, header_stamp_ns, process_env,
                                             start_node, wait_outputs, wait_ready)
 from dann_ros.evaluation.reporting import claim_bag_output, default_out_dir, write_reports
 from dann_ros.evaluation.tasks import OutputOptions, task_for
 
-__all__ = ["Camera", "ReplayError", "ReplayOptions", "header_stamp_ns", "replay", "summary"]
-
-
-@dataclass
-class Camera:
-    bag_topic: str
-    msgtype: str
-    input_topic: str  # where frames are published
-    output_topic: str  # where the node's output (the task's message type) arrives
-    label_info_topic: str
-    output_msgtype: str = TASK_SPECS["classification"].output_msgtype
-    published: list[tuple[int, int, int, int]] = field(default_factory=list)  # (index, stamp_ns, mono_ns, wall_ns)
-    received: list[tuple[int, int, bytes]] = field(default_factory=list)  # (mono_ns, wall_ns, raw)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def compressed(self) -> bool:
-        return self.msgtype.endswith("CompressedImage")
-
-
-@dataclass
-class ReplayOptions:
-    bag: Path
-    topics: tuple[str, ...] = ()
-    rate: float = 1.0
-    model: Path | None = None
-    backend: str = "auto"
-    input_topics: tuple[str, ...] = ()
-    output_topics: tuple[str, ...] = ()
-    labels: Any = None  # path, None = <bag>.labels.json if present, False = none
-    out: Path | None = None
-    qos_reliability: str = "best_effort"
-    start_timeout: float = 60.0
-    grace: float = 2.0
-    max_duration: float | None = None
-    dds_profile: str = "auto"  # auto | none | a path
-    record_bag: bool = True
-    overwrite: bool = False
-    node_parameters: dict = field(default_factory=dict)
-    task: str = "auto"  # classification | detection; auto: from --model's metadata, else classification
-    output: OutputOptions = field(default_factory=OutputOptions.node_defaults)  # what the node publishes
-
-    def __post_init__(self) -> None:
-        self.bag = Path(self.bag)
-        if self.rate <= 0:
-            raise ValueError(f"--rate must be positive, got {self.rate}")
-        if self.task != "auto":
-            task_spec(self.task)
+__all__ = ["ReplayCamera", "ReplayError", "ReplayOptions", "header_stamp_ns", "replay", "summary"]
 
 
 # --------------------------------------------------------------------------- cameras and task
-def _cameras(opts: ReplayOptions, image_topics: dict[str, tuple[str, int]], task: str) -> dict[str, Camera]:
+def _cameras(opts: ReplayOptions, image_topics: dict[str, tuple[str, int]], task: str) -> dict[str, ReplayCamera]:
     from dann_ros.evaluation.result_bag import output_topics
 
     chosen = list(opts.topics) or sorted(image_topics)
@@ -107,7 +59,7 @@ def _cameras(opts: ReplayOptions, image_topics: dict[str, tuple[str, int]], task
     outs = list(opts.output_topics) or list(output_topics(inputs, spec.output_name, compressed).values())
     infos = [o.rsplit("/", 1)[0] + "/label_info" if "/" in o.strip("/") else "label_info" for o in outs] \
         if opts.output_topics else list(output_topics(inputs, "label_info", compressed).values())
-    return {t: Camera(t, image_topics[t][0], i, o, li, output_msgtype=spec.output_msgtype)
+    return {t: ReplayCamera(t, image_topics[t][0], i, o, li, output_msgtype=spec.output_msgtype)
             for t, i, o, li in zip(chosen, inputs, outs, infos)}
 
 
@@ -155,7 +107,7 @@ def _messages(bag: Path, topics: list[str], state: dict) -> Iterator[RawMessage]
         yield from iter_messages(source, topics, errors=state["errors"], path=bag)
 
 
-def _play(opts: ReplayOptions, cameras: dict[str, Camera], ros: RosSide) -> dict:
+def _play(opts: ReplayOptions, cameras: dict[str, ReplayCamera], ros: RosSide) -> dict:
     pubs = {cam.bag_topic: pub for cam, pub in zip(cameras.values(), ros.publishers)}
     state: dict[str, list] = {"errors": [], "notes": []}
     start_mono = first_log = None

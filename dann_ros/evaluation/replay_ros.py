@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from dann_ros.ros.env import ROS_ENV_KEYS
 
 if TYPE_CHECKING:
-    from dann_ros.evaluation.replay import Camera, ReplayOptions
+    from dann_ros.evaluation.replay_options import ReplayCamera, ReplayOptions
 
 
 class ReplayError(RuntimeError):
@@ -88,7 +88,7 @@ class NodeProcess:
 class RosSide:
     """This process's rclpy node in its own context, spun by a background executor."""
 
-    def __init__(self, cameras: list[Camera], reliability: str) -> None:
+    def __init__(self, cameras: list[ReplayCamera], reliability: str) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -138,7 +138,7 @@ class RosSide:
             pass
 
     @staticmethod
-    def _on_output(cam: Camera, raw: bytes) -> None:
+    def _on_output(cam: ReplayCamera, raw: bytes) -> None:
         mono, wall = time.monotonic_ns(), time.time_ns()
         with cam.lock:
             cam.received.append((mono, wall, raw))
@@ -191,7 +191,7 @@ def environment(opts: ReplayOptions) -> tuple[dict[str, str], dict[str, str] | N
     return {k: env[k] for k in ROS_ENV_KEYS if k in env}, env, int(env["ROS_DOMAIN_ID"])
 
 
-def start_node(opts: ReplayOptions, cameras: dict[str, Camera], env: dict[str, str], out: Path | None) -> NodeProcess:
+def start_node(opts: ReplayOptions, cameras: dict[str, ReplayCamera], env: dict[str, str], out: Path | None) -> NodeProcess:
     from dann_ros.ros.arguments import node_command
 
     cams = list(cameras.values())
@@ -204,7 +204,7 @@ def start_node(opts: ReplayOptions, cameras: dict[str, Camera], env: dict[str, s
     return NodeProcess(node_command(str(Path(opts.model).resolve()), parameters=params), env, log_path)
 
 
-def wait_ready(opts: ReplayOptions, ros: RosSide, cameras: dict[str, Camera], node: NodeProcess | None) -> None:
+def wait_ready(opts: ReplayOptions, ros: RosSide, cameras: dict[str, ReplayCamera], node: NodeProcess | None) -> None:
     deadline = time.monotonic() + opts.start_timeout
     while True:
         counts = ros.matched()
@@ -226,7 +226,7 @@ def wait_ready(opts: ReplayOptions, ros: RosSide, cameras: dict[str, Camera], no
             time.sleep(0.05)
 
 
-def wait_outputs(opts: ReplayOptions, cameras: dict[str, Camera], node: NodeProcess | None) -> None:
+def wait_outputs(opts: ReplayOptions, cameras: dict[str, ReplayCamera], node: NodeProcess | None) -> None:
     """Until every frame is answered, or nothing new arrived for ``grace`` seconds."""
     def received() -> int:
         return sum(len(c.received) for c in cameras.values())
@@ -243,7 +243,7 @@ def wait_outputs(opts: ReplayOptions, cameras: dict[str, Camera], node: NodeProc
 
 
 
-def node_diagnostics(diag: Any, cameras: dict[str, Camera]) -> dict | None:
+def node_diagnostics(diag: Any, cameras: dict[str, ReplayCamera]) -> dict | None:
     if diag is None:
         return None
     out = {}

@@ -35,7 +35,7 @@ from dann_ros.export.tensorrt import (
     sidecar_key,
     sidecar_path,
 )
-from dann_ros.runtime.backends import ModelLoadError
+from dann_ros.runtime.backend_base import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def make_verifier(onnx_path: Path, frames_source: str | Path | None = None):
     """verify(engine, info, key): engine vs ONNX Runtime (CPU) on real frames; EngineBuildError on failure."""
 
     def verify(engine, info: ModelInfo, key: EngineKey) -> dict:
-        from dann_ros.runtime.backends import OnnxRuntimeBackend
+        from dann_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
         frames, origin = parity_frames(onnx_path, info, frames_source)
         batch = np.ascontiguousarray(frames, dtype=np.float32)

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from dann_ros.export.metadata import MAX_INPUT_PIXELS, MAX_INPUT_SIDE
-from dann_ros.runtime import backends
+from dann_ros.runtime import onnxruntime_backend
 from dann_ros.runtime.backends import ModelLoadError, OnnxRuntimeBackend, open_backend
 from dann_ros.runtime.predictor import Predictor
 
@@ -53,13 +53,13 @@ def test_detector_class_names_are_held_against_its_heatmap(tiny_detector_onnx, t
     path = with_metadata(tiny_detector_onnx, tmp_path, classes=["person", "cart"])
     with pytest.raises(ModelLoadError, match=r"'dann_ros.classes' names 2 classes; the graph's detection head has 10"):
         Predictor.load(path, backend="onnxruntime")
-    assert backends.detection_class_count(onnx.load(str(tiny_detector_onnx))) == 10
+    assert onnxruntime_backend.detection_class_count(onnx.load(str(tiny_detector_onnx))) == 10
     assert Predictor.load(tiny_detector_onnx, backend="onnxruntime").classes == tuple(str(i) for i in range(10))
 
 
 def test_a_class_id_without_a_name_is_a_clear_error(tiny_detector_onnx, tmp_path, monkeypatch):
     """Where the graph's class count cannot be read, the first detection of a nameless class says so."""
-    monkeypatch.setattr(backends, "detection_class_count", lambda model: None)
+    monkeypatch.setattr(onnxruntime_backend, "detection_class_count", lambda model: None)
     path = with_metadata(tiny_detector_onnx, tmp_path, classes=["only"])
     predictor = Predictor.load(path, backend="onnxruntime")
     frames = np.random.default_rng(0).integers(0, 256, (4, 120, 160, 3), dtype=np.uint8)
