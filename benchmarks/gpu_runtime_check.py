@@ -160,6 +160,12 @@ def _tensorrt_version() -> str | None:
 
 # ----------------------------------------------------------------------------- models and inference rows
 
+# per demo task: its recipe in config/, and the render size, (source, target) frame counts and SynthConfig
+# options of data small enough to train 4 steps on
+DEMO = {"classification": ("train_demo.yaml", (32, 32), (256, 96), {}),
+        "detection": ("train_detection_demo.yaml", (128, 96), (48, 24),
+                      dict(digits_per_image=(1, 3), digit_height=(12.0, 28.0), max_overlap=0.0))}
+
 def demo_config(task: str, out: Path, device: str, data: dict[str, Path] | None = None):
     """The demo's TrainConfig for ``task`` (its model, preprocessing, optimiser, batch), pointed at ``data``."""
     import yaml
@@ -167,8 +173,7 @@ def demo_config(task: str, out: Path, device: str, data: dict[str, Path] | None 
     from dann_ros.config import from_dict
     from dann_ros.train.config import TrainConfig
 
-    name = "train_demo.yaml" if task == "classification" else "train_detection_demo.yaml"
-    raw = yaml.safe_load((ROOT / "config" / name).read_text())
+    raw = yaml.safe_load((ROOT / "config" / DEMO[task][0]).read_text())
     raw.update(output_dir=str(out / "run"), cache_dir=str(out / "cache"))
     if data is not None:
         raw["source"]["replicator"] = str(data["synth"])
@@ -188,7 +193,7 @@ def demo_models(out: Path) -> dict[str, dict[str, Path]]:
     from dann_ros.train.checkpoint import model_state, save_atomic
 
     models = {}
-    for task in ("classification", "detection"):
+    for task in DEMO:
         cfg = demo_config(task, out / task, "cpu")
         classes = tuple(str(i) for i in range(10))
         torch.manual_seed(0)
@@ -279,20 +284,17 @@ def demo_data(task: str, root: Path) -> dict[str, Path]:
 
     from dann_ros.data.replicator import scan
     from dann_ros.data.synth import SynthConfig, render_dataset
+    from dann_ros.data.tasks import task_spec
 
     shutil.rmtree(root, ignore_errors=True)  # a rerun into the same folder starts afresh
     classes = [str(i) for i in range(10)]
-    if task == "classification":
-        size, n, common = (32, 32), (256, 96), {}
-    else:
-        size, n, common = (128, 96), (48, 24), dict(digits_per_image=(1, 3), digit_height=(12.0, 28.0),
-                                                     max_overlap=0.0)
+    _, size, n, common = DEMO[task]
     render_dataset(root / "synth", SynthConfig(n_frames=n[0], width=size[0], height=size[1], seed=1, **common))
     other = render_dataset(root / "other", SynthConfig(n_frames=n[1], width=size[0], height=size[1], seed=2, **common))
     frames = list(scan(other))
     images = [cv2.cvtColor(255 - cv2.cvtColor(f.load_rgb(), cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for f in frames]
     bag = root / "target_bag"
-    if task == "classification":
+    if task_spec(task).label_payload == "label":
         from dann_ros.data.make_bag import write_labelled_bag
 
         write_labelled_bag(bag, images, [f.boxes[0].class_name for f in frames], classes=classes)
@@ -308,7 +310,7 @@ def demo_data(task: str, root: Path) -> dict[str, Path]:
 def training_rows(rows: Rows, out: Path, gpu: bool) -> None:
     from dann_ros.train.trainer import Trainer
 
-    for task in ("classification", "detection"):
+    for task in DEMO:
         name = f"train-{task}"
         try:
             data = demo_data(task, out / f"data_{task}")

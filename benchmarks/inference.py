@@ -155,8 +155,7 @@ def _run(args: argparse.Namespace, tmp: Path) -> dict:
             stats = measure(lambda: backend.run(x), args.iters, args.warmup, batch)
             rows.append({"backend": label, "name": backend.name, "what": "run", "batch": batch, **stats})
         predictor = Predictor(backend, info, warmup=False)
-        call = predictor.detect_batch if info.task == "detection" else predictor.predict_batch
-        stats = measure(lambda: call([camera]), args.iters, args.warmup, 1)
+        stats = measure(lambda: predictor.infer_batch([camera]), args.iters, args.warmup, 1)
         rows.append({"backend": label, "name": backend.name, "what": "predict 640x480", "batch": 1, **stats})
     ratios = []
     for device in ("cpu", "cuda"):

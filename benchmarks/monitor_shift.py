@@ -69,7 +69,7 @@ def scores(predictor, bag: Path) -> tuple[np.ndarray, np.ndarray]:
 
     shift, domain = [], []
     for frame in iter_frames(bag):
-        r = predictor.detect(frame.image) if predictor.info.task == "detection" else predictor.predict(frame.image)
+        (r,) = predictor.infer_batch([frame.image])
         shift.append(np.nan if r.shift_score is None else r.shift_score)
         domain.append(np.nan if r.domain_score is None else r.domain_score)
     return np.array(shift), np.array(domain)

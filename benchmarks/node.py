@@ -33,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dann_ros.ros import names  # noqa: E402
 from dann_ros.ros.arguments import node_command  # noqa: E402
 from dann_ros.ros.env import isolated_ros_env  # noqa: E402
 
@@ -152,7 +153,7 @@ def run_stream(mode: str, target: str, msgs: list, env: dict, model: Path, info,
         received[(header.stamp.sec, header.stamp.nanosec)] = node.get_clock().now().nanoseconds
 
     node.create_subscription(out_type, out_topic, on_output, RESULT_QOS)
-    node.create_subscription(DiagnosticArray, "/diagnostics", diag.append, 10)
+    node.create_subscription(DiagnosticArray, names.DIAGNOSTICS, diag.append, 10)
     pub = node.create_publisher(CompressedImage if compressed else Image, f"{NAMESPACE}/image",
                                 qos_profile_sensor_data)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -229,13 +230,10 @@ def bare_predictor(model: Path, frames: list[np.ndarray], msgs: list, seconds: f
     from dann_ros.runtime.predictor import Predictor
 
     predictor = Predictor.load(model)
-    if predictor.info.task == "detection":
-        threshold = PARAMETERS["detection_threshold"][0]  # the node's default
+    threshold = PARAMETERS["detection_threshold"][0]  # the node's default
 
-        def run(image: np.ndarray):
-            return predictor.detect(image, threshold)
-    else:
-        run = predictor.predict
+    def run(image: np.ndarray):
+        return predictor.infer_batch([image], threshold)[0]
     predict, decode_predict = [], []
     period = 1.0 / rate
     start = time.monotonic()
@@ -305,7 +303,7 @@ def main() -> int:
     finally:
         rclpy.try_shutdown()
 
-    bare_call = "detect" if info.task == "detection" else "predict"
+    bare_call = "infer"
     shape = "x".join(map(str, info.preprocess.input_shape))
     print(f"\ndann_node benchmark: {args.width}x{args.height} rgb8 published at {args.rate:g} Hz for "
           f"{args.seconds:g} s per run, model {model.name} ({info.task}, input {shape} {info.preprocess.resize}, "

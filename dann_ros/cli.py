@@ -43,7 +43,7 @@ def _eval(args: argparse.Namespace) -> int:
     predictor = Predictor.load(args.model, backend=args.backend)
     task = task_for(predictor.info.task, predictor.info.classes)
     if args.images:
-        if task.spec.name != "classification":
+        if not task.spec.class_scores_per_image:
             raise SystemExit(f"eval --images takes an ImageFolder of classes: classification models only; "
                              f"a {task.spec.name} model needs --bag and --labels")
         from dann_ros.evaluation.classification import evaluate_image_folder

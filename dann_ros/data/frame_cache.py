@@ -31,6 +31,7 @@ from dann_ros.data.bags import BagError, BagSelection, DecodeStats, bag_info, it
 from dann_ros.data.frame_store import FrameStore, ProgressFn, Store, Subset, log_progress, open_or_build
 from dann_ros.data.labels import LabelFile, LabelMatch, class_map
 from dann_ros.data.preprocess import Geometry, Preprocess
+from dann_ros.data.tasks import task_spec
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def detection_bag(bag: str | os.PathLike[str], labels: str | os.PathLike[str], t
     ``boxes`` in each frame's network-input pixels and ``box_classes`` indexing ``classes`` (boxes of
     other classes dropped)."""
     store, label_file, match = _matched(Path(bag), Path(labels), topics, preprocess, cache_dir, progress)
-    if label_file.task != "detection":
+    if not task_spec(label_file.task).has_boxes:
         raise ValueError(f"{labels}: a {label_file.task} label file; detection needs boxes")
     to_ours = class_map(label_file.classes, classes)
     keep = np.flatnonzero(match.matched)

@@ -154,7 +154,7 @@ class LabelFile:
             raise LabelError(f"{where}no frame on {self.topic} matches the label file by {match_on} "
                              f"(frame indices {_span(indices[on_topic])}, stamps {_span(stamps[on_topic])})")
         class_ids = boxes = box_ids = None
-        if self.task == "classification":
+        if TASK_SPECS[self.task].label_payload == "label":
             class_ids = np.array([self.class_id(c.label) if c else -1 for c in chosen], np.int64)
         else:
             boxes, box_ids = [], []
@@ -169,7 +169,7 @@ class LabelFile:
         frames = []
         for f in self.frames:
             entry: dict[str, Any] = {k: v for k, v in (("index", f.index), ("stamp_ns", f.stamp_ns)) if v is not None}
-            if self.task == "classification":
+            if TASK_SPECS[self.task].label_payload == "label":
                 entry["label"] = f.label
             else:
                 entry["boxes"] = [{"x_min": b.x_min, "y_min": b.y_min, "x_max": b.x_max, "y_max": b.y_max,
@@ -188,7 +188,7 @@ class LabelFile:
                                              float(b["y_max"]), b["class"]) for b in f["boxes"]))
         frames = tuple(
             FrameLabel(index=f.get("index"), stamp_ns=f.get("stamp_ns"), label=f.get("label"),
-                       boxes=boxes_of(f) if data["task"] == "detection" else None)
+                       boxes=boxes_of(f) if TASK_SPECS[data["task"]].label_payload == "boxes" else None)
             for f in data["frames"])
         return cls(data["task"], data["topic"], tuple(data["classes"]), frames, data.get("source"), origin)
 
@@ -247,8 +247,8 @@ def _validate(data: Any, origin: str) -> None:
     if data["format"] != FORMAT:
         raise fail("format", f"expected {FORMAT!r}, got {data['format']!r}")
     task = data["task"]
-    if task not in TASKS:
-        raise fail("task", f"expected one of {TASKS}, got {task!r}")
+    if task not in TASK_SPECS:
+        raise fail("task", f"expected one of {tuple(TASK_SPECS)}, got {task!r}")
     if not isinstance(data["topic"], str) or not data["topic"].startswith("/"):
         raise fail("topic", f"expected a topic name like '/camera/image_raw', got {data['topic']!r}")
     classes = data["classes"]
@@ -266,7 +266,7 @@ def _validate(data: Any, origin: str) -> None:
         raise fail("frames", "expected a list")
     stamps: dict[int, int] = {}
     indices: dict[int, int] = {}
-    payload = "label" if task == "classification" else "boxes"
+    payload = TASK_SPECS[task].label_payload
     for i, f in enumerate(data["frames"]):
         where = f"frames[{i}]"
         check_keys(f, where, (payload,), ("index", "stamp_ns"))
@@ -281,7 +281,7 @@ def _validate(data: Any, origin: str) -> None:
             if value in seen:
                 raise fail(f"{where}.{key}", f"{value} repeats frames[{seen[value]}].{key}")
             seen[value] = i
-        if task == "classification":
+        if payload == "label":
             if f["label"] not in known:
                 raise fail(f"{where}.label", f"{f['label']!r} is not one of classes")
             continue

@@ -18,6 +18,7 @@ from dann_ros.data.bags import BagSelection
 from dann_ros.data.frame_cache import bag_store, cache_or_temporary, frame_geometry, frame_index
 from dann_ros.data.frame_store import DEFAULT_EVAL_MEMORY_MB, frames_per_batch, runtime_frame_bytes
 from dann_ros.data.labels import LabelFile, class_map
+from dann_ros.data.tasks import task_spec
 from dann_ros.model.detection_metrics import DetectionReport, evaluate_detections
 from dann_ros.runtime.predictor import Predictor
 
@@ -31,7 +32,7 @@ def evaluate_detection_bag(predictor: Predictor, bag: str | Path, labels: str | 
     (None: a temporary one) and are run at most ``batch_size`` and ``memory_mb`` a batch, so a bag of
     any length fits; only the detections are kept."""
     label_file = LabelFile.load(labels)
-    if label_file.task != "detection":
+    if not task_spec(label_file.task).has_boxes:
         raise ValueError(f"{labels}: a {label_file.task} label file; a detection model needs boxes")
     with cache_or_temporary(cache_dir) as folder:
         store = bag_store(Path(bag), BagSelection(tuple(topics)), predictor.preprocess, folder)

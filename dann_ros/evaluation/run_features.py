@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from dann_ros.data.tasks import task_spec
 from dann_ros.evaluation.scores import classification_scores
 
 
@@ -77,7 +78,7 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     f_s = features(sample([data.source, data.source_val]))
     f_t = features(sample(target))
     confusion = None
-    if data.eval_target is not None and info.task == "classification":
+    if data.eval_target is not None and task_spec(info.task).class_scores_per_image:
         e = data.eval_target
         probs = torch.cat([predict(deployed.model, x, device, budget_mb=budget, features=False)[0]
                            for x in eval_batches(deployed.model, e, budget)])

@@ -13,7 +13,7 @@ from dann_ros.data.tasks import TASK_SPECS
 from dann_ros.export.metadata import ModelInfo
 from dann_ros.model.builders import build_discriminator, build_model
 from dann_ros.model.config import ModelConfig
-from dann_ros.model.deploy import deploy
+from dann_ros.model.tasks import deploy
 from dann_ros.train.checkpoint import CheckpointError, load
 
 

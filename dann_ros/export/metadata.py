@@ -130,7 +130,7 @@ def check_io(info: ModelInfo, inputs: Mapping[str, Sequence], outputs: Mapping[s
         raise MetadataError(f"{source}: metadata field 'dann_ros.outputs' names {missing}, which the graph does not "
                             f"have (its outputs: {sorted(outputs)})")
     n = len(info.classes)
-    if info.task == "classification":
+    if task_spec(info.task).class_scores_per_image:
         scores = list(outputs["scores"])
         if not scores or (static(scores[-1]) and scores[-1] != n):
             raise MetadataError(f"{source}: metadata field 'dann_ros.classes' names {n} classes; the graph's "

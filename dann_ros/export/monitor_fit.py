@@ -22,6 +22,7 @@ import torch
 from dann_ros.data import replicator
 from dann_ros.data.bags import BagSelection, bag_info, iter_frames
 from dann_ros.data.preprocess import Preprocess
+from dann_ros.data.tasks import task_spec
 from dann_ros.export.metadata import ModelInfo
 from dann_ros.model.feature_monitor import FeatureMonitor, MonitorFit, fit_monitor
 from dann_ros.model.inference import pooled_features
@@ -51,8 +52,9 @@ def source_frames(cfg, preprocess: Preprocess, limit: int) -> np.ndarray | None:
         return bag_frames(Path(src.bag), preprocess, limit, tuple(src.topics))
     if src.replicator is None:
         return None
-    frames = replicator.scan(src.replicator, read_boxes=cfg.task == "classification")
-    if cfg.task == "classification" and src.frame_labels is None:
+    crops = task_spec(cfg.task).source_crops
+    frames = replicator.scan(src.replicator, read_boxes=crops)
+    if crops and src.frame_labels is None:
         images = [crop for crop, _ in replicator.iter_crops(frames[:limit])][:limit]
     else:
         step = max(1, len(frames) // limit)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dann_ros.atomic_io import atomic_open
+from dann_ros.data.tasks import TaskRegistry
 
 MIN_TOP1_AGREEMENT = 0.995
 # ONNX metadata key: a detector's peak_px (see compare), written at export so that an engine check on the
@@ -88,13 +89,7 @@ def compare(ref: list[np.ndarray], got: list[np.ndarray], task: str, origin: str
     centres of two tied candidates may be when each output picked a different cell of one peak."""
     ref = [np.asarray(r) for r in ref]
     got = [np.asarray(g) for g in got]
-    try:
-        rule = _RULES[task]
-    except KeyError:
-        raise ValueError(f"no parity rule for task {task!r}; known: {', '.join(_RULES)}") from None
-    if task == "detection":
-        return rule(ref, got, len(ref[0]), origin, box_tolerance, peak_px=peak_px)
-    return rule(ref, got, len(ref[0]), origin, box_tolerance)
+    return TASKS[task](ref, got, len(ref[0]), origin, box_tolerance, peak_px=peak_px)
 
 
 def outputs_in_batches(run: Callable[[np.ndarray], Sequence[np.ndarray]], frames: np.ndarray,
@@ -116,8 +111,9 @@ def _max_diff(r: np.ndarray, g: np.ndarray) -> float:
 
 
 def _classification(ref: list[np.ndarray], got: list[np.ndarray], n: int, origin: str,
-                    box_tolerance: float) -> ParityReport:
-    """Outputs scores[, domain]: every value within the tolerance, and the top-1 class agrees."""
+                    box_tolerance: float, peak_px: float = 0.0) -> ParityReport:
+    """Outputs scores[, domain]: every value within the tolerance, and the top-1 class agrees (no boxes:
+    ``box_tolerance`` and ``peak_px`` do not apply)."""
     diff = max(_max_diff(r, g) for r, g in zip(ref, got))
     agree = float((ref[0].argmax(1) == got[0].argmax(1)).mean()) if n else 1.0
     return ParityReport(n, diff, agree, origin)
@@ -250,8 +246,9 @@ def _keep(worst: dict, key: str, value: float, where: str) -> None:
         worst[key] = (value, where)
 
 
-# per task (keys of dann_ros.data.tasks.TASK_SPECS): how a conversion's outputs are compared
-_RULES = {"classification": _classification, "detection": _detection}
+# export's entries of the task registry (dann_ros.data.tasks): how a conversion's outputs are compared,
+# rule(ref, got, n, origin, box_tolerance, peak_px=...) -> ParityReport
+TASKS = TaskRegistry("export", {"classification": _classification, "detection": _detection})
 
 
 def read_peak_px(onnx_path: str | Path) -> float:

@@ -8,37 +8,23 @@ from dann_ros.data.preprocess import Preprocess
 from dann_ros.model.adaptation.cdan import ConditionalDomainAdversarialLoss
 from dann_ros.model.adaptation.dann import DomainAdversarialLoss
 from dann_ros.model.adaptation.instance import InstanceAdversarialLoss
-from dann_ros.model.backbones import SMALL_BACKBONES, build_backbone
-from dann_ros.model.classifier import ImageClassifier
+from dann_ros.model.classifier import build_classifier  # noqa: F401  (builders: the public entry point)
 from dann_ros.model.config import ModelConfig
-from dann_ros.model.detector import build_detector
 from dann_ros.model.discriminator import DomainDiscriminator, GlobalDomainDiscriminator, PixelDomainDiscriminator
-
-
-def build_classifier(cfg: ModelConfig, num_classes: int, preprocess: Preprocess) -> ImageClassifier:
-    if cfg.neck != "conv":
-        raise ValueError(f"model.neck {cfg.neck!r} is a detection neck; a classifier pools the backbone's last map")
-    backbone = build_backbone(cfg.backbone, preprocess.num_channels, weights_path=cfg.backbone_weights)
-    pool = cfg.pool if cfg.pool != "auto" else ("flatten" if cfg.backbone in SMALL_BACKBONES else "avg")
-    return ImageClassifier(backbone, num_classes, preprocess.input_shape, preprocess.mean, preprocess.std,
-                           bottleneck_dim=cfg.bottleneck_dim, pool=pool, dropout=cfg.dropout,
-                           head_hidden=cfg.head_hidden)
+from dann_ros.model.tasks import TASKS, has_class_scores_per_image, has_feature_map
 
 
 def build_model(cfg: ModelConfig, task: str, num_classes: int, preprocess: Preprocess) -> nn.Module:
-    """The task model; both kinds offer forward_train, task_loss and encode_targets to the one trainer."""
-    if task == "detection":
-        return build_detector(cfg, num_classes, preprocess)
-    if task == "classification":
-        return build_classifier(cfg, num_classes, preprocess)
-    raise ValueError(f"task {task!r} is not one of classification, detection")
+    """The task model (its entry in model/tasks.py builds it); every kind offers forward_train, task_loss
+    and encode_targets to the one trainer."""
+    return TASKS[task].build(cfg, num_classes, preprocess)
 
 
 def build_discriminator(cfg: ModelConfig, features: int | nn.Module) -> nn.Module:
     """``features``: a classifier's feature width, or the task model itself. A detector's feature map
     gets one decision per location (image-level alignment, as in DA-Faster R-CNN)."""
     if isinstance(features, nn.Module):
-        if getattr(features, "task", None) == "detection":
+        if has_feature_map(features):
             if cfg.detection_discriminator == "global":
                 return GlobalDomainDiscriminator(features.feature_channels, cfg.discriminator_hidden,
                                                  max(cfg.discriminator_layers, 1))
@@ -60,14 +46,14 @@ def build_domain_loss(cfg: ModelConfig, features: int | nn.Module, method: str =
     if adversary != "reversal" and (method != "dann" or instance):
         raise ValueError(f"adaptation.adversary {adversary} is implemented for method dann without instance alignment")
     if method == "dann" and instance:
-        if getattr(features, "task", None) != "detection":
+        if not has_feature_map(features):
             raise ValueError("instance-level alignment reads object centres: detection only")
         inst = DomainDiscriminator(features.feature_channels, cfg.discriminator_hidden, cfg.discriminator_layers,
                                    cfg.discriminator_dropout)
         return InstanceAdversarialLoss(build_discriminator(cfg, features), inst, top_k, consistency)
     if consistency:
         raise ValueError("the consistency term pairs image- and instance-level discriminators: set instance")
-    if center_aware and (method != "dann" or getattr(features, "task", None) != "detection"
+    if center_aware and (method != "dann" or not has_feature_map(features)
                          or cfg.detection_discriminator != "pixel"):
         raise ValueError("adaptation.center_aware weights a detector's per-location decisions: method dann, "
                          "model.detection_discriminator pixel")
@@ -75,7 +61,7 @@ def build_domain_loss(cfg: ModelConfig, features: int | nn.Module, method: str =
         return DomainAdversarialLoss(build_discriminator(cfg, features), center_aware, adversary)
     if method == "cdan":
         if isinstance(features, nn.Module):
-            if getattr(features, "task", None) != "classification":
+            if not has_class_scores_per_image(features):
                 raise ValueError("adaptation.method cdan conditions on class predictions: classification only")
             features = features.feature_dim
         if not num_classes:

@@ -6,14 +6,18 @@ layout), so adaptation shapes exactly the representation the head reads.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dann_ros.model.backbones import Backbone
+from dann_ros.model.backbones import SMALL_BACKBONES, Backbone, build_backbone
 from dann_ros.model.layers import InputNormalize
+
+if TYPE_CHECKING:
+    from dann_ros.data.preprocess import Preprocess
+    from dann_ros.model.config import ModelConfig
 
 
 class ImageClassifier(nn.Module):
@@ -61,3 +65,13 @@ class ImageClassifier(nn.Module):
     def task_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The model owns its loss, so the trainer runs classifiers and detectors alike."""
         return F.cross_entropy(logits.float(), labels)
+
+
+def build_classifier(cfg: ModelConfig, num_classes: int, preprocess: Preprocess) -> ImageClassifier:
+    if cfg.neck != "conv":
+        raise ValueError(f"model.neck {cfg.neck!r} is a detection neck; a classifier pools the backbone's last map")
+    backbone = build_backbone(cfg.backbone, preprocess.num_channels, weights_path=cfg.backbone_weights)
+    pool = cfg.pool if cfg.pool != "auto" else ("flatten" if cfg.backbone in SMALL_BACKBONES else "avg")
+    return ImageClassifier(backbone, num_classes, preprocess.input_shape, preprocess.mean, preprocess.std,
+                           bottleneck_dim=cfg.bottleneck_dim, pool=pool, dropout=cfg.dropout,
+                           head_hidden=cfg.head_hidden)

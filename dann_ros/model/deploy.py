@@ -60,14 +60,3 @@ class DeployedDetector(_Deployed):
         features, outputs = self.model.forward_train(images)
         boxes, scores, classes = self.model.decode(outputs)
         return self._with_domain((boxes, scores, classes.to(scores.dtype)), features)
-
-
-DEPLOYED: dict[str, type[_Deployed]] = {"classification": DeployedClassifier, "detection": DeployedDetector}
-
-
-def deploy(model: nn.Module, discriminator: nn.Module | None = None) -> _Deployed:
-    """The deployed graph of a task model (it knows its task), with the monitor's discriminator if given."""
-    try:
-        return DEPLOYED[model.task](model, discriminator)
-    except KeyError:
-        raise ValueError(f"no deployed graph for task {model.task!r}; known: {', '.join(DEPLOYED)}") from None

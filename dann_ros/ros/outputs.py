@@ -15,7 +15,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from dann_ros.data.preprocess import Geometry
-from dann_ros.data.tasks import task_spec
+from dann_ros.data.tasks import TaskRegistry, task_spec
 from dann_ros.export.metadata import ModelInfo
 from dann_ros.ros.overlay import draw_boxes, draw_lines
 from dann_ros.runtime.predictor import Predictor
@@ -25,6 +25,9 @@ from dann_ros.runtime.results import Classification, Detections
 class TaskOutput(Protocol):
     topic: str        # relative to the camera's namespace
     msg_type: type
+
+    @classmethod
+    def configured(cls, classes: Sequence[str], top_k: int, detection_threshold: float) -> TaskOutput: ...
 
     def infer(self, predictor: Predictor, batch: np.ndarray, geometries: Sequence[Geometry],
               image_sizes: Sequence[tuple[int, int]]) -> Sequence[Any]: ...
@@ -50,9 +53,13 @@ class ClassificationOutput:
         self.top_k = len(self.classes) if top_k <= 0 else min(top_k, len(self.classes))
         self._ids = [str(i) for i in range(len(self.classes))]
 
+    @classmethod
+    def configured(cls, classes: Sequence[str], top_k: int, detection_threshold: float) -> ClassificationOutput:
+        return cls(classes, top_k)
+
     def infer(self, predictor: Predictor, batch: np.ndarray, geometries: Sequence[Geometry],
               image_sizes: Sequence[tuple[int, int]]) -> list[Classification]:
-        return predictor.classify_prepared(batch)
+        return predictor.infer(batch, geometries, image_sizes)
 
     def to_message(self, result: Classification, header: Any):
         scores = np.asarray(result.scores)
@@ -88,9 +95,13 @@ class DetectionOutput:
         self.threshold = float(threshold)
         self._ids = [str(i) for i in range(len(self.classes))]
 
+    @classmethod
+    def configured(cls, classes: Sequence[str], top_k: int, detection_threshold: float) -> DetectionOutput:
+        return cls(classes, detection_threshold)
+
     def infer(self, predictor: Predictor, batch: np.ndarray, geometries: Sequence[Geometry],
               image_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
-        return predictor.detect_prepared(batch, geometries, image_sizes, self.threshold)
+        return predictor.infer(batch, geometries, image_sizes, self.threshold)
 
     def to_message(self, result: Detections, header: Any):
         detections = []
@@ -113,17 +124,16 @@ class DetectionOutput:
         return draw_lines(image, lines)
 
 
-OUTPUTS: dict[str, Any] = {  # task name -> handler factory(classes, top_k, detection_threshold)
-    "classification": lambda classes, top_k, threshold: ClassificationOutput(classes, top_k),
-    "detection": lambda classes, top_k, threshold: DetectionOutput(classes, threshold),
-}
+# the ros layer's entries of the task registry (dann_ros.data.tasks): TaskOutput classes, made by
+# configured(classes, top_k, detection_threshold) from the node's parameters
+TASKS = TaskRegistry("ros", {"classification": ClassificationOutput, "detection": DetectionOutput})
 
 
 def handler_for(info: ModelInfo, top_k: int = 5, detection_threshold: float = 0.3) -> TaskOutput:
-    if info.task not in OUTPUTS:
+    if info.task not in TASKS:
         raise ValueError(f"models of task {info.task!r} are not supported by dann_node "
-                         "(it publishes vision_msgs/Classification and Detection2DArray)")
-    return OUTPUTS[info.task](info.classes, top_k, detection_threshold)
+                         f"(it publishes {', '.join(task_spec(t).output_msgtype for t in TASKS)})")
+    return TASKS[info.task].configured(info.classes, top_k, detection_threshold)
 
 
 def label_info_message(classes: Sequence[str], stamp: Any = None, threshold: float = 0.0):

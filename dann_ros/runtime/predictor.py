@@ -1,7 +1,7 @@
 """The Predictor: model file in, typed results out, preprocessing read from the model itself.
 
 The ROS node, ``dann-ros eval``, ``eval-bag`` and the tests all run frames
-through this class, so an exported model is evaluated by exactly the code
+through this class (``infer``: one call for every task), so an exported model is evaluated by exactly the code
 that runs on the robot.
 """
 
@@ -13,9 +13,11 @@ from typing import Sequence
 import numpy as np
 
 from dann_ros.data.preprocess import Geometry
+from dann_ros.data.tasks import task_spec
 from dann_ros.export.metadata import ModelInfo
 from dann_ros.runtime.backends import Backend, open_backend
-from dann_ros.runtime.results import Classification, Detection, Detections
+from dann_ros.runtime.results import Classification, Detections
+from dann_ros.runtime.tasks import TASKS, ClassificationRuntime, DetectionRuntime
 
 
 class Predictor:
@@ -52,15 +54,25 @@ class Predictor:
                              f"{expected[1]}, {expected[2]})")
         return self.backend.run(np.ascontiguousarray(batch, dtype=np.float32))
 
+    def infer(self, batch: np.ndarray, geometries: Sequence[Geometry],
+              image_sizes: Sequence[tuple[int, int]] | None = None, score_threshold: float = 0.3) -> list:
+        """One result per frame of a prepared uint8 (N, C, H, W) batch, whatever the model's task (its
+        runtime entry decodes the outputs): what the node and the benchmarks call. ``geometries`` (from
+        ``prepare``) and ``image_sizes`` (height, width) map boxes back to each input image, where the
+        task has boxes; ``score_threshold``: the lowest score a detection keeps."""
+        return TASKS[self.info.task].decode(self.run_prepared(batch), self.classes, geometries, image_sizes,
+                                            score_threshold)
+
+    def infer_batch(self, images: Sequence[np.ndarray], score_threshold: float = 0.3) -> list:
+        """``infer`` on RGB uint8 (H, W, 3) images."""
+        if not len(images):
+            return []
+        prepared = [self.prepare(im) for im in images]
+        return self.infer(np.stack([p[0] for p in prepared]), [p[1] for p in prepared],
+                          [im.shape[:2] for im in images], score_threshold)
+
     def classify_prepared(self, batch: np.ndarray) -> list[Classification]:
-        out = self.run_prepared(batch)
-        scores = out["scores"]
-        domain, shift = out.get("domain"), out.get("feature_shift")
-        ids = scores.argmax(1)
-        return [Classification(int(c), self.classes[int(c)], float(s[c]), s,
-                               None if domain is None else float(domain[i]),
-                               None if shift is None else float(shift[i]))
-                for i, (c, s) in enumerate(zip(ids, scores))]
+        return ClassificationRuntime.decode(self.run_prepared(batch), self.classes)
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[Classification]:
         if not len(images):
@@ -75,36 +87,11 @@ class Predictor:
     def detect_prepared(self, batch: np.ndarray, geometries: Sequence[Geometry],
                         image_sizes: Sequence[tuple[int, int]] | None = None,
                         score_threshold: float = 0.3) -> list[Detections]:
-        """Detections in input-image pixels: the letterbox (or any resize) is undone with each frame's
-        Geometry, and boxes are clipped to its (height, width) when ``image_sizes`` is given."""
-        if self.info.task != "detection":
+        """Detections in input-image pixels (DetectionRuntime.decode)."""
+        if not task_spec(self.info.task).has_boxes:
             raise ValueError(f"this is a {self.info.task} model; detect() needs a detection model")
-        out = self.run_prepared(batch)
-        boxes, scores, classes = out["boxes"], out["scores"], out["classes"]
-        domain, shift = out.get("domain"), out.get("feature_shift")
-        results = []
-        for i, geometry in enumerate(geometries):
-            keep = scores[i] >= score_threshold  # candidates come best first
-            self._check_class_ids(classes[i][keep])
-            image_boxes = geometry.to_image(boxes[i][keep])
-            if image_sizes is not None:
-                h, w = image_sizes[i]
-                image_boxes[:, 0::2] = image_boxes[:, 0::2].clip(0, w)
-                image_boxes[:, 1::2] = image_boxes[:, 1::2].clip(0, h)
-            items = tuple(Detection(tuple(float(v) for v in b), int(c), self.classes[int(c)], float(s))
-                          for b, c, s in zip(image_boxes, classes[i][keep], scores[i][keep]))
-            results.append(Detections(items, None if domain is None else float(domain[i]),
-                                      None if shift is None else float(shift[i])))
-        return results
-
-    def _check_class_ids(self, ids: np.ndarray) -> None:
-        """A graph whose head has more classes than its metadata names (a detection graph the loader could
-        not read the class count from) fails here with the fields named, not with an IndexError."""
-        n = len(self.classes)
-        bad = ids[(ids < 0) | (ids >= n)]
-        if bad.size:
-            raise ValueError(f"the model's output 'classes' holds class id {int(bad[0])}; its metadata field "
-                             f"'dann_ros.classes' names {n} classes (a model exported wrongly?)")
+        return DetectionRuntime.decode(self.run_prepared(batch), self.classes, geometries, image_sizes,
+                                       score_threshold)
 
     def detect_batch(self, images: Sequence[np.ndarray], score_threshold: float = 0.3) -> list[Detections]:
         if not len(images):

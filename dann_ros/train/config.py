@@ -260,24 +260,24 @@ class TrainConfig:
             what = f"adaptation.method {a.method}" if a.method != "none" else "adaptation.entropy_weight/mcc_weight/pseudo_label_weight"
             raise ValueError(f"{what} needs target.bags")
         spec = task_spec(self.task)  # unknown task: an error naming the supported ones
-        if not spec.image_scores and (a.method == "cdan" or a.entropy_weight or a.mcc_weight):
+        if not spec.class_scores_per_image and (a.method == "cdan" or a.entropy_weight or a.mcc_weight):
             raise ValueError("adaptation.method cdan, entropy_weight and mcc_weight work on one class "
                              "distribution per image: classification only")
-        if spec.image_scores and (self.augment.flip_classes or self.augment.mosaic):
+        if not spec.has_boxes and (self.augment.flip_classes or self.augment.mosaic):
             raise ValueError("augment.flip_classes and augment.mosaic move boxes: detection only")
         if self.classes and set(self.augment.flip_classes) - set(self.classes):
             raise ValueError(f"augment.flip_classes: {sorted(set(self.augment.flip_classes) - set(self.classes))} "
                              f"are not among the classes {list(self.classes)}")
         if self.selection in ("im", "snd", "stability") and not self.target.bags:
             raise ValueError(f"selection {self.selection} scores target frames: set target.bags or use source_val")
-        if not spec.image_scores and self.selection in ("im", "snd"):
+        if not spec.class_scores_per_image and self.selection in ("im", "snd"):
             raise ValueError(f"selection {self.selection} scores class probabilities (classification only); "
                              f"{self.task} selects by stability (box stability on target.bags), source_val "
                              f"(source-val {spec.metric_title}) or last")
-        if spec.image_scores and self.selection == "stability":
+        if not spec.has_boxes and self.selection == "stability":
             raise ValueError(f"selection stability scores detection boxes (detection only); {self.task} selects "
                              "by im, snd, source_val or last")
-        if not spec.image_scores and self.source.frame_labels is not None:
+        if not spec.class_scores_per_image and self.source.frame_labels is not None:
             raise ValueError(f"source.frame_labels are whole-frame class labels; {self.task} reads the "
                              "Replicator boxes (remove source.frame_labels)")
 

@@ -32,10 +32,11 @@ from dann_ros.config import to_dict
 from dann_ros.data.tasks import task_spec
 from dann_ros.model.adaptation.entropy import EntropyLoss
 from dann_ros.model.adaptation.mcc import MinimumClassConfusionLoss
-from dann_ros.model.adaptation.pseudo_label import MeanTeacher, build_pseudo_label_loss
+from dann_ros.model.adaptation.pseudo_label import MeanTeacher
 from dann_ros.model.builders import build_domain_loss, build_model
 from dann_ros.model.inference import pooled_features
 from dann_ros.model.schedules import dann_lambda, dann_lr_factor
+from dann_ros.model.tasks import build_pseudo_label_loss
 from dann_ros.train import checkpoint, metrics
 from dann_ros.train.augment import camera_augment, camera_view, geometric_augment
 from dann_ros.train.box_augment import box_augment, flip_class_ids

@@ -14,7 +14,7 @@ from dann_ros.evaluation.tasks import OutputOptions, task_for
 
 def test_every_task_has_its_pieces_at_every_layer():
     from dann_ros.data.labels import TASKS as LABEL_KINDS
-    from dann_ros.ros.outputs import OUTPUTS
+    from dann_ros.ros.outputs import TASKS as OUTPUTS
 
     assert set(TASK_SPECS) == set(LABEL_KINDS) == set(OUTPUTS) == {"classification", "detection"}
     for name, spec in TASK_SPECS.items():

@@ -207,7 +207,8 @@ def test_detection_pseudo_labels_leave_what_the_teacher_half_believes_out_of_the
 
 
 def test_pseudo_label_builder_picks_the_models_task():
-    from dann_ros.model.adaptation.pseudo_label import DetectionPseudoLabelLoss, build_pseudo_label_loss
+    from dann_ros.model.adaptation.pseudo_label import DetectionPseudoLabelLoss
+    from dann_ros.model.tasks import build_pseudo_label_loss
 
     assert isinstance(build_pseudo_label_loss(_constant_detector([0.0]), None, 0.9), DetectionPseudoLabelLoss)
     classifier = _linear_model([[1.0, 0.0], [0.0, 1.0]])

@@ -1,5 +1,5 @@
-"""Evaluation's task registry, keyed by task name like CenterNet's factories (and like
-ros/outputs.py's ``handler_for`` one layer down, whose TaskOutput pattern it follows).
+"""Evaluation's entries of the task registry (dann_ros.data.tasks), one EvalTask class per task (like
+ros/outputs.py's TaskOutput one layer down).
 
 A task turns what a model produced on a bag into predictions, and predictions into a score,
 figures, an HTML section and a summary line; it also writes the node's message for a frame
@@ -13,87 +13,18 @@ eval-bag, the node's messages in replay), so scoring, figures and pages are writ
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
 
-from dann_ros.data.labels import ResolvedLabels
-from dann_ros.data.tasks import TaskSpec, task_spec
-from dann_ros.evaluation import html as H
+from dann_ros.data.tasks import TaskRegistry
+from dann_ros.evaluation.tasks.base import EvalTask, FramesLike, OutputOptions, TaskScores
 
-
-@dataclass(frozen=True)
-class OutputOptions:
-    """What the node is configured to publish; each task reads its own field."""
-
-    top_k: int = 5  # classification: hypotheses per Classification, best first; 0 = all classes
-    detection_threshold: float = 0.3  # detection: lowest score a published detection has
-
-    @classmethod
-    def node_defaults(cls) -> OutputOptions:
-        from dann_ros.ros.params import PARAMETERS
-
-        return cls(int(PARAMETERS["top_k"][0]), float(PARAMETERS["detection_threshold"][0]))
-
-    def __post_init__(self) -> None:
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be 0 (all) or positive, got {self.top_k}")
-        if not 0.0 <= self.detection_threshold <= 1.0:
-            raise ValueError(f"detection threshold must lie within 0..1, got {self.detection_threshold}")
-
-
-class FramesLike(Protocol):
-    """Frames to score: aligned with the predictions, matched to labels by topic, index and stamp."""
-
-    topics: Any
-    indices: Any
-    stamps_ns: Any
-
-
-class TaskScores(Protocol):
-    value: float  # the headline metric (TaskSpec.metric)
-    n: int  # labelled frames scored
-
-    def to_json(self) -> dict: ...
-
-
-class EvalTask(Protocol):
-    spec: TaskSpec
-    classes: tuple[str, ...]
-
-    def options_json(self) -> dict: ...
-
-    @staticmethod
-    def evaluate_labelled_bag(predictor: Any, bag: Any, labels: Any, topics: tuple[str, ...]) -> tuple[str, dict]:
-        ...  # dann-ros eval: (printed table, JSON)
-
-    def predictions(self, frames: Any) -> dict[str, Any]: ...  # eval-bag: from FrameTable.outputs
-
-    def write(self, writer: Any, topic: str, row: int, log_ns: int, frames: Any, pred: dict) -> None: ...
-
-    def from_messages(self, messages: Sequence[Any]) -> dict[str, Any]: ...  # replay: from the node's messages
-
-    def score(self, pred: dict, labels: ResolvedLabels, frames: FramesLike) -> tuple[TaskScores, dict]: ...
-
-    def summary(self, pred: dict) -> dict: ...
-
-    def figures(self, pred: dict, scores: TaskScores | None, label_info: dict | None) -> dict[str, dict]: ...
-
-    def html(self, page: H.Page, report: dict, figures: dict[str, dict]) -> None: ...
-
-    def summary_line(self, report: dict, what: str = "labelled frames") -> str: ...
-
-
-def _factories() -> dict[str, type]:
-    from dann_ros.evaluation.tasks.classification import ClassificationTask
-    from dann_ros.evaluation.tasks.detection import DetectionTask
-
-    return {"classification": ClassificationTask, "detection": DetectionTask}
+# module strings: the entries import base.py, and a task's pages and plots load only when it is evaluated
+TASKS = TaskRegistry("evaluation", {"classification": "dann_ros.evaluation.tasks.classification:ClassificationTask",
+                                    "detection": "dann_ros.evaluation.tasks.detection:DetectionTask"})
 
 
 def task_for(name: str, classes: Sequence[str], options: OutputOptions | None = None) -> EvalTask:
     """The evaluation side of task ``name`` for a model with ``classes``."""
-    spec = task_spec(name)
-    factories = _factories()
-    if spec.name not in factories:
-        raise ValueError(f"evaluation supports {', '.join(factories)} models; this model's task is {name!r}")
-    return factories[spec.name](tuple(classes), options or OutputOptions.node_defaults())
+    return TASKS[name](tuple(classes), options or OutputOptions.node_defaults())
+
+
+__all__ = ["TASKS", "EvalTask", "FramesLike", "OutputOptions", "TaskScores", "task_for"]

@@ -13,7 +13,7 @@ from dann_ros.evaluation import html as H
 from dann_ros.evaluation import plots
 from dann_ros.evaluation.reporting import confusion_figure, figure, percentiles
 from dann_ros.evaluation.scores import ClassificationScores, classification_scores
-from dann_ros.evaluation.tasks import FramesLike, OutputOptions
+from dann_ros.evaluation.tasks.base import FramesLike, OutputOptions
 
 
 def label_info_of(labels: ResolvedLabels, match: Any) -> dict:

@@ -19,7 +19,7 @@ from dann_ros.data.tasks import task_spec
 from dann_ros.evaluation import html as H
 from dann_ros.evaluation import plots
 from dann_ros.evaluation.reporting import figure, percentiles
-from dann_ros.evaluation.tasks import FramesLike, OutputOptions
+from dann_ros.evaluation.tasks.base import FramesLike, OutputOptions
 from dann_ros.evaluation.tasks.classification import label_info_of
 from dann_ros.model.detection_metrics import DetectionReport, evaluate_detections
 

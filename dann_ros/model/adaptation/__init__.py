@@ -7,7 +7,7 @@ from dann_ros.model.adaptation.dann import DomainAdversarialLoss
 from dann_ros.model.adaptation.entropy import EntropyLoss
 from dann_ros.model.adaptation.instance import InstanceAdversarialLoss
 from dann_ros.model.adaptation.mcc import MinimumClassConfusionLoss
-from dann_ros.model.adaptation.pseudo_label import DetectionPseudoLabelLoss, PseudoLabelLoss, build_pseudo_label_loss
+from dann_ros.model.adaptation.pseudo_label import DetectionPseudoLabelLoss, PseudoLabelLoss
 
 __all__ = ["ConditionalDomainAdversarialLoss", "DetectionPseudoLabelLoss", "DomainAdversarialLoss", "EntropyLoss",
-           "InstanceAdversarialLoss", "MinimumClassConfusionLoss", "PseudoLabelLoss", "build_pseudo_label_loss"]
+           "InstanceAdversarialLoss", "MinimumClassConfusionLoss", "PseudoLabelLoss"]

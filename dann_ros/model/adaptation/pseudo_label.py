@@ -182,15 +182,3 @@ class DetectionPseudoLabelLoss(MeanTeacher):
             return loss
         with running_stats_frozen(student):
             return loss + loss_on(student.forward_train(self.second_view(images, self.generator))[1])
-
-
-def build_pseudo_label_loss(model: nn.Module, threshold: float | None, ema_decay: float,
-                            mask_ratio: float = 0.0, mask_block: int = 8,
-                            view: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None
-                            ) -> MeanTeacher:
-    """The task's form of self-training for ``model`` (its ``task`` attribute); ``threshold`` None: its default."""
-    forms = {"classification": PseudoLabelLoss, "detection": DetectionPseudoLabelLoss}
-    task = getattr(model, "task", None)
-    if task not in forms:
-        raise ValueError(f"pseudo-label self-training supports {', '.join(forms)} models, not {task!r}")
-    return forms[task](model, threshold, ema_decay, mask_ratio, mask_block, view)

@@ -1,72 +1,29 @@
-"""Training's task registry, keyed by task name like data/tasks.py's TASK_SPECS (CenterNet's factories).
+"""Training's entries of the task registry (dann_ros.data.tasks): one TrainTask class per task.
 
 Per task, the training-side pieces the one trainer asks for instead of ``if detection``: where the
 labelled source records come from (a frame store with a label column, or with ragged box columns),
 the labelled eval-target frames, a batch's training targets (class ids, or the detector's encoded
 maps), and one evaluation -> the metric dict under the spec's keys (``source_val_accuracy`` /
-``source_val_map50`` ...: metrics.json's keys). A new task is one module here plus its TaskSpec.
+``source_val_map50`` ...: metrics.json's keys). A new task is one module here, named in TASKS below.
 
 Importing this package does not import torch (the training config validates against it on the robot).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dann_ros.data.tasks import TaskRegistry, task_spec
+from dann_ros.train.tasks.base import TrainTask
 
-from dann_ros.data.frame_store import DEFAULT_EVAL_MEMORY_MB
-from dann_ros.data.tasks import TaskSpec, task_spec
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
-    from dann_ros.data.frame_store import ProgressFn, Store
-    from dann_ros.train.config import TrainConfig
-
-
-class TrainTask:
-    """The interface (see classification.py and detection.py)."""
-
-    spec: TaskSpec
-    label: str | None = None  # the per-record column batches carry as ``labels`` (class ids)
-    ragged: tuple[str, ...] = ()  # per-record ragged columns batches carry (a detector's boxes)
-
-    def source_store(self, cfg: TrainConfig, progress: ProgressFn | None) -> tuple[Store, tuple[str, ...]]:
-        """Every labelled source record (before the validation split) and the class names."""
-        raise NotImplementedError
-
-    def eval_target_store(self, cfg: TrainConfig, classes: tuple[str, ...]) -> Store:
-        """``cfg.eval_target``'s labelled real frames: the bag's frame store with its labels as columns."""
-        raise NotImplementedError
-
-    def targets(self, model: nn.Module, source: dict[str, Any], device: torch.device) -> Any:
-        """What ``model.task_loss`` takes for a source batch (``streaming.to_device``'s dict)."""
-        raise NotImplementedError
-
-    def evaluate(self, model: nn.Module, source_val: Store, eval_target: Store | None,
-                 target_frames: Sequence[Store], device: torch.device, classes: tuple[str, ...],
-                 budget_mb: float = DEFAULT_EVAL_MEMORY_MB) -> dict[str, float]:
-        """One evaluation: source-val metric, eval-target metric (when labelled frames are given) and
-        label-free scores of the unlabelled ``target_frames`` where the task has them; every pass in
-        batches of at most ``budget_mb`` (``train.eval_memory_mb``)."""
-        raise NotImplementedError
-
-
-_TASKS = {"classification": "dann_ros.train.tasks.classification:ClassificationTraining",
-          "detection": "dann_ros.train.tasks.detection:DetectionTraining"}
+# module strings: importing the registry imports no torch, and the entries import base.py, not this
+TASKS = TaskRegistry("train", {"classification": "dann_ros.train.tasks.classification:ClassificationTraining",
+                               "detection": "dann_ros.train.tasks.detection:DetectionTraining"})
 
 
 def train_task(name: str) -> TrainTask:
-    spec = task_spec(name)  # unknown: an error naming the supported tasks
-    try:
-        module, cls = _TASKS[name].split(":")
-    except KeyError:
-        raise ValueError(f"task {name!r} has no training support; trainable: {', '.join(_TASKS)}") from None
-    task = getattr(importlib.import_module(module), cls)()
-    task.spec = spec
+    """A new instance of task ``name``'s training entry."""
+    task = TASKS[name]()
+    task.spec = task_spec(name)
     return task
 
 
-__all__ = ["TrainTask", "train_task"]
+__all__ = ["TASKS", "TrainTask", "train_task"]

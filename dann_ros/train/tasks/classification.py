@@ -17,7 +17,7 @@ from dann_ros.model.inference import predict
 from dann_ros.train import metrics
 from dann_ros.train.config import TrainConfig
 from dann_ros.train.streaming import eval_batches
-from dann_ros.train.tasks import TrainTask
+from dann_ros.train.tasks.base import TrainTask
 
 
 def probabilities(model: torch.nn.Module, stores: Sequence[Store], device: torch.device,

@@ -18,7 +18,7 @@ from dann_ros.model.inference import (DETECTION_PASSES, Detections, predict_dete
 from dann_ros.train import metrics
 from dann_ros.train.config import TrainConfig
 from dann_ros.train.streaming import eval_batches
-from dann_ros.train.tasks import TrainTask
+from dann_ros.train.tasks.base import TrainTask
 
 
 def box_stability(model: torch.nn.Module, stores: Sequence[Store], device: torch.device, seed: int = 0,
