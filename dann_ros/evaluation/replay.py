@@ -37,6 +37,7 @@ from dann_ros.evaluation.replay_ros import (ReplayError, RosSide, environment, h
                                             start_node, wait_outputs, wait_ready)
 from dann_ros.evaluation.reporting import claim_bag_output, default_out_dir, write_reports
 from dann_ros.evaluation.tasks import OutputOptions, task_for
+from dann_ros.ros import names
 
 __all__ = ["ReplayCamera", "ReplayError", "ReplayOptions", "header_stamp_ns", "replay", "summary"]
 
@@ -57,8 +58,8 @@ def _cameras(opts: ReplayOptions, image_topics: dict[str, tuple[str, int]], task
     compressed = [image_topics[t][0].endswith("CompressedImage") for t in chosen]
     spec = task_spec(task)
     outs = list(opts.output_topics) or list(output_topics(inputs, spec.output_name, compressed).values())
-    infos = [o.rsplit("/", 1)[0] + "/label_info" if "/" in o.strip("/") else "label_info" for o in outs] \
-        if opts.output_topics else list(output_topics(inputs, "label_info", compressed).values())
+    infos = [f"{o.rsplit('/', 1)[0]}/{names.LABEL_INFO}" if "/" in o.strip("/") else names.LABEL_INFO for o in outs] \
+        if opts.output_topics else list(output_topics(inputs, names.LABEL_INFO, compressed).values())
     return {t: ReplayCamera(t, image_topics[t][0], i, o, li, output_msgtype=spec.output_msgtype)
             for t, i, o, li in zip(chosen, inputs, outs, infos)}
 

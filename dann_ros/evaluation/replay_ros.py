@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from dann_ros.ros import names
 from dann_ros.ros.env import ROS_ENV_KEYS
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class RosSide:
                 output_type, cam.output_topic, lambda raw, cam=cam: self._on_output(cam, raw), result_qos, raw=True))
             self.node.create_subscription(LabelInfo, cam.label_info_topic,
                                           lambda msg, cam=cam: self.label_info.__setitem__(cam.bag_topic, msg), latched)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.node.create_subscription(DiagnosticArray, names.DIAGNOSTICS, self._on_diagnostics, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name="replay_executor", daemon=True)

@@ -49,6 +49,7 @@ from dann_ros.ros.diagnostics import (ERROR, OK, CameraMonitor, CameraStats, cam
                                       to_status)
 from dann_ros.ros.frames import Frame, LatestFrames
 from dann_ros.ros.model_file import ModelFile
+from dann_ros.ros.names import DIAGNOSTICS, LABEL_INFO, OVERLAY
 from dann_ros.ros.overlay import image_message
 from dann_ros.ros.params import NodeParams, ParameterError, declare_parameters, read_parameters
 from dann_ros.ros.topics import CameraTopics, camera_topics
@@ -162,7 +163,7 @@ class DannNode(LifecycleNode):
                                skip_log=ThrottledWarning(log, f"input {n!r}: skipped a frame"))
                         for t, n in zip(topics, names)]
         self._create_publishers()
-        self._diag_pub = self.create_publisher(_msgs().DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS_QOS)
+        self._diag_pub = self.create_publisher(_msgs().DiagnosticArray, DIAGNOSTICS, qos.DIAGNOSTICS_QOS)
         self._diag_last = time.monotonic()
         self._diag_timer = self.create_timer(params.diagnostics_period, self._publish_diagnostics)
         info = predictor.info
@@ -239,9 +240,9 @@ class DannNode(LifecycleNode):
             cam.result_pub = self.create_lifecycle_publisher(handler.msg_type, out(handler.topic), qos.RESULT_QOS,
                                                              event_callbacks=pub_events)
             if p.publish_overlay:
-                cam.overlay_pub = self.create_lifecycle_publisher(msgs.Image, out("overlay"), qos.OVERLAY_QOS,
+                cam.overlay_pub = self.create_lifecycle_publisher(msgs.Image, out(OVERLAY), qos.OVERLAY_QOS,
                                                                   event_callbacks=pub_events)
-            cam.label_pub = self.create_lifecycle_publisher(msgs.LabelInfo, out("label_info"), qos.LABEL_INFO_QOS)
+            cam.label_pub = self.create_lifecycle_publisher(msgs.LabelInfo, out(LABEL_INFO), qos.LABEL_INFO_QOS)
 
     def _destroy_publishers(self) -> None:
         for cam in self.cameras:

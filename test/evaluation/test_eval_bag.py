@@ -17,6 +17,7 @@ from dann_ros.cli import main
 from dann_ros.data.bags import ROS2_STORE
 from dann_ros.data.labels import LabelFile
 from dann_ros.evaluation.result_bag import vision_typestore
+from dann_ros.ros import names
 from dann_ros.ros.diagnostics import ERROR, WARN, DomainShiftMonitor, shift_level
 from dann_ros.runtime.predictor import Predictor
 
@@ -61,7 +62,7 @@ def test_result_bag_holds_frames_and_classifications_with_matching_stamps(evalua
         topics = {c.topic: c.msgtype for c in reader.connections}
         assert topics == {"/camera/image_raw": "sensor_msgs/msg/Image",
                           "/camera/classification": "vision_msgs/msg/Classification",
-                          "/camera/label_info": "vision_msgs/msg/LabelInfo"}
+                          f"/camera/{names.LABEL_INFO}": "vision_msgs/msg/LabelInfo"}
         for conn, log_ns, raw in reader.messages():
             msg = reader.deserialize(raw, conn.msgtype)
             stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from dann_ros.paths import PACKAGE_ROOT
+from dann_ros.ros import names
 
 pytestmark = pytest.mark.ros
 
@@ -102,7 +103,7 @@ def test_lifecycle_publisher_and_topic_name_fallbacks():
     destroy_lifecycle_publisher(node, "pub")
     assert node.destroyed == ["pub"] and node._managed_entities == {"other"}
     assert resolve_topic_name(node, "image") == "/front/image"
-    assert resolve_topic_name(node, "~/overlay") == "/front/dann_node/overlay"
+    assert resolve_topic_name(node, f"~/{names.OVERLAY}") == f"/front/dann_node/{names.OVERLAY}"
 
 
 def test_lifecycle_publisher_fallback_on_a_real_node():

@@ -12,6 +12,7 @@ from sensor_msgs.msg import CompressedImage
 from vision_msgs.msg import Classification
 
 from dann_ros.data.images import COMPRESSED_FORMATS, encode_compressed, message_to_rgb8
+from dann_ros.ros import names
 from ros_helpers import diagnostic_values, rgb_frame, stream_until, wait_for
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -77,7 +78,7 @@ def test_undecodable_jpeg_is_skipped_and_later_frames_work(ros, node, publisher,
 
 
 def test_qos_mismatch_is_logged_and_counted(ros, node, publisher):
-    diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics", 50)
+    diagnostics = ros.subscribe(DiagnosticArray, names.DIAGNOSTICS, 50)
     ros.publisher(CompressedImage, INPUT, BEST_EFFORT)  # a best-effort camera vs the node's reliable input
     node.wait_log(r"incompatible QoS with a publisher \(RELIABILITY\).*qos_reliability:=best_effort")
 

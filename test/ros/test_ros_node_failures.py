@@ -18,6 +18,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Classification
 
+from dann_ros.ros import names
 from hostile_models import nan_domain, raising_on_bright, stalling_on_bright
 from ros_helpers import diagnostic_values, image_msg, stream_until, wait_for
 
@@ -39,7 +40,7 @@ def bright(i: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def diagnostics(ros):
-    return ros.subscribe(DiagnosticArray, "/diagnostics", 100)
+    return ros.subscribe(DiagnosticArray, names.DIAGNOSTICS, 100)
 
 
 def newest(diagnostics, name: str, predicate=lambda v: True):

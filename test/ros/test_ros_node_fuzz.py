@@ -23,6 +23,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Classification
 
 from dann_ros.data.images import COMPRESSED_FORMATS, MAX_COMPRESSED_BYTES, encode_compressed
+from dann_ros.ros import names
 from ros_helpers import diagnostic_values, image_msg, peak_rss_mb, rgb_frame, rss_mb, wait_for
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -196,7 +197,7 @@ def _bombs(diagnostics, pub, node, name: str, bombs) -> None:
 
 def _fuzz(ros, node, msg_type, topic: str, out_topic: str, messages: list, good, record_property, label: str,
           bombs=()):
-    diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics", 50)
+    diagnostics = ros.subscribe(DiagnosticArray, names.DIAGNOSTICS, 50)
     pub = ros.publisher(msg_type, topic, RELIABLE)
     out = ros.subscribe(Classification, out_topic)
     wait_for(lambda: pub.get_subscription_count() > 0, what="dann_node subscribing the input")

@@ -10,6 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
+from dann_ros.ros import names
 from ros_helpers import diagnostic_values, image_msg, stream_until, wait_for
 from test.conftest import monitor_scenes
 
@@ -32,7 +33,7 @@ def node(start_node, tiny_monitored_detector_onnx):
 
 @pytest.fixture(scope="module")
 def diagnostics(ros, node):
-    return ros.subscribe(DiagnosticArray, "/diagnostics", 100)
+    return ros.subscribe(DiagnosticArray, names.DIAGNOSTICS, 100)
 
 
 def _frames(camera: str) -> list[np.ndarray]:

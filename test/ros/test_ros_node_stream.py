@@ -15,6 +15,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Classification, LabelInfo
 
+from dann_ros.ros import names
 from dann_ros.ros.arguments import default_params_file
 from dann_ros.ros.qos import LABEL_INFO_QOS
 from ros_helpers import diagnostic_values, image_msg, rgb_frame, stream_until, wait_for
@@ -43,7 +44,7 @@ def predictor(tiny_onnx):
 
 @pytest.fixture(scope="module")
 def diagnostics(ros, node):
-    return ros.subscribe(DiagnosticArray, "/diagnostics", 50)
+    return ros.subscribe(DiagnosticArray, names.DIAGNOSTICS, 50)
 
 
 def camera_publisher(ros, camera: str):
@@ -103,13 +104,13 @@ def test_two_cameras_share_one_model_and_keep_their_outputs_apart(ros, node):
 
 def test_parameters_come_from_the_yaml_file(ros, node, tiny_onnx):
     documented = yaml.safe_load(default_params_file().read_text())["/**"]["ros__parameters"]
-    names = sorted(documented)
-    response = ros.call(GetParameters, f"{NODE}/get_parameters", GetParameters.Request(names=names))
+    keys = sorted(documented)
+    response = ros.call(GetParameters, f"{NODE}/get_parameters", GetParameters.Request(names=keys))
     from rclpy.parameter import parameter_value_to_python
 
-    actual = {n: parameter_value_to_python(v) for n, v in zip(names, response.values)}
+    actual = {n: parameter_value_to_python(v) for n, v in zip(keys, response.values)}
     expected = dict(documented, model_path=str(tiny_onnx), **OVERRIDES)
-    for name in names:
+    for name in keys:
         want, got = expected[name], actual[name]
         if isinstance(want, float):
             assert got == pytest.approx(want), name
@@ -121,8 +122,8 @@ def test_parameters_come_from_the_yaml_file(ros, node, tiny_onnx):
 
 def test_label_info_reaches_a_late_subscriber(ros, node):
     for cam in ("cam_left", "cam_right"):
-        labels = ros.subscribe(LabelInfo, f"{NS}/{cam}/label_info", LABEL_INFO_QOS)
-        msg = wait_for(lambda: labels.find(lambda m: True), what=f"{cam}/label_info")
+        labels = ros.subscribe(LabelInfo, f"{NS}/{cam}/{names.LABEL_INFO}", LABEL_INFO_QOS)
+        msg = wait_for(lambda: labels.find(lambda m: True), what=f"{cam}/{names.LABEL_INFO}")
         assert [(c.class_id, c.class_name) for c in msg.class_map] == [(i, str(i)) for i in range(10)]
 
 
@@ -139,7 +140,7 @@ def test_overlay_is_drawn_only_while_someone_subscribes(ros, node, diagnostics):
         diagnostics, "cam_left", lambda v: int(v["frames published"]) >= published + 3), what="3 more results")
     assert int(status["overlays published"]) == overlays
 
-    images = ros.subscribe(Image, f"{NS}/cam_left/overlay")
+    images = ros.subscribe(Image, f"{NS}/cam_left/{names.OVERLAY}")
     overlay = stream_until(pub, frame, lambda: images.find(lambda m: m.header.frame_id == "left_overlay_test"),
                            what="an overlay image")
     assert (overlay.height, overlay.width, overlay.encoding) == (48, 64, "rgb8")
