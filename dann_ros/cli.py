@@ -46,7 +46,7 @@ def _eval(args: argparse.Namespace) -> int:
         if not task.spec.class_scores_per_image:
             raise SystemExit(f"eval --images takes an ImageFolder of classes: classification models only; "
                              f"a {task.spec.name} model needs --bag and --labels")
-        from dann_ros.evaluation.classification import evaluate_image_folder
+        from dann_ros.evaluation.accuracy import evaluate_image_folder
 
         result = evaluate_image_folder(predictor, args.images)
         table, data = result.table(), result.to_json()
@@ -57,9 +57,10 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"model {args.model} ({predictor.backend.name})")
     print(table)
     if args.json:
-        from dann_ros.evaluation.html import write_json
+        from dann_ros.atomic_io import write_json
+        from dann_ros.evaluation.html import jsonable
 
-        write_json(args.json, data)
+        write_json(args.json, jsonable(data), indent=1, allow_nan=False)
     return 0
 
 
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     from dann_ros.data.synth import add_synth_parser
     from dann_ros.evaluation.eval_bag import add_eval_bag_parser
     from dann_ros.evaluation.replay import add_replay_parser
-    from dann_ros.evaluation.report import add_report_parser
+    from dann_ros.evaluation.training_report import add_report_parser
     from dann_ros.runtime.tensorrt_backend import add_build_engine_parser
 
     parser = argparse.ArgumentParser(prog="dann-ros", description=__doc__)

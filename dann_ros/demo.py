@@ -364,7 +364,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def write_reports(paths: DemoPaths, seeds: list[int], config_seed: int) -> None:
-    from dann_ros.evaluation.report import build_report
+    from dann_ros.evaluation.training_report import build_report
 
     for seed in seeds:
         suffix = "" if seed == config_seed else f"_seed{seed}"  # as demo_configs names the runs

@@ -126,7 +126,7 @@ def _run_folder(tmp_path: Path, onnx: Path, task: str, bag: dict) -> SimpleNames
 
 
 def test_export_and_eval_scores_a_classifier_through_the_task_registry(tmp_path, tiny_onnx, labelled_bag):
-    from dann_ros.evaluation.classification import evaluate_labelled_bag
+    from dann_ros.evaluation.accuracy import evaluate_labelled_bag
     from dann_ros.runtime.predictor import Predictor
 
     cfg = _run_folder(tmp_path, tiny_onnx, "classification", labelled_bag)
@@ -138,7 +138,7 @@ def test_export_and_eval_scores_a_classifier_through_the_task_registry(tmp_path,
 
 
 def test_export_and_eval_scores_a_detector_through_the_task_registry(tmp_path, trained_detector_onnx, box_bag):
-    from dann_ros.evaluation.detection import evaluate_detection_bag
+    from dann_ros.evaluation.average_precision import evaluate_detection_bag
     from dann_ros.runtime.predictor import Predictor
 
     cfg = _run_folder(tmp_path, trained_detector_onnx, "detection", box_bag)

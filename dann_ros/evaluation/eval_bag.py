@@ -28,7 +28,7 @@ from dann_ros.data.bags import BagError, BagSelection, DecodeStats, bag_info
 from dann_ros.data.labels import resolve_labels
 from dann_ros.evaluation.eval_bag_report import build_report, domain_shift, figures, page
 from dann_ros.evaluation.frames import FrameTable, RunStats, run_frames
-from dann_ros.evaluation.reporting import claim_bag_output, default_out_dir, write_reports
+from dann_ros.evaluation.bag_report_tools import claim_bag_output, default_out_dir, write_reports
 from dann_ros.evaluation.tasks import OutputOptions, TaskScores, task_for
 
 FORMAT = "dann_ros.eval_bag/2"

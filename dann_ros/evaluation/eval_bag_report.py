@@ -1,5 +1,5 @@
 """eval-bag's report: report.json's content, its figures and its HTML page (the task's own parts
-come from evaluation/tasks, the shared parts from evaluation/reporting)."""
+come from evaluation/tasks, the shared parts from evaluation/bag_report_tools)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 from dann_ros.evaluation import html as H
 from dann_ros.evaluation import plots
 from dann_ros.evaluation.frames import FrameTable
-from dann_ros.evaluation.reporting import (figure, latency_histogram, page_header, percentiles, show_figures,
+from dann_ros.evaluation.bag_report_tools import (figure, latency_histogram, page_header, percentiles, show_figures,
                                            thin)
 
 

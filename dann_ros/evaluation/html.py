@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -120,6 +119,3 @@ def jsonable(value: Any) -> Any:
 def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
     return write_text(path, text)
 
-
-def write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    return write_atomic(path, json.dumps(jsonable(data), indent=1, allow_nan=False) + "\n")

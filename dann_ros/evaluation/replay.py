@@ -35,7 +35,7 @@ from dann_ros.evaluation.replay_options import ReplayCamera, ReplayOptions
 from dann_ros.evaluation.replay_report import analyse, figures, page, write_record
 from dann_ros.evaluation.replay_ros import (ReplayError, RosSide, environment, header_stamp_ns, process_env,
                                             start_node, wait_outputs, wait_ready)
-from dann_ros.evaluation.reporting import claim_bag_output, default_out_dir, write_reports
+from dann_ros.evaluation.bag_report_tools import claim_bag_output, default_out_dir, write_reports
 from dann_ros.evaluation.tasks import OutputOptions, task_for
 from dann_ros.ros import names
 

@@ -16,7 +16,7 @@ from dann_ros.data.tasks import task_spec
 from dann_ros.evaluation import html as H
 from dann_ros.evaluation import plots
 from dann_ros.evaluation.replay_ros import node_diagnostics
-from dann_ros.evaluation.reporting import figure, latency_histogram, page_header, percentiles, show_figures
+from dann_ros.evaluation.bag_report_tools import figure, latency_histogram, page_header, percentiles, show_figures
 from dann_ros.evaluation.tasks import EvalTask, task_for
 
 FORMAT = "dann_ros.replay/2"

@@ -77,7 +77,7 @@ STABILITY_DROPOUT = 0.15
 STABILITY_SCORE_THRESHOLD = 0.3
 
 
-def box_stability(clean: Sequence[Detections], perturbed: Sequence[Detections],
+def box_stability_between(clean: Sequence[Detections], perturbed: Sequence[Detections],
                   score_threshold: float = STABILITY_SCORE_THRESHOLD) -> float:
     """Box Stability Score (BoS; Yang et al., ICCV 2023): how little a detector's boxes move when
     its features are perturbed (dropout), a label-free stand-in for mAP under distribution shift.

@@ -10,7 +10,7 @@ import pytest
 
 from dann_ros.cli import main
 from dann_ros.data.make_bag import write_labelled_bag
-from dann_ros.evaluation.classification import evaluate_image_folder, evaluate_labelled_bag
+from dann_ros.evaluation.accuracy import evaluate_image_folder, evaluate_labelled_bag
 from dann_ros.runtime.predictor import Predictor
 
 
@@ -86,3 +86,14 @@ def test_bag_accuracy_is_streamed_by_a_memory_budget_and_keeps_no_frames(tiny_on
     small = evaluate_labelled_bag(predictor, bag, f"{bag}.labels.json", memory_mb=budget)
     assert batches == [4] * 5 and small.to_json() == full.to_json() and small.n == 20
     assert not list((tmp_path / "tmp").iterdir()), "the temporary frame store is deleted"
+
+
+def test_a_cut_jpeg_in_an_image_folder_is_skipped_and_counted(tiny_onnx, tmp_path):
+    """The folder is read with the one image-file reader (dann_ros.data.replicator.read_rgb): a JPEG cut
+    short is refused, not decoded with grey rows where its data stopped and scored."""
+    (tmp_path / "3").mkdir()
+    ok, data = cv2.imencode(".jpg", _images(1)[0][:, :, ::-1])
+    (tmp_path / "3" / "whole.jpg").write_bytes(data.tobytes())
+    (tmp_path / "3" / "cut.jpg").write_bytes(data.tobytes()[: len(data) // 2])
+    report = evaluate_image_folder(Predictor.load(tiny_onnx), tmp_path)
+    assert (report.n, report.skipped) == (1, 1)

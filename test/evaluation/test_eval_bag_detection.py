@@ -12,7 +12,7 @@ from rosbags.highlevel import AnyReader
 
 from dann_ros.cli import main
 from dann_ros.data.bags import iter_frames
-from dann_ros.evaluation.detection import evaluate_detection_bag
+from dann_ros.evaluation.average_precision import evaluate_detection_bag
 from dann_ros.evaluation.eval_bag import evaluate_bag
 from dann_ros.evaluation.result_bag import vision_typestore
 from dann_ros.runtime.predictor import Predictor

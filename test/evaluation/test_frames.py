@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dann_ros.evaluation.frames import Prefetch
-from dann_ros.evaluation.reporting import claim_bag_output, default_out_dir, percentiles, thin
+from dann_ros.evaluation.bag_report_tools import claim_bag_output, default_out_dir, percentiles, thin
 from dann_ros.evaluation.result_bag import OutputExistsError
 
 

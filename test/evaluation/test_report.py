@@ -6,7 +6,7 @@ import json
 import shutil
 
 from dann_ros.cli import main
-from dann_ros.evaluation.report import build_report
+from dann_ros.evaluation.training_report import build_report
 from dann_ros.train.trainer import train
 from test.train.conftest import (tiny_config, tiny_detection_config, tiny_detection_domains,  # noqa: F401
                                  tiny_domains)  # (fixtures)
@@ -39,7 +39,7 @@ def test_report_of_dann_next_to_source_only(tiny_domains, tmp_path, capsys):  # 
     for name, emb in figs["tsne"]["runs"].items():
         assert 0 < len(emb["source"]) <= 60 and 0 < len(emb["target"]) <= 60 and len(emb["source"][0]) == 2
     # PAD for both runs: recomputed on the report's own features, and copied from metrics.json
-    from dann_ros.evaluation.report import load_run, run_features
+    from dann_ros.evaluation.training_report import load_run, run_features
     from dann_ros.train.metrics import proxy_a_distance
 
     for r, folder in zip(report["runs"], (runs["dann"], runs["source_only"])):

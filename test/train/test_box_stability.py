@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dann_ros.train.metrics import box_stability
+from dann_ros.train.metrics import box_stability_between
 
 
 def dets(boxes, scores, classes):
@@ -22,43 +22,44 @@ A = dets([[0, 0, 10, 10], [20, 20, 40, 30]], [0.9, 0.8], [1, 2])
 
 def test_identical_detections_score_one_in_any_order():
     swapped = dets(A[0][::-1], A[1][::-1], A[2][::-1])
-    assert box_stability([A, A], [A, swapped]) == pytest.approx(1.0)
+    assert box_stability_between([A, A], [A, swapped]) == pytest.approx(1.0)
 
 
 def test_shifted_box_scores_its_iou():
     one = dets([[0, 0, 10, 10]], [0.9], [0])
     shifted = dets([[5, 0, 15, 10]], [0.9], [0])  # overlap 5 x 10 = 50, union 150
-    assert box_stability([one], [shifted]) == pytest.approx(50 / 150)
+    assert box_stability_between([one], [shifted]) == pytest.approx(50 / 150)
 
 
 def test_lost_and_spurious_boxes_count_as_zero():
     one = dets([[0, 0, 10, 10]], [0.9], [0])
-    assert box_stability([A], [dets(A[0][:1], A[1][:1], A[2][:1])]) == pytest.approx(0.5)  # one of two kept
-    assert box_stability([one], [dets([], [], [])]) == 0.0
+    assert box_stability_between([A], [dets(A[0][:1], A[1][:1], A[2][:1])]) == pytest.approx(0.5)  # one of two kept
+    assert box_stability_between([one], [dets([], [], [])]) == 0.0
     # the perturbed pass adds a far box: 1 matched IoU over max(1, 2) boxes
     extra = dets([[0, 0, 10, 10], [50, 50, 60, 60]], [0.9, 0.9], [0, 0])
-    assert box_stability([one], [extra]) == pytest.approx(0.5)
+    assert box_stability_between([one], [extra]) == pytest.approx(0.5)
 
 
 def test_class_change_and_low_scores():
     relabelled = dets([[0, 0, 10, 10]], [0.9], [3])
-    assert box_stability([dets([[0, 0, 10, 10]], [0.9], [0])], [relabelled]) == 0.0
+    assert box_stability_between([dets([[0, 0, 10, 10]], [0.9], [0])], [relabelled]) == 0.0
     faint = dets([[0, 0, 10, 10], [40, 40, 50, 50]], [0.9, 0.1], [0, 0])  # below 0.3: not counted
-    assert box_stability([faint], [dets([[0, 0, 10, 10]], [0.9], [0])]) == pytest.approx(1.0)
-    assert box_stability([faint], [dets([[0, 0, 10, 10]], [0.9], [0])], score_threshold=0.05) == pytest.approx(0.5)
+    strong = dets([[0, 0, 10, 10]], [0.9], [0])
+    assert box_stability_between([faint], [strong]) == pytest.approx(1.0)
+    assert box_stability_between([faint], [strong], score_threshold=0.05) == pytest.approx(0.5)
 
 
 def test_no_detections_anywhere_is_zero_not_nan():
     empty = dets([], [], [])
-    assert box_stability([], []) == 0.0
-    assert box_stability([empty, empty], [empty, empty]) == 0.0
+    assert box_stability_between([], []) == 0.0
+    assert box_stability_between([empty, empty], [empty, empty]) == 0.0
     degenerate = dets([[5, 5, 5, 5]], [0.9], [0])  # zero area: IoU 0, not NaN
-    assert box_stability([degenerate], [degenerate]) == 0.0
+    assert box_stability_between([degenerate], [degenerate]) == 0.0
 
 
 def test_image_counts_must_match():
     with pytest.raises(ValueError, match="same images"):
-        box_stability([A], [A, A])
+        box_stability_between([A], [A, A])
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +91,12 @@ def test_dropout_pass_is_seeded_and_perturbs(detector):
         np.testing.assert_array_equal(b, deployed[0][i])
         np.testing.assert_array_equal(s, deployed[1][i])
     assert sum(int((s >= 0.3).sum()) for _, s, _ in clean) > 0
-    assert box_stability(clean, clean) == pytest.approx(1.0)
+    assert box_stability_between(clean, clean) == pytest.approx(1.0)
     for (b0, s0, _), (b1, s1, _) in zip(perturbed, runs[1][1]):  # same seed: the same boxes
         np.testing.assert_array_equal(b0, b1)
         np.testing.assert_array_equal(s0, s1)
     assert any(not np.array_equal(a[0], b[0]) for a, b in zip(perturbed, runs[2][1]))  # other seed: other masks
-    assert 0.0 < box_stability(clean, perturbed) < 1.0  # dropout moves some boxes, keeps some
+    assert 0.0 < box_stability_between(clean, perturbed) < 1.0  # dropout moves some boxes, keeps some
     # the training-side score over two stores of the frames: the same value on every call
     stores = [MemoryStore(images[:6], {}, {}, {}), MemoryStore(images[6:], {}, {}, {})]
     first = store_stability(detector, stores, cpu)

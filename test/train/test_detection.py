@@ -72,7 +72,7 @@ def test_cli_eval_prints_map_of_a_detection_model(tiny_detector_onnx, tiny_detec
     printed = capsys.readouterr().out
     assert "mAP@0.5" in printed and "(24 frames" in printed
     report = json.loads(out.read_text())
-    from dann_ros.evaluation.detection import evaluate_detection_bag
+    from dann_ros.evaluation.average_precision import evaluate_detection_bag
     from dann_ros.runtime.predictor import Predictor
 
     direct = evaluate_detection_bag(Predictor.load(tiny_detector_onnx), tiny_detection_domains["bag"],

@@ -11,7 +11,7 @@ from dann_ros.data.labels import ResolvedLabels, labels_onto_classes
 from dann_ros.data.tasks import task_spec
 from dann_ros.evaluation import html as H
 from dann_ros.evaluation import plots
-from dann_ros.evaluation.reporting import confusion_figure, figure, percentiles
+from dann_ros.evaluation.bag_report_tools import confusion_figure, figure, percentiles
 from dann_ros.evaluation.scores import ClassificationScores, classification_scores
 from dann_ros.evaluation.tasks.base import FramesLike, OutputOptions
 
@@ -55,7 +55,7 @@ class ClassificationTask:
     @staticmethod
     def evaluate_labelled_bag(predictor: Any, bag: Any, labels: Any, topics: tuple[str, ...]) -> tuple[str, dict]:
         """``dann-ros eval --bag --labels``: (printed table, JSON) of the model's top-1 on every labelled frame."""
-        from dann_ros.evaluation.classification import evaluate_labelled_bag
+        from dann_ros.evaluation.accuracy import evaluate_labelled_bag
 
         report = evaluate_labelled_bag(predictor, bag, labels, topics)
         return report.table(), report.to_json()

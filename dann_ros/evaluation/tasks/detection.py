@@ -18,7 +18,7 @@ from dann_ros.data.labels import ResolvedLabels, class_map
 from dann_ros.data.tasks import task_spec
 from dann_ros.evaluation import html as H
 from dann_ros.evaluation import plots
-from dann_ros.evaluation.reporting import figure, percentiles
+from dann_ros.evaluation.bag_report_tools import figure, percentiles
 from dann_ros.evaluation.tasks.base import FramesLike, OutputOptions
 from dann_ros.evaluation.tasks.classification import label_info_of
 from dann_ros.model.detection_metrics import DetectionReport, evaluate_detections
@@ -102,7 +102,7 @@ class DetectionTask:
     @staticmethod
     def evaluate_labelled_bag(predictor: Any, bag: Any, labels: Any, topics: tuple[str, ...]) -> tuple[str, dict]:
         """``dann-ros eval --bag --labels``: (printed table, JSON) of mAP over every candidate."""
-        from dann_ros.evaluation.detection import evaluate_detection_bag, report_table
+        from dann_ros.evaluation.average_precision import evaluate_detection_bag, report_table
 
         report = evaluate_detection_bag(predictor, bag, labels, topics)
         return report_table(report), report.to_dict()

@@ -23,7 +23,7 @@ from dann_ros.train.tasks.base import TrainTask
 
 def box_stability(model: torch.nn.Module, stores: Sequence[Store], device: torch.device, seed: int = 0,
                   budget_mb: float = DEFAULT_EVAL_MEMORY_MB) -> float:
-    """Box stability score (metrics.box_stability) of ``model`` on every record of ``stores``. The
+    """Box stability score (metrics.box_stability_between) of ``model`` on every record of ``stores``. The
     dropout masks come from a generator seeded afresh per call, so every checkpoint of a run is scored
     with the same masks on the same frames."""
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -35,7 +35,7 @@ def box_stability(model: torch.nn.Module, stores: Sequence[Store], device: torch
                                                    budget_mb=budget_mb)
             clean += c
             perturbed += p
-    return metrics.box_stability(clean, perturbed)
+    return metrics.box_stability_between(clean, perturbed)
 
 
 class DetectionTraining(TrainTask):

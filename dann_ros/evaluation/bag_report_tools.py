@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from dann_ros.atomic_io import write_json
 from dann_ros.data.labels import bag_base
 from dann_ros.evaluation import html as H
 from dann_ros.evaluation import plots
@@ -100,6 +101,6 @@ def write_reports(out: Path, report: dict, figures: Mapping[str, dict], page: H.
     """report.json (with every figure's data) and, given a page, report.html."""
     out.mkdir(parents=True, exist_ok=True)
     report["figures"] = {k: v["json"] for k, v in figures.items()}
-    H.write_json(out / "report.json", report)
+    write_json(out / "report.json", H.jsonable(report), indent=1, allow_nan=False)
     if page is not None:
         page.write(out / "report.html")

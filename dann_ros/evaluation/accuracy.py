@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,8 @@ import numpy as np
 
 from dann_ros.data.frame_cache import cache_or_temporary, labelled_bag
 from dann_ros.data.frame_store import DEFAULT_EVAL_MEMORY_MB, Store, frames_per_batch, runtime_frame_bytes
-from dann_ros.data.image_folder import iter_image_folder, read_rgb
+from dann_ros.data.image_folder import iter_image_folder
+from dann_ros.data.replicator import read_rgb
 from dann_ros.runtime.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,3 @@ def evaluate_labelled_bag(predictor: Predictor, bag: str | Path, labels: str | P
         pred = predict_prepared(predictor, store, batch_size, memory_mb)
     return accuracy_report(pred, store.columns["class_ids"], predictor.classes)
 
-
-def write_json(report: AccuracyReport, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(report.to_json(), indent=2))

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from dann_ros.atomic_io import write_json
 from dann_ros.data.tasks import task_spec
 from dann_ros.evaluation import html as H
 from dann_ros.evaluation import plots
@@ -214,7 +215,7 @@ def build_report(run_dir: str | Path, compare: str | Path | None = None, out_dir
     }
     for name, fig in figures.items():
         (out / f"{name}.png").write_bytes(fig["png"])
-    H.write_json(out / "report.json", report)
+    write_json(out / "report.json", H.jsonable(report), indent=1, allow_nan=False)
     _page(report, figures).write(out / "report.html")
     report["out_dir"] = str(out)
     return report
