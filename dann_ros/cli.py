@@ -77,6 +77,15 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def adaptation_methods() -> tuple[str, ...]:
+    """What ``adaptation.method`` accepts, read from the config's Literal (train/config.py imports no torch)."""
+    import typing
+
+    from dann_ros.train.config import AdaptationConfig
+
+    return typing.get_args(typing.get_type_hints(AdaptationConfig)["method"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dann_ros.data.make_bag import add_make_bag_parser
     from dann_ros.data.synth import add_synth_parser
@@ -99,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("--seed", type=int)
     p.add_argument("--output-dir")
-    p.add_argument("--adaptation", choices=["dann", "none"])
+    p.add_argument("--adaptation", choices=adaptation_methods(), help="adaptation.method")
     p.add_argument("--steps", type=int)
     p.add_argument("--restart", action="store_true", help="ignore a previous run's last.pt instead of resuming")
     p.set_defaults(func=_train)
