@@ -19,8 +19,11 @@ from dann_ros.train.checkpoint import CheckpointError, load
 
 def load_model(path: str | Path):
     """A deployable model checkpoint -> (DeployedClassifier or DeployedDetector in eval mode, ModelInfo)."""
-    path = Path(path)
-    data = load(path)
+    return model_from_checkpoint(load(path), Path(path))
+
+
+def model_from_checkpoint(data: dict, path: Path):
+    """:func:`load_model` on a checkpoint already loaded (train/checkpoint.load): export reads the file once."""
     if data.get("kind") not in ("model", "train_state"):
         raise CheckpointError(f"{path}: field 'kind' is {data.get('kind')!r}, expected 'model'")
     if data.get("kind") == "train_state":
@@ -45,3 +48,16 @@ def load_model(path: str | Path):
     info = ModelInfo(task=task, classes=classes, preprocess=preprocess, config_digest=data["digest"],
                      version=data["version"], has_domain=disc is not None)
     return deploy(model, disc).eval(), info
+
+
+def stored_train_config(data: dict, path: Path):
+    """The TrainConfig a checkpoint was trained with (its ``train_config`` field), built once for all of
+    export's uses; a CheckpointError naming the file where it has none or it no longer validates."""
+    from dann_ros.train.config import TrainConfig
+
+    if "train_config" not in data:
+        raise CheckpointError(f"{path}: no field 'train_config' (a checkpoint from before it was stored)")
+    try:
+        return from_dict(TrainConfig, json.loads(data["train_config"]))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: its field 'train_config' does not validate: {exc}") from None

@@ -12,9 +12,9 @@ with a warning.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,7 +26,9 @@ from dann_ros.data.tasks import task_spec
 from dann_ros.export.metadata import ModelInfo
 from dann_ros.model.feature_monitor import FeatureMonitor, MonitorFit, fit_monitor
 from dann_ros.model.inference import pooled_features
-from dann_ros.train.checkpoint import load
+
+if TYPE_CHECKING:
+    from dann_ros.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +64,13 @@ def source_frames(cfg, preprocess: Preprocess, limit: int) -> np.ndarray | None:
     return np.stack([preprocess.prepare(im)[0] for im in images]) if images else None
 
 
-def training_monitor_frames(checkpoint: Path, preprocess: Preprocess,
+def training_monitor_frames(cfg: TrainConfig | Exception, preprocess: Preprocess,
                             limit: int = 300) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """(target frames, source frames or None) from the checkpoint's training config, or None."""
+    """(target frames, source frames or None) from the checkpoint's training config (or why it has
+    none: then None, with a warning)."""
     try:
-        from dann_ros.config import from_dict
-        from dann_ros.train.config import TrainConfig
-
-        data = load(checkpoint)
-        if "train_config" not in data:
-            return None
-        cfg = from_dict(TrainConfig, json.loads(data["train_config"]))
+        if isinstance(cfg, Exception):
+            raise cfg
         bags = [Path(b) for b in cfg.target.bags]
         if not bags:
             return None

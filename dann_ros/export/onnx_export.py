@@ -19,17 +19,21 @@ import json
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from dann_ros.atomic_io import atomic_path
-from dann_ros.export.checkpoint_model import load_model
+from dann_ros.export.checkpoint_model import model_from_checkpoint, stored_train_config
 from dann_ros.export.metadata import INPUT_NAME, ModelInfo
 from dann_ros.export.parity import (PEAK_KEY, TOLERANCES, ParityReport, Tolerance, compare, outputs_in_batches,
                                    save_parity_frames)
 from dann_ros.model.inference import eval_batch_size
 from dann_ros.train.checkpoint import load
+
+if TYPE_CHECKING:
+    from dann_ros.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,13 @@ def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = Tru
     tolerances: :data:`dann_ros.export.parity.TOLERANCES` ("onnx", or "fp16").
     """
     checkpoint, out = Path(checkpoint), Path(out)
-    module, info = load_model(checkpoint)
+    data = load(checkpoint)  # once: the model, its metadata and the training config all come from it
+    module, info = model_from_checkpoint(data, checkpoint)
+    try:
+        cfg = stored_train_config(data, checkpoint)
+    except Exception as exc:  # an older checkpoint or config: export without the data it names
+        cfg = exc
+    del data
     if not keep_domain and module.discriminator is not None:
         module.discriminator = None
         info = dataclasses.replace(info, has_domain=False)
@@ -78,8 +88,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = Tru
     if feature_monitor:
         from dann_ros.export.monitor_fit import attach_feature_monitor, training_monitor_frames
 
-        frames = monitor_frames if monitor_frames is not None else training_monitor_frames(checkpoint,
-                                                                                            info.preprocess)
+        frames = monitor_frames if monitor_frames is not None else training_monitor_frames(cfg, info.preprocess)
         if frames is not None:
             info, monitor = attach_feature_monitor(module, info, *frames)
     limits = TOLERANCES["fp16" if fp16 else "onnx"]
@@ -117,7 +126,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = Tru
         onnx.save(model, str(tmp))
     frames, origin = parity_frames, "given frames"
     if frames is None:
-        frames, origin = training_frames(checkpoint, info)
+        frames, origin = training_frames(cfg, info)
     report = check_parity(module, out, frames, origin, info.task, box_tolerance, peak_px=peak_px)
     log.info("parity on %s", report.summary())
     failures = report.failures(Tolerance(tolerance, box_tolerance))
@@ -130,16 +139,14 @@ def export_onnx(checkpoint: str | Path, out: str | Path, keep_domain: bool = Tru
     return info, report
 
 
-def training_frames(checkpoint: Path, info: ModelInfo, limit: int = 256) -> tuple[np.ndarray, str]:
+def training_frames(cfg: TrainConfig | Exception, info: ModelInfo, limit: int = 256) -> tuple[np.ndarray, str]:
     """Real target frames the model was adapted on (from the training cache), else its source
-    training images, else random pixels."""
-    data = load(checkpoint)
+    training images, else random pixels. ``cfg``: the checkpoint's training config, or why it has none."""
     try:
-        from dann_ros.config import from_dict
-        from dann_ros.train.config import TrainConfig
         from dann_ros.train.data import load_train_data
 
-        cfg = from_dict(TrainConfig, json.loads(data["train_config"]))
+        if isinstance(cfg, Exception):
+            raise cfg
         cfg = cfg.replace(**{"train.data": "stream", "eval_target": None})  # read only the frames used here
         run = load_train_data(cfg)
         stores, origin = (run.target, f"target frames of {cfg.target.bags[0]}") if run.target else \
