@@ -10,7 +10,14 @@
    measured is the data path's memory and feed rate). Prints peak RSS of the process and its
    workers against what the in-RAM path would hold (the frames themselves; today's loader peaks
    near twice that while stacking them).
-3. On a small set (the demo's 28 x 28 digit crops and target frames) runs the real DANN step
+3. Trains the detection demo's config (small_cnn CenterNet + pixel discriminator) on the large set at
+   that input, streamed, with evaluation on: source-val and eval-target mAP (a labelled JPEG bag of
+   other renders), box stability and the proxy A-distance after training (issue 22: the fixed
+   128-frame evaluation batches were killed at 24 GB). Samples the anonymous memory (RssAnon) of
+   the process and its DataLoader workers and prints its peak, in training and in evaluation,
+   against the issue's goal (< 3 GB). ``--detection-only`` runs just this measurement (with the data
+   it needs); the issue's full figure: ``--detection-only --target-frames 8000 --source-frames 3000``.
+4. On a small set (the demo's 28 x 28 digit crops and target frames) runs the real DANN step
    through the Trainer itself (lenet classifier + domain discriminator, 128 + 128 images a step)
    with ``train.data: ram`` (the stores in RAM, batches assembled in-process) and ``stream`` (read
    from disk by DataLoader workers), and, as the baseline, the former trainer's batching (uint8
@@ -21,7 +28,9 @@ Every measurement runs in its own process (peak RSS is per process). Figures are
 whatever machine runs this: compare the ratios printed, not absolute numbers across machines.
 
     python benchmarks/data_scale.py [--big] [--smoke] [--target-frames N] [--source-frames N]
-                                    [--steps N] [--rounds N] [--workers N] [--json out.json]
+                                    [--input-hw H W] [--steps N] [--detection-steps N] [--detection-batch N]
+                                    [--eval-target-frames N] [--detection-only] [--rounds N] [--workers N]
+                                    [--json out.json]
 """
 
 from __future__ import annotations
@@ -57,6 +66,9 @@ class Sizes:
     small_batch: int = 128
     rounds: int = 2
     distinct: int = 48  # distinct Replicator renders, repeated (hard links) up to source_frames
+    detection_steps: int = 30  # the detection run with evaluation (issue 22's: 30 steps of batch 8)
+    detection_batch: int = 8
+    eval_target_frames: int = 200  # labelled 640 x 480 JPEG frames the detector's eval-target mAP reads
 
 
 PRESETS = {
@@ -65,7 +77,7 @@ PRESETS = {
     "big": Sizes(target_frames=54_000, source_frames=50_000),
     "smoke": Sizes(target_frames=40, source_frames=24, input_hw=(96, 128), large_steps=4, large_batch=4,
                    small_source_frames=120, small_target_frames=60, small_steps=4, small_batch=16, rounds=1,
-                   distinct=6),
+                   distinct=6, detection_steps=2, detection_batch=4, eval_target_frames=8),
 }
 
 
@@ -94,10 +106,10 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _pss_kb(pid: int) -> int:
+def _pss_kb(pid: int, field: str = "Pss") -> int:
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -105,13 +117,19 @@ def _pss_kb(pid: int) -> int:
 
 
 class MemoryWatch:
-    """Samples the proportional set size (PSS) of this process and its children (DataLoader workers)
-    every ``every_s``: forked workers share the parent's pages, which their RSS would count again."""
+    """Samples, every ``every_s``, the proportional set size (PSS) of this process and its children
+    (DataLoader workers: forked, they share the parent's pages, which their RSS would count again) and
+    their anonymous memory, what the out-of-memory killer counts: RssAnon summed (pages a forked worker
+    still shares with its parent count twice: an upper bound) and Pss_Anon summed (shared pages split
+    between the processes). Peaks are kept per ``stage`` (set by the caller: training, evaluation)."""
 
     def __init__(self, every_s: float = 0.1) -> None:
         import threading
 
         self.peak_total_kb = self.peak_worker_hwm_kb = 0
+        self.stage = "start"
+        self.peak_anon_kb: dict[str, int] = {}
+        self.peak_pss_anon_kb: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
         self._thread.start()
@@ -122,6 +140,10 @@ class MemoryWatch:
         me = os.getpid()
         kids = _children(me)
         self.peak_total_kb = max(self.peak_total_kb, _pss_kb(me) + sum(_pss_kb(k) for k in kids))
+        anon = sum(_status_kb(p, "RssAnon") for p in [me, *kids])
+        self.peak_anon_kb[self.stage] = max(self.peak_anon_kb.get(self.stage, 0), anon)
+        pss_anon = sum(_pss_kb(p, "Pss_Anon") for p in [me, *kids])
+        self.peak_pss_anon_kb[self.stage] = max(self.peak_pss_anon_kb.get(self.stage, 0), pss_anon)
         for k in kids:
             self.peak_worker_hwm_kb = max(self.peak_worker_hwm_kb, _status_kb(k, "VmHWM"))
 
@@ -135,6 +157,11 @@ class MemoryWatch:
         self._stop.set()
         self._thread.join()
         return self.peak_total_kb / 1024, self.peak_worker_hwm_kb / 1024
+
+    def anon_mb(self, proportional: bool = False) -> dict[str, float]:
+        """Peak anonymous memory (this process + its workers: RssAnon, or Pss_Anon) per stage, MB."""
+        peaks = self.peak_pss_anon_kb if proportional else self.peak_anon_kb
+        return {k: v / 1024 for k, v in peaks.items()}
 
 
 # --------------------------------------------------------------------------- data
@@ -215,6 +242,33 @@ def write_small_set(work: Path, sizes: Sizes) -> tuple[Path, Path]:
                   for i in range(sizes.small_target_frames))
         make_bag(bag, images, compressed="jpeg", fps=30.0)
     return renders, bag
+
+
+def write_eval_scenes(work: Path, frames: int, distinct: int) -> Path:
+    """A labelled 640 x 480 JPEG detection bag (the Replicator renders, inverted: another domain) for the
+    detection run's eval target; returns the bag (its labels beside it, ``<bag>.labels.json``)."""
+    from dann_ros.data.compose import write_detection_bag
+    from dann_ros.data.labels import LabelBox
+    from dann_ros.data.replicator import scan
+
+    bag = work / "eval_scenes.bag"
+    marker = work / "eval_scenes.json"
+    if marker.exists() and json.loads(marker.read_text()) == {"frames": frames} and (bag / "metadata.yaml").exists():
+        return bag
+    shutil.rmtree(bag, ignore_errors=True)
+    renders = scan(work / "large_renders.base")[:distinct]
+    boxes: list = []
+
+    def images():
+        for i in range(frames):
+            frame = renders[i % len(renders)]
+            boxes.append([LabelBox(b.x_min, b.y_min, b.x_max, b.y_max, b.class_name) for b in frame.boxes])
+            yield np.ascontiguousarray(255 - frame.load_rgb())
+
+    classes = sorted({b.class_name for f in renders for b in f.boxes})
+    write_detection_bag(bag, images(), boxes, classes, compressed="jpeg", fps=10.0, jpeg_quality=85)
+    marker.write_text(json.dumps({"frames": frames}))
+    return bag
 
 
 # --------------------------------------------------------------------------- phases (each in a child)
@@ -429,6 +483,66 @@ def phase_train(args) -> dict:
             "step_ms": seconds / (steps - warmup) * 1000}
 
 
+def phase_detection(args) -> dict:
+    """``dann-ros train`` on the detection demo's config at the large input on the large set (streamed from
+    disk when its frames exceed train.ram_limit_mb, as train.data auto does), evaluating after its last
+    step (source-val and eval-target mAP, box stability, proxy A-distance)."""
+    from dann_ros.config import load_yaml
+    from dann_ros.train.config import TrainConfig
+    from dann_ros.train.data import default_workers
+    from dann_ros.train.trainer import Trainer
+
+    watch = MemoryWatch()
+    work = Path(args.work)
+    bag = work / "eval_scenes.bag"
+    cfg = load_yaml(TrainConfig, ROOT / "config" / "train_detection_demo.yaml")
+    cfg = cfg.replace(**{  # the large set's stores as the build phase keyed them: opened, not decoded again
+        "output_dir": str(work / "runs" / "detection"), "cache_dir": str(work / "cache"), "classes": [],
+        "source.replicator": str(work / "large_renders"), "target.bags": [str(work / "large_target.bag")],
+        "target.topics": [], "eval_target.bag": str(bag), "eval_target.labels": f"{bag}.labels.json",
+        "preprocess.height": args.hw[0], "preprocess.width": args.hw[1],
+        "train.steps": args.steps, "train.batch_size": args.batch, "train.eval_every": args.steps,
+        "train.checkpoint_every": args.steps, "train.device": "cpu",
+        **({"train.workers": args.detection_workers} if args.detection_workers is not None else {}),  # else
+        # dann-ros train's default (train.workers unset: the cores the step leaves, none on 2 cores)
+        **({"train.eval_frames": args.eval_frames} if args.eval_frames else {})})
+    watch.stage = "data"
+    trainer = Trainer(cfg, resume=False, show_progress=False)
+    evaluate, finish = trainer._evaluate_and_save, trainer._finish
+
+    def staged(stage: str, run):
+        def call(*a):
+            watch.sample()
+            watch.stage = stage
+            try:
+                return run(*a)
+            finally:
+                watch.sample()
+                watch.stage = "training"
+        return call
+
+    trainer._evaluate_and_save = staged("evaluation", evaluate)
+    trainer._finish = staged("evaluation", finish)  # the proxy A-distance's pooled features
+    watch.stage = "training"
+    t0 = time.perf_counter()
+    result = trainer.run()
+    seconds = time.perf_counter() - t0
+    total, worker = watch.stop()
+    anon, pss_anon = watch.anon_mb(), watch.anon_mb(proportional=True)
+    last = result["last"]
+    return {"set": "detection", "hw": list(args.hw), "steps": args.steps, "batch": args.batch,
+            "in_ram": trainer.data.in_ram, "workers": 0 if trainer.data.in_ram else (
+                default_workers() if trainer.cfg.train.workers is None else trainer.cfg.train.workers),
+            "frames": {"source": len(trainer.data.source) + len(trainer.data.source_val),
+                       "target": trainer.data.n_target, "eval_target": len(trainer.data.eval_target),
+                       "target_probe": sum(len(s) for s in trainer.target_probe)},
+            "eval_memory_mb": cfg.train.eval_memory_mb, "peak_anon_mb": max(anon.values()), "anon_mb": anon,
+            "peak_pss_anon_mb": max(pss_anon.values()), "pss_anon_mb": pss_anon,
+            "total_mb": total, "worker_rss_mb": worker, "rss_mb": peak_rss_mb(), "seconds": seconds,
+            "metrics": {k: last[k] for k in ("source_val_map50", "target_map50", "stability") if k in last},
+            "proxy_a_distance": result["proxy_a_distance"], "load_average": os.getloadavg()[0]}
+
+
 def child(phase: str, **kw) -> dict:
     cmd = [sys.executable, __file__, "--phase", phase]
     for k, v in kw.items():
@@ -452,7 +566,18 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, a few steps: checks the script runs")
     ap.add_argument("--target-frames", type=int)
     ap.add_argument("--source-frames", type=int)
+    ap.add_argument("--input-hw", type=int, nargs=2, metavar=("H", "W"), help="network input of the large set "
+                    "(default 384 512)")
     ap.add_argument("--steps", type=int, help="training steps of the large streamed run")
+    ap.add_argument("--detection-steps", type=int, help="training steps of the detection run (default 30)")
+    ap.add_argument("--detection-batch", type=int, help="its batch per domain (default 8)")
+    ap.add_argument("--eval-target-frames", type=int, help="labelled frames of its eval target (default 200)")
+    ap.add_argument("--eval-frames", type=int, help="target frames it scores at an evaluation (default: the "
+                    "detection demo config's train.eval_frames)")
+    ap.add_argument("--detection-workers", type=int, help="its DataLoader workers when streamed (default: "
+                    "dann-ros train's, train.workers unset)")
+    ap.add_argument("--detection-only", action="store_true", help="only the detection run with evaluation (and "
+                    "the data it needs): the issue's memory figure")
     ap.add_argument("--small-steps", type=int)
     ap.add_argument("--rounds", type=int, help="alternations of in-RAM and streamed on the small set")
     ap.add_argument("--workers", type=int, default=2)
@@ -460,7 +585,7 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="delete the frame stores first (measures the decode)")
     ap.add_argument("--json")
     # internal: one measured phase in a child process
-    ap.add_argument("--phase", choices=["build", "train"], help=argparse.SUPPRESS)
+    ap.add_argument("--phase", choices=["build", "train", "detection"], help=argparse.SUPPRESS)
     ap.add_argument("--set", choices=["large", "small"], help=argparse.SUPPRESS)
     ap.add_argument("--path", choices=["indexed", "ram", "stream"], default="stream", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
@@ -473,7 +598,8 @@ def main() -> None:
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         trainer = args.phase == "train" and args.set == "small" and args.path in ("ram", "stream")
-        result = phase_build(args) if args.phase == "build" else phase_trainer(args) if trainer else phase_train(args)
+        result = phase_build(args) if args.phase == "build" else phase_detection(args) \
+            if args.phase == "detection" else phase_trainer(args) if trainer else phase_train(args)
         print(json.dumps(result))
         return
 
@@ -481,7 +607,9 @@ def main() -> None:
     base = PRESETS[preset]
     sizes = Sizes(**{**asdict(base), **{k: v for k, v in {
         "target_frames": args.target_frames, "source_frames": args.source_frames, "large_steps": args.steps,
-        "small_steps": args.small_steps, "rounds": args.rounds}.items() if v is not None}})
+        "small_steps": args.small_steps, "rounds": args.rounds, "detection_steps": args.detection_steps,
+        "detection_batch": args.detection_batch, "eval_target_frames": args.eval_target_frames,
+        "input_hw": tuple(args.input_hw) if args.input_hw else None}.items() if v is not None}})
     work = Path(args.workdir) / preset
     work.mkdir(parents=True, exist_ok=True)
     if args.fresh:
@@ -493,20 +621,44 @@ def main() -> None:
     t0 = time.perf_counter()
     write_target_bag(work / "large_target.bag", sizes.target_frames)
     write_replicator_set(work / "large_renders", sizes.source_frames, sizes.distinct, (480, 640))
-    write_small_set(work, sizes)
+    write_eval_scenes(work, sizes.eval_target_frames, sizes.distinct)
+    if not args.detection_only:
+        write_small_set(work, sizes)
     bag_mb = sum(p.stat().st_size for p in (work / "large_target.bag").rglob("*") if p.is_file()) / 2**20
     print(f"data written/reused in {time.perf_counter() - t0:.0f} s: target bag {sizes.target_frames} JPEG frames "
           f"640x480 ({bag_mb:.0f} MB), Replicator set {sizes.source_frames} frames 640x480 "
-          f"({sizes.distinct} distinct renders)")
+          f"({sizes.distinct} distinct renders), eval bag {sizes.eval_target_frames} labelled JPEG frames 640x480")
 
     hw = list(sizes.input_hw)
     build = child("build", set="large", work=work, hw=hw)
-    child("build", set="small", work=work, hw=hw)
     data_mb = build["store_bytes"] / 2**20
     print(f"large set at {hw[0]}x{hw[1]} input: {build['frames']} frames, {data_mb:,.0f} MB of prepared frames; "
           f"{'decoded by an earlier run in' if build['cached'] else 'decode once'} {build['seconds']:.0f} s "
           f"({build['frames_per_s']:.0f} frames/s), "
           f"build peak RSS {build['rss_mb']:.0f} MB")
+
+    detection = child("detection", work=work, hw=hw, batch=sizes.detection_batch, steps=sizes.detection_steps,
+                      **({"detection_workers": args.detection_workers} if args.detection_workers is not None else {}),
+                      **({"eval_frames": args.eval_frames} if args.eval_frames else {}))
+    f, anon = detection["frames"], detection["anon_mb"]
+    print(f"detection demo config at {hw[0]}x{hw[1]}, {detection['steps']} steps of {detection['batch']}+"
+          f"{detection['batch']} frames ({'in RAM' if detection['in_ram'] else 'streamed'}, {detection['workers']} "
+          f"workers), then evaluation (source-val and eval-target mAP, box stability on {f['target_probe']} target "
+          f"frames, proxy A-distance) with train.eval_memory_mb {detection['eval_memory_mb']}: "
+          f"{f['source']} source + {f['target']} target + {f['eval_target']} eval frames, {detection['seconds']:.0f} s")
+    goal = 3 * 1024
+    print(f"  peak anonymous memory (RssAnon, process + workers, sampled): {detection['peak_anon_mb']:,.0f} MB "
+          f"(training {anon.get('training', 0):,.0f} MB, evaluation {anon.get('evaluation', 0):,.0f} MB); "
+          f"goal < {goal:,} MB: {'met' if detection['peak_anon_mb'] < goal else 'NOT met'} "
+          f"({detection['peak_anon_mb'] / goal:.2f} of it); Pss_Anon (pages shared with workers counted once) "
+          f"{detection['peak_pss_anon_mb']:,.0f} MB; the prepared frames are {data_mb:,.0f} MB")
+    if args.detection_only:
+        if args.json:
+            Path(args.json).write_text(json.dumps({"preset": preset, "sizes": asdict(sizes), "build": build,
+                                                   "detection": detection}, indent=2))
+        return
+    write_small_set(work, sizes)
+    child("build", set="small", work=work, hw=hw)
 
     large = child("train", set="large", path="stream", work=work, hw=hw, batch=sizes.large_batch,
                   steps=sizes.large_steps, workers=args.workers)
@@ -544,6 +696,7 @@ def main() -> None:
           "DANN step (no schedules, clipping, checkpoints): compare its batch wait, not its img/s")
     if args.json:
         Path(args.json).write_text(json.dumps({"preset": preset, "sizes": asdict(sizes), "build": build,
+                                               "detection": detection,
                                                "large": large, "in_ram_need_mb": in_ram_need, "small": small,
                                                "small_best": best, "small_rss": rss, "throughput_ratio": ratio,
                                                "small_data_wait_ms": wait},

@@ -1,5 +1,5 @@
-"""benchmarks/data_scale.py --smoke: the whole benchmark (data, decode, streamed and in-RAM training
-in their own processes) runs and reports what it promises."""
+"""benchmarks/data_scale.py --smoke: the whole benchmark (data, decode, a detection run with evaluation,
+streamed and in-RAM training, in their own processes) runs and reports what it promises."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ def test_data_scale_smoke(tmp_path):
     build = result["build"]
     assert build["frames"] == 24 + 40 and build["records"]["source"] == [24, [3, 96, 128]]
     assert build["store_bytes"] == 64 * 3 * 96 * 128 and build["frames_per_s"] > 0
+    det = result["detection"]  # the detection demo config trained and evaluated at the large set's input
+    assert det["hw"] == [96, 128] and det["steps"] == 2 and det["frames"] == {"source": 24, "target": 40,
+                                                                               "eval_target": 8, "target_probe": 40}
+    assert set(det["metrics"]) == {"source_val_map50", "target_map50", "stability"} and det["proxy_a_distance"] >= 0
+    assert 0 < det["anon_mb"]["training"] <= det["peak_anon_mb"] < 3072 and det["anon_mb"]["evaluation"] > 0
+    assert det["peak_pss_anon_mb"] > 0 and det["workers"] == 0  # in RAM at this size: no loader workers
+    assert "peak anonymous memory (RssAnon, process + workers, sampled)" in run.stdout
     large = result["large"]
     assert large["path"] == "stream" and large["workers"] == 1 and large["source_images_per_s"] > 0
     assert 0 < large["total_mb"] < 4096 and large["worker_rss_mb"] > 0  # a worker process really ran
