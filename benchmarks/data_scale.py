@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -383,7 +382,8 @@ def phase_trainer(args) -> dict:
             "workers": 0 if trainer.data.in_ram else args.workers,
             "source_images_per_s": steps * args.batch / seconds, "rss_mb": peak_rss_mb(), "worker_rss_mb": worker,
             "total_mb": max(total, peak_rss_mb()), "rss_after_imports_mb": rss_start, "rss_after_data_mb": rss_data,
-            "frames": {"source": len(trainer.data.source) + len(trainer.data.source_val), "target": trainer.data.n_target},
+            "frames": {"source": len(trainer.data.source) + len(trainer.data.source_val),
+                       "target": trainer.data.n_target},
             "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0],
             "data_wait_ms": waited / steps * 1000, "step_ms": seconds / steps * 1000}
 

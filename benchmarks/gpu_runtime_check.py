@@ -254,7 +254,8 @@ def inference_rows(rows: Rows, models: dict, facts: dict, gpu: bool) -> None:
                 t0 = time.perf_counter()
                 backend = make(m)
                 load_s = time.perf_counter() - t0
-                latency = {f"batch{b}_ms": _median_ms(lambda x=x: backend.run(x)) for b, x in batches.items()}
+                latency = {f"batch{b}_ms": _median_ms(lambda x=x, backend=backend: backend.run(x))
+                           for b, x in batches.items()}
                 got = backend.run(batches[8])
                 diff = {k: float(np.abs(got[k].astype(np.float64) - want[k]).max()) for k in want}
                 # scores: class scores, or a detector's top-K scores best first (which of two tied candidates

@@ -152,10 +152,10 @@ def _run(args: argparse.Namespace, tmp: Path) -> dict:
     for label, backend in backends:
         for batch in args.batches:
             x = rng.integers(0, 256, (batch, *info.preprocess.input_shape)).astype(np.float32)
-            stats = measure(lambda: backend.run(x), args.iters, args.warmup, batch)
+            stats = measure(lambda backend=backend, x=x: backend.run(x), args.iters, args.warmup, batch)
             rows.append({"backend": label, "name": backend.name, "what": "run", "batch": batch, **stats})
         predictor = Predictor(backend, info, warmup=False)
-        stats = measure(lambda: predictor.infer_batch([camera]), args.iters, args.warmup, 1)
+        stats = measure(lambda predictor=predictor: predictor.infer_batch([camera]), args.iters, args.warmup, 1)
         rows.append({"backend": label, "name": backend.name, "what": "predict 640x480", "batch": 1, **stats})
     ratios = []
     for device in ("cpu", "cuda"):

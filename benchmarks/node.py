@@ -330,7 +330,7 @@ def main() -> int:
         args.json.write_text(json.dumps({"model": str(model), "task": info.task, "rate_hz": args.rate,
                                          "width": args.width, "height": args.height, "cpus": os.cpu_count(),
                                          "load_average": os.getloadavg(), "rows": figures}, indent=1))
-    print(f"""
+    print("""
 outputs (Hz): outputs received per second of streaming; drops: frames published without an output.
 node / bare Predictor: the node's output rate over what the bare Predictor sustains at this input
   rate, min(published, back-to-back rate), both measured in this run: 1.0 = the node loses nothing.

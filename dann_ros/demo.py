@@ -69,7 +69,8 @@ class DemoPaths:
 
     @property
     def scenes_dev_bag(self) -> Path:
-        """Labelled scenes for tuning (its own frames and digits): recipe choices are made here, test is only reported."""
+        """Labelled scenes for tuning (its own frames and digits): recipe choices are made here, test is only
+        reported."""
         return self.data / "real_scenes_dev"
 
 
@@ -268,8 +269,9 @@ def print_table(results: dict[int, dict[str, dict]]) -> None:
         print(f"{seed:>4}  {_pct(so['onnx_target_accuracy']):>11}  {_pct(da['onnx_target_accuracy']):>15}  "
               f"{_pct(oracle):>13}  {_pct(tt['onnx_target_accuracy']):>15}  "
               f"{so.get('proxy_a_distance') or 0:5.2f}/{da.get('proxy_a_distance') or 0:4.2f}")
-    print("DANN (selected): checkpoint chosen without target labels (IM, or the config's selection); oracle: chosen with them (not "
-          "possible on a robot). PAD: proxy A-distance of the selected model's features (lower = domains closer).")
+    print("DANN (selected): checkpoint chosen without target labels (IM, or the config's selection); oracle: chosen "
+          "with them (not possible on a robot). PAD: proxy A-distance of the selected model's features (lower = "
+          "domains closer).")
 
 
 def gap_closed(source: float, adapted: float, target: float) -> float | None:
@@ -278,9 +280,10 @@ def gap_closed(source: float, adapted: float, target: float) -> float | None:
 
 
 def print_detection_table(results: dict[int, dict[str, dict]], bag: str = "real_scenes_test") -> None:
-    print(f"\nDetection on the held-out real scenes bag {bag} (ONNX model via the Predictor), mAP@0.5 / mAP@[.5:.95]:")
-    print(f"{'seed':>4}  {'source-only':>15}  {'DANN (selected)':>15}  {'DANN (stability)':>16}  {'DANN (oracle)':>13}  "
-          f"{'train-on-target':>15}  {'gap closed':>10}")
+    print(f"\nDetection on the held-out real scenes bag {bag} (ONNX model via the Predictor), "
+          "mAP@0.5 / mAP@[.5:.95]:")
+    print(f"{'seed':>4}  {'source-only':>15}  {'DANN (selected)':>15}  {'DANN (stability)':>16}  "
+          f"{'DANN (oracle)':>13}  {'train-on-target':>15}  {'gap closed':>10}")
     for seed, r in results.items():
         so, da, tt = r["det_source_only"], r["det_dann"], r.get("det_train_on_target")
         oracle = (da.get("oracle") or {}).get("target_map50")

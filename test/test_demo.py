@@ -59,7 +59,8 @@ def test_long_detection_dann_self_trains_and_the_baselines_do_not(tmp_path):
 def test_detection_table_shows_the_stability_pick_next_to_the_oracle(capsys):
     from dann_ros.demo import _summary, print_detection_table, stability_pick
 
-    history = [{"step": 150, "stability": 0.5, "target_map50": 0.10}, {"step": 300, "stability": 0.7, "target_map50": 0.15},
+    history = [{"step": 150, "stability": 0.5, "target_map50": 0.10},
+               {"step": 300, "stability": 0.7, "target_map50": 0.15},
                {"step": 450, "stability": 0.6, "target_map50": 0.20}]
     dann = {"onnx_target_map50": 0.2, "onnx_target_map": 0.08, "history": history, "oracle": history[2]}
     so = {"onnx_target_map50": 0.1, "onnx_target_map": 0.04, "history": [{"step": 150, "target_map50": 0.1}]}

@@ -53,8 +53,9 @@ def test_a_task_without_an_entry_is_named(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------- a toy task
-KEYPOINTS = TaskSpec("keypoints", "pck", "PCK", "keypoints within 5 px", "keypoints", "vision_msgs/msg/Detection2DArray",
-                     ("points", "scores"), label_payload="boxes", class_scores_per_image=False, source_crops=False)
+KEYPOINTS = TaskSpec("keypoints", "pck", "PCK", "keypoints within 5 px", "keypoints",
+                     "vision_msgs/msg/Detection2DArray", ("points", "scores"), label_payload="boxes",
+                     class_scores_per_image=False, source_crops=False)
 
 
 class ToyModel:

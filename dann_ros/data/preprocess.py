@@ -103,7 +103,7 @@ class Preprocess:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Preprocess":
+    def from_json(cls, text: str) -> Preprocess:
         data = json.loads(text)
         for key in ("mean", "std"):
             data[key] = tuple(data[key])

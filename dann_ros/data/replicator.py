@@ -35,9 +35,9 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -350,7 +350,7 @@ class CropStream(Iterator[tuple[np.ndarray, str]]):
         self.stats = CropStats()
         self._gen = self._run(frames, spec, None if classes is None else set(classes))
 
-    def __iter__(self) -> "CropStream":
+    def __iter__(self) -> CropStream:
         return self
 
     def __next__(self) -> tuple[np.ndarray, str]:

@@ -17,8 +17,8 @@ from typing import Any
 
 # the layers above data, in import order (test/test_layers.py): each keeps one TaskRegistry
 LAYERS = ("model", "train", "export", "runtime", "ros", "evaluation")
-REGISTRIES: dict[str, TaskRegistry] = {}
-LABEL_PAYLOADS = ("label", "boxes")  # per frame of a label file: one class name, or a list of boxes  # layer -> its registry, filled as the layers are imported
+REGISTRIES: dict[str, TaskRegistry] = {}  # layer -> its registry, filled as the layers are imported
+LABEL_PAYLOADS = ("label", "boxes")  # per frame of a label file: one class name, or a list of boxes
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from dann_ros.ros import names
 from dann_ros.ros.env import ROS_ENV_KEYS
@@ -192,7 +193,8 @@ def environment(opts: ReplayOptions) -> tuple[dict[str, str], dict[str, str] | N
     return {k: env[k] for k in ROS_ENV_KEYS if k in env}, env, int(env["ROS_DOMAIN_ID"])
 
 
-def start_node(opts: ReplayOptions, cameras: dict[str, ReplayCamera], env: dict[str, str], out: Path | None) -> NodeProcess:
+def start_node(opts: ReplayOptions, cameras: dict[str, ReplayCamera], env: dict[str, str],
+               out: Path | None) -> NodeProcess:
     from dann_ros.ros.arguments import node_command
 
     cams = list(cameras.values())

@@ -27,7 +27,8 @@ def model_from_checkpoint(data: dict, path: Path):
     if data.get("kind") not in ("model", "train_state"):
         raise CheckpointError(f"{path}: field 'kind' is {data.get('kind')!r}, expected 'model'")
     if data.get("kind") == "train_state":
-        raise CheckpointError(f"{path}: this is a resume state; use a model checkpoint (model.pt or checkpoints/step_*.pt)")
+        raise CheckpointError(f"{path}: this is a resume state; use a model checkpoint "
+                              "(model.pt or checkpoints/step_*.pt)")
     task = data.get("task")
     if task not in TASK_SPECS:
         raise CheckpointError(f"{path}: field 'task' is {task!r}, expected one of {', '.join(TASK_SPECS)}")

@@ -64,7 +64,7 @@ class ModelInfo:
         }
 
     @classmethod
-    def from_props(cls, props: dict[str, str], source: str) -> "ModelInfo":
+    def from_props(cls, props: dict[str, str], source: str) -> ModelInfo:
         def field(name: str) -> str:
             key = f"dann_ros.{name}"
             if key not in props:

@@ -192,7 +192,7 @@ def _centre_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs((a[:2] + a[2:]) / 2 - (b[:2] + b[2:]) / 2).max())
 
 
-def _cut(other: "_Frame", excuse: float) -> float:
+def _cut(other: _Frame, excuse: float) -> float:
     """Scores at or below this may be missing from ``other``: it is full (its lowest candidate is a
     real peak, above 0) and a near-tie may have cut them; -1 when nothing can have been cut."""
     low = other.scores.min() if other.scores.size else 0.0

@@ -26,9 +26,10 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from dann_ros.atomic_io import write_bytes
 from dann_ros.cuda import CudaUnavailable, GpuInfo
@@ -111,7 +112,7 @@ class EngineKey:
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()
 
-    def mismatch(self, other: "EngineKey") -> list[str]:
+    def mismatch(self, other: EngineKey) -> list[str]:
         return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
 

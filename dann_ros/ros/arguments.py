@@ -8,8 +8,9 @@ the real ``ros2 launch``.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from dann_ros.paths import share_file
 from dann_ros.ros.env import fastdds_shm_profile

@@ -24,7 +24,7 @@ import rclpy
 try:  # Iron, Jazzy, Kilted
     from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 except ImportError:  # Humble
-    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks  # type: ignore[no-redef]
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks  # type: ignore[no-redef]  # noqa: F401 (re-exported)
 
 try:
     from rclpy.executors import ExternalShutdownException

@@ -91,7 +91,7 @@ class CameraMonitor:
         self.grl = DomainShiftMonitor(window, grl_reference) if kind == FEATURE_SHIFT and has_domain else None
 
     @classmethod
-    def for_model(cls, info, window: int, grl_reference: float) -> "CameraMonitor | None":
+    def for_model(cls, info, window: int, grl_reference: float) -> CameraMonitor | None:
         """The monitor a model supports (``info``: its ModelInfo); None without either output."""
         kind = monitor_kind(info)
         return cls(kind, window, grl_reference, info.has_domain) if kind is not None else None

@@ -35,7 +35,7 @@ class ModelFile:
     stat: tuple[int, int, int]  # (inode, size, mtime): the hash is only read again when it changed
 
     @classmethod
-    def of(cls, path: str | Path) -> "ModelFile":
+    def of(cls, path: str | Path) -> ModelFile:
         path = Path(path)
         stat = _stat_key(path)
         return cls(path, sha256_of(path), stat)

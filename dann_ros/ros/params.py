@@ -27,9 +27,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "qos_reliability": ("best_effort", "Input QoS reliability: best_effort (sensor data) | reliable. A reliable "
                                        "subscription receives nothing from a best-effort publisher."),
     "qos_depth": (1, "Input QoS history depth (KEEP_LAST). The node keeps only the newest frame per camera anyway."),
-    "max_input_pixels": (DEFAULT_MAX_INPUT_PIXELS, "Frames with more pixels (width x height, read from the message or the "
-                                                   "PNG/JPEG header before decoding) are skipped and counted as decode "
-                                                   "errors; default 4096 x 3072."),
+    "max_input_pixels": (DEFAULT_MAX_INPUT_PIXELS,
+                         "Frames with more pixels (width x height, read from the message or the "
+                         "PNG/JPEG header before decoding) are skipped and counted as decode "
+                         "errors; default 4096 x 3072."),
     "publish_overlay": (True, "Publish <camera>/overlay (sensor_msgs/Image with the result drawn in); drawn only "
                               "while the topic has a subscriber."),
     "autostart": (True, "Configure and activate at start, for users who do not drive lifecycle transitions."),
@@ -113,7 +114,7 @@ class NodeParams:
             raise bad("inference_timeout", "must be positive seconds")
 
     @classmethod
-    def from_values(cls, values: dict[str, Any]) -> "NodeParams":
+    def from_values(cls, values: dict[str, Any]) -> NodeParams:
         unknown = set(values) - set(PARAMETERS)
         if unknown:
             raise ParameterError(f"unknown parameter(s) {sorted(unknown)}")

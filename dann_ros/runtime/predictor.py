@@ -7,8 +7,8 @@ that runs on the robot.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", device: str | None = None,
-             warmup: bool = True, precision: str = "auto", max_batch: int = 8) -> "Predictor":
+             warmup: bool = True, precision: str = "auto", max_batch: int = 8) -> Predictor:
         """``precision`` and ``max_batch`` reach a TensorRT engine built from an .onnx."""
         b = open_backend(path, backend, device, precision=precision, max_batch=max_batch)
         return cls(b, b.info, warmup=warmup)

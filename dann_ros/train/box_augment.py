@@ -108,7 +108,8 @@ def box_augment(x: torch.Tensor, boxes: Sequence[torch.Tensor], classes: Sequenc
 
 
 def warp_with_boxes(x: torch.Tensor, b: torch.Tensor, c: torch.Tensor, img: torch.Tensor, a: torch.Tensor,
-                    shift: torch.Tensor, cfg: AugmentConfig) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+                    shift: torch.Tensor, cfg: AugmentConfig
+                    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """Image i under the pixel map p' = a[i] (p - centre) + centre + shift[i] ((N, 2, 2) and (N, 2)
     float64), and the boxes (b (K, 4), classes c, image index img) with it, by the module's rule."""
     n, _, h, w = x.shape
@@ -121,7 +122,8 @@ def warp_with_boxes(x: torch.Tensor, b: torch.Tensor, c: torch.Tensor, img: torc
     theta = torch.cat([d @ inv @ d_inv, -(d @ inv @ shift[:, :, None])], 2)
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
     fill = float(cfg.fill)
-    out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False).add_(fill).clamp_(0, 255)
+    out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = out.add_(fill).clamp_(0, 255)
     nhwc = x.is_contiguous(memory_format=torch.channels_last)  # keep the step's layout
     out = out.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
 

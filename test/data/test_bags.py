@@ -26,7 +26,8 @@ STORAGES = ["mcap", "sqlite3"]
 TS = get_typestore(ROS2_STORE)
 T0 = 1_700_000_000_000_000_000
 RGB = np.random.default_rng(3).integers(0, 256, (6, 8, 3), dtype=np.uint8)
-SMOOTH = np.dstack([np.full((16, 16), 200), np.tile(np.arange(16) * 12, (16, 1)), np.full((16, 16), 40)]).astype(np.uint8)
+SMOOTH = np.dstack([np.full((16, 16), 200), np.tile(np.arange(16) * 12, (16, 1)),
+                    np.full((16, 16), 40)]).astype(np.uint8)
 BAYER_RGGB = np.zeros((6, 8), np.uint8)  # a uniform (200, 120, 40) scene seen through an RGGB mosaic
 BAYER_RGGB[0::2, 0::2], BAYER_RGGB[0::2, 1::2], BAYER_RGGB[1::2, 0::2], BAYER_RGGB[1::2, 1::2] = 200, 120, 120, 40
 
@@ -138,7 +139,8 @@ def test_missing_or_non_image_topic_names_the_topics(tmp_path):
         writer.write(conn, T0, TS.serialize_cdr(msg, msg.__msgtype__))
         text = writer.add_connection("/chatter", "std_msgs/msg/String", typestore=TS)
         writer.write(text, T0, TS.serialize_cdr(TS.types["std_msgs/msg/String"](data="hi"), "std_msgs/msg/String"))
-    with pytest.raises(TopicNotFoundError, match=r"'/cam/other' is not in the bag .*image topics in the bag: \['/cam/image'\]"):
+    with pytest.raises(TopicNotFoundError,
+                       match=r"'/cam/other' is not in the bag .*image topics in the bag: \['/cam/image'\]"):
         list(iter_frames(bag, BagSelection(topics=("/cam/other",))))
     with pytest.raises(TopicNotFoundError, match="'/chatter' has type std_msgs/msg/String"):
         list(iter_frames(bag, BagSelection(topics=("/chatter",))))
@@ -175,7 +177,8 @@ def test_corrupt_db3_row_is_skipped(tmp_path):
     bag = tmp_path / "bag"
     make_bag(bag, [RGB] * 4, storage="sqlite3")
     with sqlite3.connect(next(bag.glob("*.db3"))) as db:
-        db.execute("UPDATE messages SET data = ? WHERE id = (SELECT id FROM messages ORDER BY timestamp LIMIT 1 OFFSET 1)",
+        db.execute("UPDATE messages SET data = ? "
+                   "WHERE id = (SELECT id FROM messages ORDER BY timestamp LIMIT 1 OFFSET 1)",
                    (b"\x00\x01\x00\x00garbage",))
     it = iter_frames(bag)
     assert [f.index for f in it] == [0, 2, 3]

@@ -11,7 +11,8 @@ T0 = 1_700_000_000_000_000_000
 
 def classification():
     return LabelFile("classification", "/cam", ("cat", "dog"),
-                     tuple(FrameLabel(index=i, stamp_ns=T0 + i * 100, label="cat" if i % 2 else "dog") for i in range(4)),
+                     tuple(FrameLabel(index=i, stamp_ns=T0 + i * 100, label="cat" if i % 2 else "dog")
+                           for i in range(4)),
                      source={"made_by": "test"})
 
 

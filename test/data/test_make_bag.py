@@ -134,8 +134,8 @@ def test_record_digits_writes_disjoint_labelled_bags(tmp_path):
 
 def _frameset(frames):
     from types import SimpleNamespace
-    return SimpleNamespace(stamps_ns=np.array([f.stamp_ns for f in frames]), indices=np.array([f.index for f in frames]),
-                           topics=np.array([f.topic for f in frames]))
+    return SimpleNamespace(stamps_ns=np.array([f.stamp_ns for f in frames]),
+                           indices=np.array([f.index for f in frames]), topics=np.array([f.topic for f in frames]))
 
 
 def run_cli(*argv):

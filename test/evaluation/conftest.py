@@ -16,7 +16,7 @@ def digit_images(n: int, size: tuple[int, int] = (40, 48), seed: int = 0) -> tup
     rng = np.random.default_rng(seed)
     h, w = size
     images, labels = [], []
-    for i in range(n):
+    for _ in range(n):
         digit = int(rng.integers(0, 10))
         image = np.clip(rng.normal(rng.uniform(60, 190), 15, (h, w, 3)), 0, 255).astype(np.uint8)
         cv2.putText(image, str(digit), (w // 4, int(h * 0.8)), cv2.FONT_HERSHEY_SIMPLEX, h / 32,

@@ -36,7 +36,7 @@ def test_report_of_dann_next_to_source_only(tiny_domains, tmp_path, capsys):  # 
     assert set(figs["domain_loss"]["runs"]) == {"dann (dann)"}
     assert figs["accuracy"]["runs"]["dann (dann)"]["target_accuracy"]["step"] == [4, 8]
     # t-SNE: at most 60 points per domain and run, 2-D
-    for name, emb in figs["tsne"]["runs"].items():
+    for emb in figs["tsne"]["runs"].values():
         assert 0 < len(emb["source"]) <= 60 and 0 < len(emb["target"]) <= 60 and len(emb["source"][0]) == 2
     # PAD for both runs: recomputed on the report's own features, and copied from metrics.json
     from dann_ros.evaluation.training_report import load_run, run_features

@@ -38,7 +38,8 @@ def test_extractor_gets_lambda_times_the_confusion_gradient_and_the_discriminato
     x = f.detach().clone().requires_grad_(True)
     d = twin(x).float()
     half = torch.full_like(d, 0.5)
-    conf = 0.5 * (F.binary_cross_entropy_with_logits(d[:3], half[:3]) + F.binary_cross_entropy_with_logits(d[3:], half[3:]))
+    conf = 0.5 * (F.binary_cross_entropy_with_logits(d[:3], half[:3])
+                  + F.binary_cross_entropy_with_logits(d[3:], half[3:]))
     (g,) = torch.autograd.grad(0.7 * conf, x)
     assert torch.allclose(f.grad, g, atol=1e-6)
 

@@ -33,5 +33,6 @@ def test_topic_names_are_written_once():
 
 def test_the_check_sees_a_literal(tmp_path):
     (tmp_path / "dann_ros").mkdir()
-    (tmp_path / "dann_ros" / "x.py").write_text('a = "/diagnostics"\nb = f"{ns}/label_info"\nc = "overlays published"\n')
+    source = 'a = "/diagnostics"\nb = f"{ns}/label_info"\nc = "overlays published"\n'
+    (tmp_path / "dann_ros" / "x.py").write_text(source)
     assert literal_uses(tmp_path) == ["dann_ros/x.py:1", "dann_ros/x.py:2"]

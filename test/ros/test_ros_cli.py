@@ -78,7 +78,8 @@ def test_launch_applies_namespace_remap_params_file_and_dds_profile(ros, launche
 
 def test_param_get_and_topic_echo_once(ros, cli, launched, tiny_onnx):
     assert "Integer value is: 3" in cli.run_until("param", "get", NODE, "top_k", expect="Integer value is")
-    assert f"String value is: {tiny_onnx}" in cli.run_until("param", "get", NODE, "model_path", expect="String value is")
+    got = cli.run_until("param", "get", NODE, "model_path", expect="String value is")
+    assert f"String value is: {tiny_onnx}" in got
     pub = ros.publisher(Image, CAMERA, qos_profile_sensor_data)
     echo = cli.start("topic", "echo", "--once", f"{NS}/classification", "vision_msgs/msg/Classification",
                      log_path=launched.log_path.with_name("echo.log"))

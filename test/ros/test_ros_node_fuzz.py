@@ -184,8 +184,9 @@ def _bombs(diagnostics, pub, node, name: str, bombs) -> None:
         t0 = time.monotonic()
         pub.publish(msg)
         try:
-            wait_for(lambda: (v := _camera_values(diagnostics, name)) and int(v["decode errors"]) > errors
-                     and re.search(reason, v["last error"]), timeout=30, what=f"the node to refuse the bomb: {what}")
+            wait_for(lambda errors=errors, reason=reason: (v := _camera_values(diagnostics, name))
+                     and int(v["decode errors"]) > errors and re.search(reason, v["last error"]),
+                     timeout=30, what=f"the node to refuse the bomb: {what}")
         except pytest.fail.Exception:
             state = f"peak RSS {peak_rss_mb(node.proc.pid):.0f} MB" if node.proc.poll() is None else "dead"
             pytest.fail(f"the node did not refuse {what} ({state}; last status "

@@ -67,7 +67,7 @@ def test_the_feature_monitor_drives_the_cameras_domain_shift(ros, node, diagnost
     assert predictor.info.has_feature_monitor and predictor.info.has_domain
     status = {camera: _stream(ros, diagnostics, camera) for camera in CAMERAS}
     shift = {camera: float(v["domain shift"]) for camera, v in status.items()}
-    for camera, v in status.items():
+    for v in status.values():
         assert v["domain monitor"] == "feature_shift", v
         assert v["domain shift thresholds"] == "warn 0.3, error 0.6"
         assert 0.0 <= float(v["grl domain shift"]) <= 1.0  # the discriminator's score, kept as a second value

@@ -91,7 +91,7 @@ def test_two_cameras_share_one_model_and_keep_their_outputs_apart(ros, node):
         for cam, pub in pubs.items():
             pub.publish(image_msg(rgb_frame(i), ros.now(), f"{cam}_frame"))
 
-    wait_for(lambda: all(o.find(lambda m: m.header.frame_id == f"{cam}_frame") for cam, o in outs.items()),
+    wait_for(lambda: all(o.find(lambda m, cam=cam: m.header.frame_id == f"{cam}_frame") for cam, o in outs.items()),
              what="outputs of both cameras", every=lambda: both(0), interval=0.05)
     for cam, out in outs.items():
         frame_ids = {m.header.frame_id for m in out.snapshot()}
@@ -123,7 +123,7 @@ def test_parameters_come_from_the_yaml_file(ros, node, tiny_onnx):
 def test_label_info_reaches_a_late_subscriber(ros, node):
     for cam in ("cam_left", "cam_right"):
         labels = ros.subscribe(LabelInfo, f"{NS}/{cam}/{names.LABEL_INFO}", LABEL_INFO_QOS)
-        msg = wait_for(lambda: labels.find(lambda m: True), what=f"{cam}/{names.LABEL_INFO}")
+        msg = wait_for(lambda labels=labels: labels.find(lambda m: True), what=f"{cam}/{names.LABEL_INFO}")
         assert [(c.class_id, c.class_name) for c in msg.class_map] == [(i, str(i)) for i in range(10)]
 
 

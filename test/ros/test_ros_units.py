@@ -126,8 +126,8 @@ def test_yaml_documents_every_parameter_with_its_default():
     lines = text.splitlines()
     for i, line in enumerate(lines):  # each parameter sits under a comment (alone or in a commented group)
         if line.strip().split(":")[0] in PARAMETERS:
-            above = [l.strip() for l in lines[max(0, i - 3):i]]
-            assert any(l.startswith("#") for l in above), f"parameter line {line.strip()!r} has no comment"
+            above = [text.strip() for text in lines[max(0, i - 3):i]]
+            assert any(text.startswith("#") for text in above), f"parameter line {line.strip()!r} has no comment"
 
 
 @pytest.mark.parametrize("change, name", [

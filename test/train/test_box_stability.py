@@ -87,7 +87,7 @@ def test_dropout_pass_is_seeded_and_perturbs(detector):
                                             batch_size=4) for seed in (0, 0, 1)]
     clean, perturbed = runs[0]
     deployed = predict_detections(detector, images, cpu)
-    for i, (b, s, c) in enumerate(clean):  # the clean pass is the deployed model's output
+    for i, (b, s, _) in enumerate(clean):  # the clean pass is the deployed model's output
         np.testing.assert_array_equal(b, deployed[0][i])
         np.testing.assert_array_equal(s, deployed[1][i])
     assert sum(int((s >= 0.3).sum()) for _, s, _ in clean) > 0

@@ -3,7 +3,6 @@ parts are logged and weighted by name, its discriminator learns, and its state i
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch

@@ -188,7 +188,8 @@ def test_geometric_augment_identity_and_rotation(tiny_detection_domains, tmp_pat
     x[0, 0, 4, 2:7] = 255.0  # a horizontal bar through the centre
     still = AugmentConfig(geometric=True, rotation=0, scale=0, shear=0, translate=0)
     assert torch.equal(geometric_augment(x, still, torch.Generator().manual_seed(0)), x)
-    seed = next(s for s in range(100) if abs(float(torch.rand(1, generator=torch.Generator().manual_seed(s))) * 2 - 1) > 0.95)
+    seed = next(s for s in range(100)
+                if abs(float(torch.rand(1, generator=torch.Generator().manual_seed(s))) * 2 - 1) > 0.95)
     turned = geometric_augment(x, AugmentConfig(geometric=True, rotation=90, scale=0, shear=0, translate=0),
                                torch.Generator().manual_seed(seed))  # its first draw: an angle of about +-90 degrees
     assert float(turned[0, 0, 4].sum()) < 0.5 * float(x[0, 0, 4].sum())  # the bar left the centre row ...

@@ -81,7 +81,7 @@ class MeanTeacher(nn.Module):
     def student(self) -> nn.Module:
         return self._student[0]
 
-    def train(self, mode: bool = True) -> "MeanTeacher":
+    def train(self, mode: bool = True) -> MeanTeacher:
         super().train(mode)
         self.teacher.eval()  # no dropout in the labels
         return self
