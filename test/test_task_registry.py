@@ -53,7 +53,7 @@ def test_a_task_without_an_entry_is_named(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------- a toy task
-KEYPOINTS = TaskSpec("keypoints", "pck", "PCK", "keypoints within 5 px", "keypoints",
+KEYPOINTS = TaskSpec("keypoints", "pck", "PCK", "keypoints within 5 px",
                      "vision_msgs/msg/Detection2DArray", ("points", "scores"), label_payload="boxes",
                      class_scores_per_image=False, source_crops=False)
 
@@ -101,7 +101,7 @@ class ToyRuntime:
 
 
 class ToyOutput:
-    topic = KEYPOINTS.output_name
+    topic = "keypoints"
 
     def __init__(self, classes, threshold):
         self.classes, self.threshold = tuple(classes), threshold

@@ -27,8 +27,7 @@ class TaskSpec:
     metric: str  # headline metric key: "accuracy" | "map50"
     metric_title: str  # how reports print it
     metric_detail: str  # what it is, for the reports
-    output_name: str  # the node's output topic, relative to the camera namespace
-    output_msgtype: str  # what the node publishes there
+    output_msgtype: str  # what the node publishes (on the ros layer's entry's topic, ros/names.py)
     outputs: tuple[str, ...]  # the deployed graph's task outputs, in order (model/deploy.py, ONNX, TensorRT)
     label_payload: str  # what a label file holds per frame (LABEL_PAYLOADS)
     class_scores_per_image: bool  # the "scores" output is one class distribution per image: IM/SND
@@ -56,11 +55,11 @@ class TaskSpec:
 TASK_SPECS: dict[str, TaskSpec] = {
     "classification": TaskSpec(
         "classification", "accuracy", "accuracy", "top-1 accuracy on labelled frames",
-        "classification", "vision_msgs/msg/Classification", ("scores",), label_payload="label",
+        "vision_msgs/msg/Classification", ("scores",), label_payload="label",
         class_scores_per_image=True, source_crops=True),
     "detection": TaskSpec(
         "detection", "map50", "mAP@0.5", "COCO-style mean average precision at IoU 0.5",
-        "detections", "vision_msgs/msg/Detection2DArray", ("boxes", "scores", "classes"), label_payload="boxes",
+        "vision_msgs/msg/Detection2DArray", ("boxes", "scores", "classes"), label_payload="boxes",
         class_scores_per_image=False, source_crops=False),
 }
 

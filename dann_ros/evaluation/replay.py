@@ -38,6 +38,7 @@ from dann_ros.evaluation.replay_ros import (ReplayError, RosSide, environment, h
 from dann_ros.evaluation.bag_report_tools import claim_bag_output, default_out_dir, write_reports
 from dann_ros.evaluation.tasks import OutputOptions, task_for
 from dann_ros.ros import names
+from dann_ros.ros.outputs import output_topic_name
 
 __all__ = ["ReplayCamera", "ReplayError", "ReplayOptions", "header_stamp_ns", "replay", "summary"]
 
@@ -57,7 +58,7 @@ def _cameras(opts: ReplayOptions, image_topics: dict[str, tuple[str, int]], task
     inputs = list(opts.input_topics) or chosen
     compressed = [image_topics[t][0].endswith("CompressedImage") for t in chosen]
     spec = task_spec(task)
-    outs = list(opts.output_topics) or list(output_topics(inputs, spec.output_name, compressed).values())
+    outs = list(opts.output_topics) or list(output_topics(inputs, output_topic_name(task), compressed).values())
     infos = [f"{o.rsplit('/', 1)[0]}/{names.LABEL_INFO}" if "/" in o.strip("/") else names.LABEL_INFO for o in outs] \
         if opts.output_topics else list(output_topics(inputs, names.LABEL_INFO, compressed).values())
     return {t: ReplayCamera(t, image_topics[t][0], i, o, li, output_msgtype=spec.output_msgtype)

@@ -20,6 +20,7 @@ from rosbags.typesys import get_types_from_msg, get_typestore
 
 from dann_ros.data.bags import ROS2_STORE
 from dann_ros.ros import names
+from dann_ros.ros.outputs import output_topic_name
 
 CLASSIFICATION = "vision_msgs/msg/Classification"
 LABEL_INFO = "vision_msgs/msg/LabelInfo"
@@ -192,7 +193,7 @@ def write_result_bag(path: Path, bag: Path, topics: list[str], frames: Any, task
 
     rows = {(t, int(i)): r for r, (t, i) in enumerate(zip(frames.topics.tolist(), frames.indices.tolist()))}
     flags = [compressed[t] for t in topics]
-    out_topics = output_topics(topics, task.spec.output_name, flags)
+    out_topics = output_topics(topics, output_topic_name(task.spec.name), flags)
     info_topics = output_topics(topics, names.LABEL_INFO, flags)
     announced: set[str] = set()
     written = outputs = 0

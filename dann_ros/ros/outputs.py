@@ -4,8 +4,8 @@ The node asks ``handler_for(info)`` for the task of the loaded model and otherwi
 talks to the handler's interface (topic, message type, infer, to_message, draw):
 classifiers publish vision_msgs/Classification on ``classification``, detectors
 vision_msgs/Detection2DArray on ``detections``. The handlers are this layer's entries of the
-task registry (dann_ros.data.tasks: topic names and message types; dann_ros.evaluation.tasks
-reads the same messages back).
+task registry (dann_ros.data.tasks: message types; topic names from dann_ros.ros.names;
+dann_ros.evaluation.tasks reads the same messages back).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 from dann_ros.data.preprocess import Geometry
 from dann_ros.data.tasks import TaskRegistry, task_spec
 from dann_ros.export.metadata import ModelInfo
+from dann_ros.ros import names
 from dann_ros.ros.overlay import draw_boxes, draw_lines
 from dann_ros.runtime.predictor import Predictor
 from dann_ros.runtime.results import Classification, Detections
@@ -42,7 +43,7 @@ class ClassificationOutput:
     """vision_msgs/Classification: top-k ObjectHypothesis, class_id = class index as a string
     (the id LabelInfo's class_map names), best first."""
 
-    topic = task_spec("classification").output_name
+    topic = names.CLASSIFICATION
 
     def __init__(self, classes: Sequence[str], top_k: int = 5) -> None:
         from vision_msgs.msg import Classification as ClassificationMsg
@@ -84,7 +85,7 @@ class DetectionOutput:
     boxes in the input image's pixels (centre + size), one hypothesis each with class_id = class index
     as a string (as for Classification; names in label_info)."""
 
-    topic = task_spec("detection").output_name
+    topic = names.DETECTIONS
 
     def __init__(self, classes: Sequence[str], threshold: float = 0.3) -> None:
         from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
@@ -128,6 +129,12 @@ class DetectionOutput:
 # the ros layer's entries of the task registry (dann_ros.data.tasks): TaskOutput classes, made by
 # configured(classes, top_k, detection_threshold) from the node's parameters
 TASKS = TaskRegistry("ros", {"classification": ClassificationOutput, "detection": DetectionOutput})
+
+
+def output_topic_name(task: str) -> str:
+    """Where the node publishes task ``task``'s output, relative to the camera namespace (eval-bag's result bag
+    and replay name their topics the same)."""
+    return TASKS[task].topic
 
 
 def handler_for(info: ModelInfo, top_k: int = 5, detection_threshold: float = 0.3) -> TaskOutput:
