@@ -342,7 +342,7 @@ def phase_trainer(args) -> dict:
     """The small set through ``Trainer.train_step`` with ``train.data`` = ``args.path`` (ram | stream)."""
     import torch
 
-    from dann_ros.config import from_dict
+    from dann_ros.typed_config import from_dict
     from dann_ros.train.config import TrainConfig
     from dann_ros.train.trainer import Trainer
 
@@ -487,7 +487,7 @@ def phase_detection(args) -> dict:
     """``dann-ros train`` on the detection demo's config at the large input on the large set (streamed from
     disk when its frames exceed train.ram_limit_mb, as train.data auto does), evaluating after its last
     step (source-val and eval-target mAP, box stability, proxy A-distance)."""
-    from dann_ros.config import load_yaml
+    from dann_ros.typed_config import load_yaml
     from dann_ros.train.config import TrainConfig
     from dann_ros.train.data import default_workers
     from dann_ros.train.trainer import Trainer

@@ -170,7 +170,7 @@ def demo_config(task: str, out: Path, device: str, data: dict[str, Path] | None 
     """The demo's TrainConfig for ``task`` (its model, preprocessing, optimiser, batch), pointed at ``data``."""
     import yaml
 
-    from dann_ros.config import from_dict
+    from dann_ros.typed_config import from_dict
     from dann_ros.train.config import TrainConfig
 
     raw = yaml.safe_load((ROOT / "config" / DEMO[task][0]).read_text())

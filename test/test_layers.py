@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "dann_ros"
 # base: imported by every layer, imports no layer; app: the entry points over all layers, imported by none.
-BASE = ("__init__", "atomic_io", "config", "cuda", "paths")
+BASE = ("__init__", "atomic_io", "cuda", "paths", "typed_config")
 APP = ("cli", "demo")
 ORDER = ("base", "data", "model", "train", "export", "runtime", "ros", "evaluation", "app")
 # Circles through a task registry, left to the registry's rework (issue 23: an entry module imports its

@@ -143,7 +143,7 @@ def keypoints(monkeypatch):
 
 
 def _config(tmp_path, **changes):
-    from dann_ros.config import from_dict
+    from dann_ros.typed_config import from_dict
     from dann_ros.train.config import TrainConfig
 
     data = {"task": "keypoints", "output_dir": str(tmp_path / "run"), "classes": ["nose", "tail"],

@@ -30,7 +30,7 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     """Features of model.pt on (a sample of) the run's source and target data."""
     import torch
 
-    from dann_ros.config import from_dict
+    from dann_ros.typed_config import from_dict
     from dann_ros.data.frame_store import Subset
     from dann_ros.export.checkpoint_model import load_model
     from dann_ros.model.inference import pooled_features, predict

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from dann_ros.config import from_dict
+from dann_ros.typed_config import from_dict
 from dann_ros.data.preprocess import Preprocess
 from dann_ros.data.tasks import TASK_SPECS
 from dann_ros.export.metadata import ModelInfo

@@ -47,7 +47,7 @@ def model_state(model, discriminator, *, task: str, classes, preprocess, model_c
     import json
 
     from dann_ros import __version__
-    from dann_ros.config import to_dict
+    from dann_ros.typed_config import to_dict
 
     def cpu(module):
         return {k: v.detach().cpu() for k, v in module.state_dict().items()}

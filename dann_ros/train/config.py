@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from dann_ros.config import from_dict, load_yaml, to_dict
+from dann_ros.typed_config import from_dict, load_yaml, to_dict
 from dann_ros.data.frame_store import DEFAULT_EVAL_MEMORY_MB
 from dann_ros.data.preprocess import Preprocess
 from dann_ros.data.tasks import task_spec

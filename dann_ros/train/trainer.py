@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from dann_ros import __version__, atomic_io
-from dann_ros.config import to_dict
+from dann_ros.typed_config import to_dict
 from dann_ros.data.tasks import task_spec
 from dann_ros.model.adaptation.entropy import EntropyLoss
 from dann_ros.model.adaptation.mcc import MinimumClassConfusionLoss

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-import dann_ros.config
+import dann_ros.typed_config
 from dann_ros.export.onnx_export import export_onnx
 from dann_ros.train.config import TrainConfig
 
@@ -14,7 +14,7 @@ def test_export_loads_the_checkpoint_and_its_config_once(tiny_checkpoint, tmp_pa
     import dann_ros.export.checkpoint_model as checkpoint_model
 
     loads, configs = [], []
-    real_load, real_from_dict = torch.load, dann_ros.config.from_dict
+    real_load, real_from_dict = torch.load, dann_ros.typed_config.from_dict
 
     def counting_load(*args, **kwargs):
         loads.append(args[0])
@@ -26,7 +26,7 @@ def test_export_loads_the_checkpoint_and_its_config_once(tiny_checkpoint, tmp_pa
         return real_from_dict(cls, *args, **kwargs)
 
     monkeypatch.setattr(torch, "load", counting_load)
-    monkeypatch.setattr(dann_ros.config, "from_dict", counting_from_dict)  # where export imported it in functions
+    monkeypatch.setattr(dann_ros.typed_config, "from_dict", counting_from_dict)  # where export imported it in functions
     monkeypatch.setattr(checkpoint_model, "from_dict", counting_from_dict)
     export_onnx(tiny_checkpoint, tmp_path / "m.onnx")
     assert [str(p) for p in loads] == [str(tiny_checkpoint)]

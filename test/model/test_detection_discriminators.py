@@ -66,7 +66,7 @@ def test_builder_picks_the_configured_detection_discriminator(kind, cls):
 
 
 def test_unknown_detection_discriminator_is_refused():
-    from dann_ros.config import from_dict
+    from dann_ros.typed_config import from_dict
 
     with pytest.raises(ValueError, match="detection_discriminator"):
         from_dict(ModelConfig, {"detection_discriminator": "patch"})

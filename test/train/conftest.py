@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dann_ros.config import from_dict
+from dann_ros.typed_config import from_dict
 from dann_ros.train.config import TrainConfig
 
 

@@ -9,7 +9,7 @@ import sys
 
 import yaml
 
-from dann_ros.config import to_dict
+from dann_ros.typed_config import to_dict
 from dann_ros.train.trainer import train
 from test.train.conftest import tiny_config
 

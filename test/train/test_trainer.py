@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from dann_ros.config import to_dict
+from dann_ros.typed_config import to_dict
 from dann_ros.train import checkpoint
 from dann_ros.train.trainer import Trainer, TrainingDiverged, train
 from test.train.conftest import tiny_config
