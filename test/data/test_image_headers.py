@@ -20,17 +20,9 @@ from dann_ros.data.image_headers import MAX_JPEG_SEGMENTS, MAX_JPEG_SKIPPED, MAX
 from dann_ros.data.images import (DEFAULT_MAX_INPUT_PIXELS, MAX_COMPRESSED_BYTES, FrameDecodeError,
                                   compressed_dimensions, encode_compressed, message_to_rgb8)
 
+from jpeg_parts import segments
+
 SMALL = encode_compressed(np.full((8, 8, 3), 90, np.uint8), "jpeg")
-
-
-def segments(jpeg: bytes) -> list[bytes]:
-    """A baseline JPEG from cv2.imencode split into SOI, its header segments, and SOS + scan + EOI."""
-    out, i = [jpeg[:2]], 2
-    while jpeg[i + 1] != 0xDA:
-        length = struct.unpack_from(">H", jpeg, i + 2)[0]
-        out.append(jpeg[i:i + 2 + length])
-        i += 2 + length
-    return out + [jpeg[i:]]
 
 
 def sof_declaring(width: int, height: int, jpeg: bytes = SMALL) -> bytes:

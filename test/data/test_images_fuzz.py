@@ -22,6 +22,8 @@ import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
+from jpeg_parts import segments
+
 SEED = 22
 N_COMPRESSED = 7000
 N_RAW = 4000
@@ -58,15 +60,6 @@ def _png(width: int, height: int, depth: int = 8, colour: int = 0, extra: bytes 
     ihdr = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace))
     return (b"\x89PNG\r\n\x1a\n" + ihdr
             + plte + extra + _chunk(b"IDAT", zlib.compress(row * height)) + _chunk(b"IEND", b""))
-
-
-def _segments(jpeg: bytes) -> list[bytes]:
-    out, i = [jpeg[:2]], 2
-    while jpeg[i + 1] != 0xDA:
-        length = struct.unpack_from(">H", jpeg, i + 2)[0]
-        out.append(jpeg[i:i + 2 + length])
-        i += 2 + length
-    return out + [jpeg[i:]]
 
 
 def _sof(width: int, height: int, template: bytes) -> bytes:
@@ -127,7 +120,7 @@ class Fuzzer:
     # -- JPEG
     def jpeg(self) -> bytes:
         base = self.jpegs[self._int(0, len(self.jpegs))]
-        soi, *header, scan = _segments(base)
+        soi, *header, scan = segments(base)
         sof = next(s for s in header if 0xC0 <= s[1] <= 0xC2)
         for _ in range(self._int(1, 4)):
             op = self._int(0, 11)
