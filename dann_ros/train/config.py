@@ -257,7 +257,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         a = self.adaptation
         if a.uses_target and not self.target.bags:
-            what = f"adaptation.method {a.method}" if a.method != "none" else "adaptation.entropy_weight/mcc_weight/pseudo_label_weight"
+            what = (f"adaptation.method {a.method}" if a.method != "none"
+                    else "adaptation.entropy_weight/mcc_weight/pseudo_label_weight")
             raise ValueError(f"{what} needs target.bags")
         spec = task_spec(self.task)  # unknown task: an error naming the supported ones
         if not spec.class_scores_per_image and (a.method == "cdan" or a.entropy_weight or a.mcc_weight):
@@ -299,7 +300,7 @@ class TrainConfig:
             data["target"].pop("weights")
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         data = to_dict(self)
         for dotted, value in changes.items():
             node = data
