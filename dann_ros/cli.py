@@ -53,7 +53,7 @@ def _eval(args: argparse.Namespace) -> int:
     else:
         if not args.labels:
             raise SystemExit(f"eval --bag needs --labels <{task.spec.name} label file>")
-        table, data = task.evaluate_labelled_bag(predictor, args.bag, args.labels, tuple(args.topic or ()))
+        table, data = task.scorer.evaluate_labelled_bag(predictor, args.bag, args.labels, tuple(args.topic or ()))
     print(f"model {args.model} ({predictor.backend.name})")
     print(table)
     if args.json:

@@ -247,7 +247,7 @@ def _export_and_eval(cfg: TrainConfig, metrics: dict) -> dict:
             metrics["export_parity"]["max_box_diff"] = parity.max_box_diff
     predictor = Predictor.load(onnx_path, backend="onnxruntime")
     task = task_for(predictor.info.task, predictor.info.classes)
-    _, scores = task.evaluate_labelled_bag(predictor, cfg.eval_target.bag, cfg.eval_target.labels, ())
+    _, scores = task.scorer.evaluate_labelled_bag(predictor, cfg.eval_target.bag, cfg.eval_target.labels, ())
     metrics[task.spec.metric_key("onnx_target")] = scores[task.spec.metric]  # onnx_target_accuracy / _map50
     if "map" in scores:  # detection's COCO mAP@[.5:.95] next to its headline mAP@0.5
         metrics["onnx_target_map"] = scores["map"]

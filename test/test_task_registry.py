@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from dann_ros.data.tasks import LAYERS, REGISTRIES, TASK_SPECS, TaskSpec, missing_entries
+from dann_ros.evaluation.tasks.base import EvalEntry
 
 # each layer's registry (the modules dann_ros.data.tasks' docstring names), and what every entry offers
 LAYER_MODULES = {"model": "dann_ros.model.tasks", "train": "dann_ros.train.tasks", "export": "dann_ros.export.parity",
@@ -17,8 +18,11 @@ SHAPES = {"model": ("build", "deployed", "self_training", "feature_map"),
           "export": ("__call__",),
           "runtime": ("decode", "heatmap_head"),
           "ros": ("configured", "infer", "to_message", "draw"),
-          "evaluation": ("predictions", "write", "from_messages", "score", "summary", "figures", "html",
-                         "summary_line", "options_json", "evaluate_labelled_bag")}
+          "evaluation": ("scorer", "codec", "section")}
+# the evaluation entry's three parts (dann_ros.evaluation.tasks.base), and what each offers
+EVALUATION_PARTS = {"scorer": ("score", "summary", "evaluate_labelled_bag"),
+                    "codec": ("options_json", "predictions", "write", "from_messages"),
+                    "section": ("figures", "html", "summary_line")}
 
 
 def _import_layers() -> None:
@@ -37,6 +41,10 @@ def test_every_registered_task_has_an_entry_of_its_layers_shape_in_every_layer()
         for name in TASK_SPECS:
             entry = registry[name]  # a module string resolves here
             assert [a for a in SHAPES[layer] if not hasattr(entry, a)] == [], f"{name}/{layer}: {entry}"
+            if layer == "evaluation":
+                for part, methods in EVALUATION_PARTS.items():
+                    cls = getattr(entry, part)
+                    assert [m for m in methods if not hasattr(cls, m)] == [], f"{name}/evaluation.{part}: {cls}"
 
 
 def test_a_task_without_an_entry_is_named(monkeypatch):
@@ -118,16 +126,41 @@ class ToyOutput:
     def draw(self, image, result, geometry): ...
 
 
-class ToyEval:
+class ToyPart:
     def __init__(self, classes, options):
-        self.spec, self.classes, self.options = KEYPOINTS, classes, options
+        self.classes, self.options = classes, options
 
+
+class ToyScorer(ToyPart):
+    def score(self, pred, labels, frames): ...
+
+    def summary(self, pred): ...
+
+    @staticmethod
+    def evaluate_labelled_bag(predictor, bag, labels, topics): ...
+
+
+class ToyCodec(ToyPart):
     def options_json(self):
         return {"detection_threshold": self.options.detection_threshold}
 
+    def predictions(self, decode, frames): ...
+
+    def write(self, writer, topic, row, log_ns, frames, pred): ...
+
+    def from_messages(self, messages): ...
+
+
+class ToySection(ToyPart):
+    def figures(self, pred, scores, label_info): ...
+
+    def html(self, page, report, figures): ...
+
+    def summary_line(self, report, what="labelled frames"): ...
+
 
 TOY_ENTRIES = {"model": ToyModel, "train": f"{__name__}:ToyTraining", "export": toy_parity, "runtime": ToyRuntime,
-               "ros": ToyOutput, "evaluation": ToyEval}
+               "ros": ToyOutput, "evaluation": EvalEntry(ToyScorer, ToyCodec, ToySection)}
 
 
 @pytest.fixture
@@ -200,6 +233,8 @@ def test_a_toy_task_needs_entries_only_in_the_registries(keypoints, tmp_path, ti
     assert isinstance(handler, ToyOutput) and handler.threshold == 0.4
     assert handler.infer(predictor, batch, [None, None], [(28, 28)] * 2) == results
     # evaluation
-    assert task_for("keypoints", ("nose",), OutputOptions(detection_threshold=0.2)).options_json() == \
-        {"detection_threshold": 0.2}
+    task = task_for("keypoints", ("nose",), OutputOptions(detection_threshold=0.2))
+    assert task.spec is KEYPOINTS and task.classes == ("nose",)
+    assert (type(task.scorer), type(task.codec), type(task.section)) == (ToyScorer, ToyCodec, ToySection)
+    assert task.codec.options_json() == {"detection_threshold": 0.2}
     assert ModelInfo("keypoints", ("nose",), Preprocess(), "d", "0").output_names == ["points", "scores"]

@@ -1,7 +1,8 @@
 """``dann-ros eval-bag``: a model over every frame of a recorded bag, offline and as fast as it goes.
 
 Frames are read and decoded ahead in a thread (dann_ros.evaluation.frames) while this thread
-prepares them with the Predictor (the node's own code path) and runs the model on full batches.
+prepares them with the Predictor (the node's own code path) and runs the model on full batches;
+``Predictor.decode``, the second half of the node's ``infer``, turns the outputs into its results.
 Outputs in ``--out``:
 
 - ``result_bag/``: the camera messages copied byte for byte plus what dann_node would publish
@@ -113,10 +114,10 @@ def evaluate(predictor: Any, opts: EvalBagOptions, progress: Callable[[int], Non
     frames, stats = run_frames(predictor, opts.bag, BagSelection(tuple(chosen)), opts.batch_size, progress=progress,
                                run_stats=run)
     frames_wall = time.perf_counter() - t_frames
-    pred = task.predictions(frames)
+    pred = task.codec.predictions(predictor.decode, frames)  # the node's decode: Predictor.infer's second half
     scores = label_info = None
     if labels is not None:
-        scores, label_info = task.score(pred, labels, frames)
+        scores, label_info = task.scorer.score(pred, labels, frames)
     shift = domain_shift(frames, opts.domain_window, opts.domain_reference)
     bag_report = None
     if bag_out is not None:
@@ -202,7 +203,7 @@ def summary(r: dict, opts: EvalBagOptions) -> str:
     lines = [f"model {r['model']['path']} ({r['model']['backend']}); bag {opts.bag}: {f['evaluated']} frames on "
              f"{', '.join(r['bag']['topics'])}, {tp['frames_per_second']:.1f} frames/s"]
     if r["scores"] is not None:
-        lines.append(task_for(r["model"]["task"], r["model"]["classes"], opts.output).summary_line(r))
+        lines.append(task_for(r["model"]["task"], r["model"]["classes"], opts.output).section.summary_line(r))
     elif r.get("label_note"):
         lines.append(r["label_note"])
     ds = r["domain_shift"] or {}

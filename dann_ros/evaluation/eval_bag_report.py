@@ -135,8 +135,8 @@ def build_report(predictor: Any, opts: Any, meta: Any, chosen: list[str], frames
                        "definition": "decode = read + deserialize + decode to RGB (iter_frames); prepare = "
                                      "Preprocess.prepare; inference_per_frame = the frame's share of its batch's model "
                                      "call; processing_per_frame = their sum"},
-        "outputs": task.options_json(),
-        "predictions": task.summary(pred),
+        "outputs": task.codec.options_json(),
+        "predictions": task.scorer.summary(pred),
         "metric": {"key": spec.metric, "title": spec.metric_title, "definition": spec.metric_detail,
                    "value": scores.value if scores is not None else None},
         spec.metric: scores.value if scores is not None else None,
@@ -153,7 +153,7 @@ def build_report(predictor: Any, opts: Any, meta: Any, chosen: list[str], frames
 def figures(report: dict, frames: FrameTable, task: Any, pred: dict, scores: Any, label_info: dict | None,
             shift: DomainShift | None) -> dict[str, dict]:
     """The task's figures, then domain shift and latency."""
-    figs: dict[str, dict] = task.figures(pred, scores, label_info)
+    figs: dict[str, dict] = task.section.figures(pred, scores, label_info)
     t_s = (frames.log_times_ns - int(frames.log_times_ns.min())) / 1e9
     if shift is not None:
         ds = report["domain_shift"]
@@ -208,7 +208,7 @@ def page(report: dict, figs: dict[str, dict], task: Any) -> H.Page:
         ("result bag", report["result_bag"]["path"] if report["result_bag"] else "not written"),
         ("created", report["created"]),
     ], [("Partly evaluated: " + f["summary"] if not f["complete"] else "", "warn"), (report.get("label_note"), "warn")])
-    task.html(p, report, figs)
+    task.section.html(p, report, figs)
 
     p.heading("Domain shift")
     ds = report["domain_shift"]

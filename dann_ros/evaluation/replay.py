@@ -269,7 +269,8 @@ def summary(r: dict, opts: ReplayOptions) -> str:
         lines.append(f"latency ms: p50 {lat['p50']:.2f}, p90 {lat['p90']:.2f}, p99 {lat['p99']:.2f}, "
                      f"max {lat['max']:.2f}")
     if r["scores"] is not None:
-        lines.append(task_for(r["task"], r["classes"], opts.output).summary_line(r, "labelled answered frames"))
+        lines.append(task_for(r["task"], r["classes"], opts.output).section.summary_line(
+            r, "labelled answered frames"))
     if r.get("label_note"):
         lines.append(r["label_note"])
     lines += [f"WARNING: {r[key]}" for key in ("node_exit", "read_error", "stopped_early") if r.get(key)]

@@ -103,9 +103,9 @@ def analyse(opts: Any, task_name: str, cameras: dict, played: dict, label_info: 
     scored = Scored(task_for(task_name, classes, opts.output) if classes else None)
     if scored.task is not None and answered.any():
         got = rows.subset(answered)
-        scored.pred = scored.task.from_messages(got.answers)
+        scored.pred = scored.task.codec.from_messages(got.answers)
         if labels is not None:
-            scored.scores, scored.label_info = scored.task.score(scored.pred, labels, got)
+            scored.scores, scored.label_info = scored.task.scorer.score(scored.pred, labels, got)
             scored.label_info["labelled_and_dropped"] = int((labels.file.match(rows).matched & ~answered).sum())
     elif labels is not None and published:
         label_note = "no label_info received from the node: class ids cannot be named, no score"
@@ -123,7 +123,7 @@ def analyse(opts: Any, task_name: str, cameras: dict, played: dict, label_info: 
         "cameras": per_cam, "read_error": played["read_error"], "read_notes": played["notes"],
         "stopped_early": played["stopped_early"], "node_exit": played.get("node_exit"),
         "classes": list(classes) if classes else None,
-        "outputs": scored.task.options_json() if scored.task is not None else None,
+        "outputs": scored.task.codec.options_json() if scored.task is not None else None,
         "metric": {"key": spec.metric, "title": spec.metric_title, "definition": spec.metric_detail, "value": value},
         spec.metric: value, "labels": None, "scores": None, "label_note": label_note,
         "node_diagnostics": node_diagnostics(diagnostics, cameras),
@@ -184,7 +184,7 @@ def figures(report: dict, scored: Scored) -> dict[str, dict]:
              "cameras": {t: {"t_s": c["series"]["t_s"], "latency_ms": c["series"]["latency_ms"],
                              "dropped": [bool(np.isnan(v)) for v in lat[t]]} for t, c in report["cameras"].items()}})
     if scored.task is not None and scored.pred is not None:
-        figs.update(scored.task.figures(scored.pred, scored.scores, scored.label_info))
+        figs.update(scored.task.section.figures(scored.pred, scored.scores, scored.label_info))
     return figs
 
 
@@ -212,7 +212,7 @@ def page(report: dict, figs: dict[str, dict], scored: Scored) -> H.Page:
                 f"p50 {H.fmt(report['publish_lag_ms']['p50'])} ms, max {H.fmt(report['publish_lag_ms']['max'])} ms.")
     show_figures(p, figs, ["latency", "latency_over_time"])
     if scored.task is not None and scored.pred is not None:
-        scored.task.html(p, report, figs)
+        scored.task.section.html(p, report, figs)
     if report["node_diagnostics"]:
         p.heading("The node's own diagnostics (last /diagnostics message)")
         for t, values in report["node_diagnostics"].items():

@@ -210,7 +210,7 @@ def write_result_bag(path: Path, bag: Path, topics: list[str], frames: Any, task
                 writer.copy(m.connection, m.log_time_ns, m.raw)
                 written += 1
                 if row is not None:
-                    task.write(writer, out_topics[topic], row, m.log_time_ns, frames, pred)
+                    task.codec.write(writer, out_topics[topic], row, m.log_time_ns, frames, pred)
                     outputs += 1
             counts = dict(writer.counts)
     except BaseException:

@@ -60,8 +60,13 @@ class Predictor:
         runtime entry decodes the outputs): what the node and the benchmarks call. ``geometries`` (from
         ``prepare``) and ``image_sizes`` (height, width) map boxes back to each input image, where the
         task has boxes; ``score_threshold``: the lowest score a detection keeps."""
-        return TASKS[self.info.task].decode(self.run_prepared(batch), self.classes, geometries, image_sizes,
-                                            score_threshold)
+        return self.decode(self.run_prepared(batch), geometries, image_sizes, score_threshold)
+
+    def decode(self, outputs: dict[str, np.ndarray], geometries: Sequence[Geometry],
+               image_sizes: Sequence[tuple[int, int]] | None = None, score_threshold: float = 0.3) -> list:
+        """``infer``'s second half, the model's task's runtime entry: raw outputs (``run_prepared``'s, of any
+        number of frames) -> one result per frame. eval-bag calls it on the outputs it also keeps raw."""
+        return TASKS[self.info.task].decode(outputs, self.classes, geometries, image_sizes, score_threshold)
 
     def infer_batch(self, images: Sequence[np.ndarray], score_threshold: float = 0.3) -> list:
         """``infer`` on RGB uint8 (H, W, 3) images."""

@@ -1,9 +1,16 @@
-"""The evaluation task interface and the options it reads (the evaluation layer's entries of the task
-registry implement EvalTask; see __init__.py)."""
+"""The evaluation side of a task in three small parts, and the options they read (see __init__.py):
+
+- a Scorer: metrics from predictions and labels (and ``dann-ros eval``'s labelled-bag evaluation);
+- a Codec: predictions from the Predictor's decoded results (eval-bag), to the node's vision_msgs
+  message for the result bag, and back from the node's messages (replay);
+- a Section: the report's figures, HTML section and summary line.
+
+A task registers one :class:`EvalEntry` (its three classes, each built from ``(classes, options)``);
+``task_for`` binds them into an :class:`EvalTask`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,28 +54,66 @@ class TaskScores(Protocol):
     def to_json(self) -> dict: ...
 
 
-class EvalTask(Protocol):
-    spec: TaskSpec
-    classes: tuple[str, ...]
+# Predictor.decode's shape: raw outputs, geometries, image sizes, score threshold -> one result per frame
+Decode = Callable[..., list]
 
-    def options_json(self) -> dict: ...
+
+class Scorer(Protocol):
+    def __init__(self, classes: tuple[str, ...], options: OutputOptions) -> None: ...
+
+    def score(self, pred: dict, labels: ResolvedLabels, frames: FramesLike) -> tuple[TaskScores, dict]: ...
+
+    def summary(self, pred: dict) -> dict: ...  # report.json's "predictions"
 
     @staticmethod
     def evaluate_labelled_bag(predictor: Any, bag: Any, labels: Any, topics: tuple[str, ...]) -> tuple[str, dict]:
         ...  # dann-ros eval: (printed table, JSON)
 
-    def predictions(self, frames: Any) -> dict[str, Any]: ...  # eval-bag: from FrameTable.outputs
+
+class Codec(Protocol):
+    def __init__(self, classes: tuple[str, ...], options: OutputOptions) -> None: ...
+
+    def options_json(self) -> dict: ...  # what the node is configured to publish
+
+    def predictions(self, decode: Decode, frames: Any) -> dict[str, Any]: ...  # eval-bag: FrameTable.outputs, decoded
 
     def write(self, writer: Any, topic: str, row: int, log_ns: int, frames: Any, pred: dict) -> None: ...
 
     def from_messages(self, messages: Sequence[Any]) -> dict[str, Any]: ...  # replay: from the node's messages
 
-    def score(self, pred: dict, labels: ResolvedLabels, frames: FramesLike) -> tuple[TaskScores, dict]: ...
 
-    def summary(self, pred: dict) -> dict: ...
+class Section(Protocol):
+    def __init__(self, classes: tuple[str, ...], options: OutputOptions) -> None: ...
 
     def figures(self, pred: dict, scores: TaskScores | None, label_info: dict | None) -> dict[str, dict]: ...
 
     def html(self, page: H.Page, report: dict, figures: dict[str, dict]) -> None: ...
 
     def summary_line(self, report: dict, what: str = "labelled frames") -> str: ...
+
+
+@dataclass(frozen=True)
+class EvalEntry:
+    """A task's entry in the evaluation registry: one class per part."""
+
+    scorer: type[Scorer]
+    codec: type[Codec]
+    section: type[Section]
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """A task's three parts, built for one model's classes and the node's output options."""
+
+    spec: TaskSpec
+    classes: tuple[str, ...]
+    scorer: Scorer
+    codec: Codec
+    section: Section
+
+
+def label_info_of(labels: ResolvedLabels, match: Any) -> dict:
+    """How the label file met the frames, for the report (every task's scorer)."""
+    return {"path": str(labels.path), "automatic": labels.automatic, "topic": labels.file.topic,
+            "matched": int(match.matched.sum()), "unmatched": int(match.unmatched),
+            "matched_by_index": int(match.by_index)}

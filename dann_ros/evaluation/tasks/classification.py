@@ -1,4 +1,8 @@
-"""Classification: argmax of the model's ``scores``; vision_msgs/Classification like dann_node's."""
+"""Classification: the Predictor's Classification results (argmax of the model's ``scores``);
+vision_msgs/Classification like dann_node's.
+
+Predictions: ``class_id`` (N,) int64 and ``confidence`` (N,) of the top class, plus ``scores`` (N, K)
+when the model's full output is known (eval-bag)."""
 
 from __future__ import annotations
 
@@ -8,26 +12,15 @@ from typing import Any
 import numpy as np
 
 from dann_ros.data.labels import ResolvedLabels, labels_onto_classes
-from dann_ros.data.tasks import task_spec
 from dann_ros.evaluation import html as H
 from dann_ros.evaluation import plots
 from dann_ros.evaluation.bag_report_tools import confusion_figure, figure, percentiles
 from dann_ros.evaluation.scores import ClassificationScores, classification_scores
-from dann_ros.evaluation.tasks.base import FramesLike, OutputOptions
+from dann_ros.evaluation.tasks.base import Decode, EvalEntry, FramesLike, OutputOptions, label_info_of
 
 
-def label_info_of(labels: ResolvedLabels, match: Any) -> dict:
-    """How the label file met the frames, for the report (both tasks)."""
-    return {"path": str(labels.path), "automatic": labels.automatic, "topic": labels.file.topic,
-            "matched": int(match.matched.sum()), "unmatched": int(match.unmatched),
-            "matched_by_index": int(match.by_index)}
-
-
-class ClassificationTask:
-    """Predictions: ``class_id`` (N,) int64 and ``confidence`` (N,) of the top class, plus ``scores``
-    (N, K) when the model's full output is known (eval-bag)."""
-
-    spec = task_spec("classification")
+class ClassificationCodec:
+    """Predictions <-> vision_msgs/Classification (top_k hypotheses, best first)."""
 
     def __init__(self, classes: tuple[str, ...], options: OutputOptions) -> None:
         self.classes = classes
@@ -36,11 +29,13 @@ class ClassificationTask:
     def options_json(self) -> dict:
         return {"top_k": self.top_k}
 
-    # -- predictions --------------------------------------------------------------------------
-    def predictions(self, frames: Any) -> dict[str, np.ndarray]:
-        scores = frames.outputs["scores"]
-        pred = scores.argmax(1)
-        return {"class_id": pred, "confidence": scores[np.arange(len(pred)), pred], "scores": scores}
+    def predictions(self, decode: Decode, frames: Any) -> dict[str, np.ndarray]:
+        """The Predictor's Classification of every frame (``decode``: Predictor.decode)."""
+        results = decode(frames.outputs, [frames.geometry(r) for r in range(len(frames))],
+                         [tuple(s) for s in frames.sizes])
+        ids = np.asarray([r.class_id for r in results], np.int64)
+        scores = np.stack([r.scores for r in results]) if results else frames.outputs["scores"]
+        return {"class_id": ids, "confidence": scores[np.arange(len(ids)), ids], "scores": scores}
 
     def write(self, writer: Any, topic: str, row: int, log_ns: int, frames: Any, pred: dict) -> None:
         writer.classification(topic, log_ns, int(frames.stamps_ns[row]), frames.frame_ids[row],
@@ -52,6 +47,13 @@ class ClassificationTask:
         conf = [float(m.results[0].score) if m.results else 0.0 for m in messages]
         return {"class_id": np.asarray(ids, np.int64), "confidence": np.asarray(conf, float)}
 
+
+class ClassificationScorer:
+    """Accuracy, per-class precision/recall and the confusion matrix on labelled frames."""
+
+    def __init__(self, classes: tuple[str, ...], options: OutputOptions) -> None:
+        self.classes = classes
+
     @staticmethod
     def evaluate_labelled_bag(predictor: Any, bag: Any, labels: Any, topics: tuple[str, ...]) -> tuple[str, dict]:
         """``dann-ros eval --bag --labels``: (printed table, JSON) of the model's top-1 on every labelled frame."""
@@ -60,7 +62,6 @@ class ClassificationTask:
         report = evaluate_labelled_bag(predictor, bag, labels, topics)
         return report.table(), report.to_json()
 
-    # -- score --------------------------------------------------------------------------------
     def score(self, pred: dict, labels: ResolvedLabels, frames: FramesLike) -> tuple[ClassificationScores, dict]:
         match = labels.file.match(frames)
         ids = labels_onto_classes(labels.file, match.class_ids, self.classes)
@@ -71,11 +72,17 @@ class ClassificationTask:
         return {"class_counts": {c: int((pred["class_id"] == i).sum()) for i, c in enumerate(self.classes)},
                 "confidence": percentiles(pred["confidence"])}
 
+
+class ClassificationSection:
+    """Class and confidence histograms; with labels the confusion matrix and precision/recall."""
+
+    def __init__(self, classes: tuple[str, ...], options: OutputOptions) -> None:
+        self.classes = classes
+
     def summary_line(self, report: dict, what: str = "labelled frames") -> str:
         s = report["scores"]
         return f"accuracy {100 * s['accuracy']:.2f}% on {s['n']} {what} ({report['labels']['path']})"
 
-    # -- figures and page ---------------------------------------------------------------------
     def figures(self, pred: dict, scores: ClassificationScores | None, label_info: dict | None) -> dict[str, dict]:
         classes, k = self.classes, len(self.classes)
         figs: dict[str, dict] = {}
@@ -129,3 +136,6 @@ class ClassificationTask:
         page.heading("Predictions")
         for name in ("class_histogram", "confidence_histogram"):
             page.figure(figures[name]["png"], figures[name]["caption"])
+
+
+ENTRY = EvalEntry(ClassificationScorer, ClassificationCodec, ClassificationSection)

@@ -1,9 +1,12 @@
 """Detection: the detections dann_node publishes (score >= its detection_threshold, best first, boxes
 in input-image pixels) as vision_msgs/Detection2DArray, scored as COCO-style mAP.
 
-eval-bag and replay score the same thing, the published detections, so on the same bag and
-threshold they agree; with a threshold of 0 every candidate is published and the score is the
-model's ranking quality, equal to ``dann-ros eval``'s.
+eval-bag and replay score the same thing, the published detections (eval-bag's from the Predictor's
+decode, the node's own path), so on the same bag and threshold they agree; with a threshold of 0
+every candidate is published and the score is the model's ranking quality, equal to ``dann-ros eval``'s.
+
+Predictions, one entry per frame: ``boxes`` (K, 4) x1, y1, x2, y2 image pixels, ``scores`` (K,),
+``classes`` (K,) int64 (the published detections), and ``best`` (N,), each frame's top score.
 """
 
 from __future__ import annotations
@@ -15,12 +18,10 @@ from typing import Any
 import numpy as np
 
 from dann_ros.data.labels import ResolvedLabels, class_map
-from dann_ros.data.tasks import task_spec
 from dann_ros.evaluation import html as H
 from dann_ros.evaluation import plots
 from dann_ros.evaluation.bag_report_tools import figure, percentiles
-from dann_ros.evaluation.tasks.base import FramesLike, OutputOptions
-from dann_ros.evaluation.tasks.classification import label_info_of
+from dann_ros.evaluation.tasks.base import Decode, EvalEntry, FramesLike, OutputOptions, label_info_of
 from dann_ros.model.detection_metrics import DetectionReport, evaluate_detections
 
 
@@ -46,11 +47,8 @@ def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.zeros((0, 4), np.float32), np.zeros(0, float), np.zeros(0, np.int64)
 
 
-class DetectionTask:
-    """Predictions, one entry per frame: ``boxes`` (K, 4) x1, y1, x2, y2 image pixels, ``scores`` (K,),
-    ``classes`` (K,) int64 (the published detections), and ``best`` (N,), each frame's top score."""
-
-    spec = task_spec("detection")
+class DetectionCodec:
+    """Predictions <-> vision_msgs/Detection2DArray (centre + size, one hypothesis per detection)."""
 
     def __init__(self, classes: tuple[str, ...], options: OutputOptions) -> None:
         self.classes = classes
@@ -59,20 +57,23 @@ class DetectionTask:
     def options_json(self) -> dict:
         return {"detection_threshold": self.threshold}
 
-    # -- predictions --------------------------------------------------------------------------
-    def predictions(self, frames: Any) -> dict[str, Any]:
-        out = frames.outputs
+    def predictions(self, decode: Decode, frames: Any) -> dict[str, Any]:
+        """The detections the node would publish (``decode``: Predictor.decode at the node's threshold),
+        and each frame's best candidate, published or not."""
+        results = decode(frames.outputs, [frames.geometry(r) for r in range(len(frames))],
+                         [tuple(s) for s in frames.sizes], self.threshold)
         boxes, scores, classes = [], [], []
-        for row in range(len(frames)):
-            keep = out["scores"][row] >= self.threshold  # candidates come best first
-            b = frames.geometry(row).to_image(out["boxes"][row][keep])
-            h, w = frames.sizes[row]
-            b[:, 0::2] = b[:, 0::2].clip(0, w)
-            b[:, 1::2] = b[:, 1::2].clip(0, h)
+        for dets in results:
+            b, s, c = _empty()
+            if len(dets):
+                b = np.array([d.box for d in dets], np.float32)
+                s = np.array([d.score for d in dets], float)
+                c = np.array([d.class_id for d in dets], np.int64)
             boxes.append(b)
-            scores.append(np.asarray(out["scores"][row][keep], float))
-            classes.append(out["classes"][row][keep].astype(np.int64))
-        best = out["scores"].max(1) if out["scores"].shape[1] else np.zeros(len(frames))
+            scores.append(s)
+            classes.append(c)
+        out = frames.outputs["scores"]
+        best = out.max(1) if out.shape[1] else np.zeros(len(frames))
         return {"boxes": boxes, "scores": scores, "classes": classes, "best": np.asarray(best, float)}
 
     def write(self, writer: Any, topic: str, row: int, log_ns: int, frames: Any, pred: dict) -> None:
@@ -99,6 +100,14 @@ class DetectionTask:
         best = np.array([s.max() if s.size else 0.0 for s in scores], float)
         return {"boxes": boxes, "scores": scores, "classes": classes, "best": best}
 
+
+class DetectionScorer:
+    """COCO-style mAP of the published detections against labelled boxes."""
+
+    def __init__(self, classes: tuple[str, ...], options: OutputOptions) -> None:
+        self.classes = classes
+        self.threshold = options.detection_threshold
+
     @staticmethod
     def evaluate_labelled_bag(predictor: Any, bag: Any, labels: Any, topics: tuple[str, ...]) -> tuple[str, dict]:
         """``dann-ros eval --bag --labels``: (printed table, JSON) of mAP over every candidate."""
@@ -107,7 +116,6 @@ class DetectionTask:
         report = evaluate_detection_bag(predictor, bag, labels, topics)
         return report_table(report), report.to_dict()
 
-    # -- score --------------------------------------------------------------------------------
     def score(self, pred: dict, labels: ResolvedLabels, frames: FramesLike) -> tuple[DetectionScores, dict]:
         match = labels.file.match(frames)
         to_ours = class_map(labels.file.classes, self.classes)
@@ -128,12 +136,19 @@ class DetectionTask:
                 "class_counts": {c: int((kept == i).sum()) for i, c in enumerate(self.classes)},
                 "confidence": percentiles(np.concatenate(pred["scores"]) if pred["scores"] else [])}
 
+
+class DetectionSection:
+    """Detections per class, best-candidate confidence; with labels per-class AP@0.5."""
+
+    def __init__(self, classes: tuple[str, ...], options: OutputOptions) -> None:
+        self.classes = classes
+        self.threshold = options.detection_threshold
+
     def summary_line(self, report: dict, what: str = "labelled frames") -> str:
         s = report["scores"]
         return (f"mAP@0.5 {100 * s['map50']:.2f}%, mAP@[.5:.95] {100 * s['map']:.2f}% on {s['n']} {what}, "
                 f"detections scoring >= {s['threshold']:g} ({report['labels']['path']})")
 
-    # -- figures and page ---------------------------------------------------------------------
     def figures(self, pred: dict, scores: DetectionScores | None, label_info: dict | None) -> dict[str, dict]:
         kept = np.concatenate(pred["classes"]) if pred["classes"] else np.zeros(0, np.int64)
         counts = [int((kept == i).sum()) for i in range(len(self.classes))]
@@ -173,3 +188,6 @@ class DetectionTask:
         page.heading("Detections")
         for name in ("class_histogram", "confidence_histogram"):
             page.figure(figures[name]["png"], figures[name]["caption"])
+
+
+ENTRY = EvalEntry(DetectionScorer, DetectionCodec, DetectionSection)
