@@ -34,8 +34,8 @@ LONG_DETECTION_STEPS = 3000  # --long: detection steps (the quick default is the
 # --long: det_dann adds pseudo-label self-training from half-way (step 1,500) with MIC's masked view of the
 # target seen through the camera model (README), which needs a teacher that already detects: off in the quick
 # schedule (README: 600 steps, the step-300 teacher mislabels the target)
-LONG_DETECTION_RECIPE = {"adaptation.pseudo_label_weight": 1.0, "adaptation.pseudo_label_mask": 0.5,
-                         "adaptation.pseudo_label_camera": True}
+LONG_DETECTION_RECIPE = {"adaptation.self_training.weight": 1.0, "adaptation.self_training.mask": 0.5,
+                         "adaptation.self_training.camera": True}
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def detection_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int
     suffix = ("" if seed == base.seed else f"_seed{seed}") + ("_dev" if eval_on == "dev" else "")
     # the baselines read no target frames: they are comparisons, not deployed, so they skip the label-free
     # scores at each evaluation and the export's shift monitor fit (demo time; only DANN's pick meets its oracle)
-    no_target_losses = {"adaptation.method": "none", "adaptation.pseudo_label_weight": 0.0, "target.bags": []}
+    no_target_losses = {"adaptation.method": "none", "adaptation.self_training.weight": 0.0, "target.bags": []}
     runs = {"det_source_only": no_target_losses, "det_dann": {"adaptation.method": "dann"},
             # the upper bound: the same model trained on the labelled real scenes of the adaptation bag
             "det_train_on_target": {**no_target_losses, "source.replicator": None,
@@ -197,8 +197,8 @@ def demo_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int | No
         common["train.eval_every"] = max(1, min(base.train.eval_every, steps // 4))
         common["train.checkpoint_every"] = common["train.eval_every"]
     suffix = "" if seed == base.seed else f"_seed{seed}"
-    no_target_losses = {"adaptation.method": "none", "adaptation.mcc_weight": 0.0, "adaptation.entropy_weight": 0.0,
-                        "adaptation.pseudo_label_weight": 0.0}
+    no_target_losses = {"adaptation.method": "none", "adaptation.target_losses.mcc_weight": 0.0,
+                        "adaptation.target_losses.entropy_weight": 0.0, "adaptation.self_training.weight": 0.0}
     runs = {
         "source_only": no_target_losses,
         "dann": {"adaptation.method": "dann"},

@@ -2,7 +2,9 @@
 
 Inner code receives dataclasses, never dicts. Unknown keys and values of the
 wrong type are errors that name the full key path (``train.lr``), so a typo in
-a config file fails at start-up instead of silently using a default.
+a config file fails at start-up instead of silently using a default. A dataclass
+that renamed keys defines ``upgrade_keys(data, key) -> data``: old configs (and the
+configs stored in checkpoints) still load, with a DeprecatedKeyWarning naming each move.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -20,6 +24,23 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A configuration value or key is invalid; the message names the key."""
+
+
+class DeprecatedKeyWarning(FutureWarning):
+    """A config key under its old name: read at its new place (shown to users, unlike DeprecationWarning)."""
+
+
+@contextmanager
+def warnings_from(source: str | Path):
+    """DeprecatedKeyWarnings raised inside name ``source`` (the file or checkpoint the config came from)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if issubclass(w.category, DeprecatedKeyWarning):
+            warnings.warn(f"{source}: {w.message}", w.category, stacklevel=3)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
@@ -90,6 +111,9 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
 def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     """Build dataclass ``cls`` from a plain mapping, rejecting unknown keys."""
     hints = typing.get_type_hints(cls)
+    upgrade = getattr(cls, "upgrade_keys", None)
+    if upgrade is not None:
+        data = upgrade(data, prefix or cls.__name__)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -132,6 +156,7 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     try:
-        return from_dict(cls, data)
+        with warnings_from(path):
+            return from_dict(cls, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -22,10 +22,11 @@ def test_baselines_have_no_target_losses_and_dann_keeps_the_config_recipe(tmp_pa
     so, dann, tt = runs["source_only"], runs["dann"], runs["train_on_target"]
     for cfg in (so, tt):
         a = cfg.adaptation
-        assert a.method == "none" and a.mcc_weight == 0 and a.entropy_weight == 0 and a.pseudo_label_weight == 0
+        assert a.method == "none" and a.target_losses.mcc_weight == 0 and a.target_losses.entropy_weight == 0
+        assert a.self_training.weight == 0
         assert not a.uses_target
-    assert dann.adaptation.method == "dann" and dann.adaptation.mcc_weight == base.adaptation.mcc_weight
-    assert dann.adaptation.pseudo_label_weight == base.adaptation.pseudo_label_weight > 0
+    assert dann.adaptation.method == "dann" and dann.adaptation.target_losses == base.adaptation.target_losses
+    assert dann.adaptation.self_training.weight == base.adaptation.self_training.weight > 0
     assert tt.source.bag == tmp_path / "data" / "real_digits_train" and tt.source.replicator is None
     assert all(c.seed == 1 and c.train.steps == base.train.steps for c in runs.values())
     assert Path(dann.output_dir) == tmp_path / "runs" / "dann_seed1"
@@ -39,8 +40,8 @@ def test_detection_runs_include_the_train_on_target_upper_bound(tmp_path):
     assert tt.source.replicator is None and tt.source.bag == tmp_path / "data" / "real_scenes_train"
     assert tt.adaptation.method == "none" and runs["det_dann"].adaptation.method == "dann"
     for cfg in (tt, runs["det_source_only"]):  # baselines: no adaptation and no self-training on target
-        assert cfg.adaptation.pseudo_label_weight == 0 and not cfg.adaptation.uses_target and not cfg.target.bags
-    assert runs["det_dann"].adaptation.pseudo_label_weight == base.adaptation.pseudo_label_weight
+        assert cfg.adaptation.self_training.weight == 0 and not cfg.adaptation.uses_target and not cfg.target.bags
+    assert runs["det_dann"].adaptation.self_training.weight == base.adaptation.self_training.weight
     # the upper bound is scored on the same held-out scenes as the other two, never on its training bag
     assert {c.eval_target.bag for c in runs.values()} == {tmp_path / "data" / "real_scenes_test"}
     assert gap_closed(0.25, 0.5, 1.25) == 0.25 and gap_closed(0.5, 0.6, 0.5) is None
@@ -48,12 +49,12 @@ def test_detection_runs_include_the_train_on_target_upper_bound(tmp_path):
 
 def test_long_detection_dann_self_trains_and_the_baselines_do_not(tmp_path):
     quick, long = detection_base(DETECTION_CONFIG, long=False), detection_base(DETECTION_CONFIG, long=True)
-    assert quick.adaptation.pseudo_label_weight == 0  # the quick schedule's teacher is too weak to label
+    assert quick.adaptation.self_training.weight == 0  # the quick schedule's teacher is too weak to label
     runs = detection_configs(long, DemoPaths(tmp_path / "data", tmp_path / "runs"), seed=0, steps=3000)
-    a = runs["det_dann"].adaptation
-    assert a.pseudo_label_weight == 1.0 and a.pseudo_label_mask == 0.5 and a.pseudo_label_camera  # MIC + camera view
-    assert runs["det_dann"].adaptation.pseudo_label_start * 3000 == 1500
-    assert all(runs[n].adaptation.pseudo_label_weight == 0 for n in ("det_source_only", "det_train_on_target"))
+    st = runs["det_dann"].adaptation.self_training
+    assert st.weight == 1.0 and st.mask == 0.5 and st.camera  # MIC + camera view
+    assert runs["det_dann"].adaptation.self_training.start * 3000 == 1500
+    assert all(runs[n].adaptation.self_training.weight == 0 for n in ("det_source_only", "det_train_on_target"))
 
 
 def test_detection_table_shows_the_stability_pick_next_to_the_oracle(capsys):

@@ -271,7 +271,7 @@ def test_documented_config_keys_exist(page):
 
 
 def test_the_key_check_sees_a_key_that_does_not_exist():
-    assert _config_key_errors("`adaptation.mcc_weight: 1.0`, `model.pt`, `adaptation.mcc_wieght`") == \
+    assert _config_key_errors("`adaptation.target_losses.mcc_weight: 1.0`, `model.pt`, `adaptation.mcc_wieght`") == \
         ["`adaptation.mcc_wieght`: adaptation.mcc_wieght is not a key of the training YAML"]
 
 

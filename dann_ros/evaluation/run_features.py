@@ -30,7 +30,7 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     """Features of model.pt on (a sample of) the run's source and target data."""
     import torch
 
-    from dann_ros.typed_config import from_dict
+    from dann_ros.typed_config import from_dict, warnings_from
     from dann_ros.data.frame_store import Subset
     from dann_ros.export.checkpoint_model import load_model
     from dann_ros.model.inference import pooled_features, predict
@@ -46,7 +46,8 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     cfg_text = raw.get("train_config") or "{}"
     if not json.loads(cfg_text):
         raise RunError(f"{model_file} carries no training config, so its data cannot be found")
-    cfg = from_dict(TrainConfig, json.loads(cfg_text))
+    with warnings_from(model_file):  # a config stored with since renamed keys: read, and say which
+        cfg = from_dict(TrainConfig, json.loads(cfg_text))
     deployed, info = load_model(model_file)
     data = load_train_data(cfg.replace(**{"train.data": "stream"}))  # reads only the sampled records
     rng = np.random.default_rng(seed)

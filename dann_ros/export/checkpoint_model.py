@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from dann_ros.typed_config import from_dict
+from dann_ros.typed_config import from_dict, warnings_from
 from dann_ros.data.preprocess import Preprocess
 from dann_ros.data.tasks import TASK_SPECS
 from dann_ros.export.metadata import ModelInfo
@@ -59,6 +59,7 @@ def stored_train_config(data: dict, path: Path):
     if "train_config" not in data:
         raise CheckpointError(f"{path}: no field 'train_config' (a checkpoint from before it was stored)")
     try:
-        return from_dict(TrainConfig, json.loads(data["train_config"]))
+        with warnings_from(path):  # a config stored with since renamed keys: read, and say which
+            return from_dict(TrainConfig, json.loads(data["train_config"]))
     except (ValueError, TypeError, KeyError) as exc:
         raise CheckpointError(f"{path}: its field 'train_config' does not validate: {exc}") from None

@@ -44,7 +44,8 @@ def build_domain_loss(cfg: ModelConfig, features: int | nn.Module, method: str =
     term. ``center_aware``: a detector's per-location decisions weighted by its heatmap (EPM). ``adversary``:
     reversal (GRL) or confusion (model/adaptation/dann.py), dann only."""
     if adversary != "reversal" and (method != "dann" or instance):
-        raise ValueError(f"adaptation.adversary {adversary} is implemented for method dann without instance alignment")
+        raise ValueError(f"adaptation.adversary.objective {adversary} is implemented for method dann without "
+                         "instance alignment")
     if method == "dann" and instance:
         if not has_feature_map(features):
             raise ValueError("instance-level alignment reads object centres: detection only")
@@ -55,7 +56,7 @@ def build_domain_loss(cfg: ModelConfig, features: int | nn.Module, method: str =
         raise ValueError("the consistency term pairs image- and instance-level discriminators: set instance")
     if center_aware and (method != "dann" or not has_feature_map(features)
                          or cfg.detection_discriminator != "pixel"):
-        raise ValueError("adaptation.center_aware weights a detector's per-location decisions: method dann, "
+        raise ValueError("adaptation.adversary.center_aware weights a detector's per-location decisions: method dann, "
                          "model.detection_discriminator pixel")
     if method == "dann":
         return DomainAdversarialLoss(build_discriminator(cfg, features), center_aware, adversary)

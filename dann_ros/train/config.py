@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from dann_ros.typed_config import from_dict, load_yaml, to_dict
+from dann_ros.typed_config import ConfigError, DeprecatedKeyWarning, from_dict, load_yaml, to_dict
 from dann_ros.data.frame_store import DEFAULT_EVAL_MEMORY_MB
 from dann_ros.data.preprocess import Preprocess
 from dann_ros.data.tasks import task_spec
@@ -122,64 +123,167 @@ class EvalTargetConfig:
 
 
 @dataclass(frozen=True)
-class AdaptationConfig:
-    """``method``: the adversarial alignment (dann, cdan) or none. The target regularisers
-    (entropy, mcc) are opt-in extras added to any method, weighted by their ``*_weight``."""
+class InstanceAlignmentConfig:
+    """Detection, dann: DA-Faster's instance-level alignment at object centres and its image/instance
+    consistency term (model/adaptation/instance.py)."""
 
-    method: Literal["dann", "cdan", "none"] = "dann"
+    weight: float = 0.0  # 0 = off
+    consistency_weight: float = 0.0
+    top_k: int = 8  # instances of both domains: the strongest predicted peaks per image
+
+    def __post_init__(self) -> None:
+        if self.weight < 0 or self.consistency_weight < 0 or self.top_k < 1:
+            raise ValueError("adaptation.adversary.instance.weight and consistency_weight must be >= 0, "
+                             "adaptation.adversary.instance.top_k >= 1")
+        if self.consistency_weight and not self.weight:
+            raise ValueError("adaptation.adversary.instance.consistency_weight pairs image- and instance-level "
+                             "discriminators: set adaptation.adversary.instance.weight too")
+
+
+@dataclass(frozen=True)
+class AdversaryConfig:
+    """The domain discriminator and how the extractor plays against it (dann, cdan)."""
+
     lambda_max: float = 1.0
     lambda_gamma: float = 10.0
     lambda_horizon: int | None = None  # steps for p to reach 1 (None: train.steps); tllib digits: gamma 1, 1000
     weight: float = 1.0  # multiplies L_domain; lambda in the GRL already ramps 0 -> lambda_max
-    entropy_conditioning: bool = False  # cdan only: CDAN+E, confident samples weigh more
-    entropy_weight: float = 0.0  # target entropy minimisation (model/adaptation/entropy.py)
-    mcc_weight: float = 0.0  # minimum class confusion on target (model/adaptation/mcc.py)
-    mcc_temperature: float = 2.5
-    pseudo_label_weight: float = 0.0  # self-training on a mean teacher's confident target labels (pseudo_label.py)
-    pseudo_label_threshold: float | None = None  # None: the task's default, 0.95 (softmax) or 0.5 (CenterNet peak)
-    pseudo_label_start: float = 0.5  # share of train.steps after which it is on (after adaptation)
-    pseudo_label_ema: float = 0.99  # the teacher's weight average decay per step
-    pseudo_label_mask: float = 0.0  # MIC: also learn the labels with this share of the target hidden; 0 = off
-    pseudo_label_mask_block: int = 8  # side of a hidden block, network-input pixels
-    pseudo_label_camera: bool = False  # that view also passes through augment's camera model (a strong view)
-    # detection, dann: DA-Faster's instance-level alignment at object centres and its image/instance
-    # consistency term (model/adaptation/instance.py); 0 = off
-    instance_weight: float = 0.0
-    consistency_weight: float = 0.0
-    instance_top_k: int = 8  # instances of both domains: the strongest predicted peaks per image
+    # reversal (the gradient reversal layer: the extractor ascends L_domain) or confusion (it descends
+    # BCE(d, 1/2): no vanishing gradient against a confident discriminator, no overshoot; model/adaptation/dann.py)
+    objective: Literal["reversal", "confusion"] = "reversal"
     # detection, dann, pixel discriminator: weight each location's domain decision by the detector's own
     # heatmap (EPM's center-aware alignment: objects, not background, are aligned; model/adaptation/dann.py)
     center_aware: bool = False
-    # how the extractor plays against the discriminator: reversal (the gradient reversal layer: it ascends
-    # L_domain) or confusion (it descends BCE(d, 1/2): no vanishing gradient against a confident
-    # discriminator, no overshoot; model/adaptation/dann.py)
-    adversary: Literal["reversal", "confusion"] = "reversal"
+    entropy_conditioning: bool = False  # cdan only: CDAN+E, confident samples weigh more
+    instance: InstanceAlignmentConfig = field(default_factory=InstanceAlignmentConfig)
 
     def __post_init__(self) -> None:
-        if self.instance_weight < 0 or self.consistency_weight < 0 or self.instance_top_k < 1:
-            raise ValueError("adaptation.instance_weight and consistency_weight must be >= 0, instance_top_k >= 1")
-        if (self.instance_weight or self.consistency_weight) and self.method != "dann":
-            raise ValueError("adaptation.instance_weight/consistency_weight extend image-level alignment: method dann")
-        if self.consistency_weight and not self.instance_weight:
-            raise ValueError("adaptation.consistency_weight pairs image- and instance-level discriminators: "
-                             "set instance_weight too")
-        if min(self.entropy_weight, self.mcc_weight, self.weight, self.pseudo_label_weight) < 0:
-            raise ValueError("adaptation.weight, entropy_weight, mcc_weight and pseudo_label_weight must be >= 0")
-        t = self.pseudo_label_threshold  # None: the task's default (model/adaptation/pseudo_label.py)
-        if (t is not None and not 0.0 < t <= 1.0) or not 0.0 <= self.pseudo_label_start <= 1.0:
-            raise ValueError("adaptation.pseudo_label_threshold must be in (0, 1] and pseudo_label_start in [0, 1]")
-        if not 0.0 <= self.pseudo_label_ema < 1.0:
-            raise ValueError("adaptation.pseudo_label_ema must be in [0, 1)")
-        if not 0.0 <= self.pseudo_label_mask < 1.0 or self.pseudo_label_mask_block < 1:
-            raise ValueError("adaptation.pseudo_label_mask must be in [0, 1) and pseudo_label_mask_block >= 1")
+        if self.weight < 0:
+            raise ValueError("adaptation.adversary.weight must be >= 0")
+
+
+@dataclass(frozen=True)
+class TargetLossesConfig:
+    """Opt-in regularisers on the unlabelled target, added to any method; 0 = off."""
+
+    entropy_weight: float = 0.0  # target entropy minimisation (model/adaptation/entropy.py)
+    mcc_weight: float = 0.0  # minimum class confusion on target (model/adaptation/mcc.py)
+    mcc_temperature: float = 2.5
+
+    def __post_init__(self) -> None:
+        if min(self.entropy_weight, self.mcc_weight) < 0:
+            raise ValueError("adaptation.target_losses.entropy_weight and mcc_weight must be >= 0")
         if self.mcc_temperature <= 0:
-            raise ValueError("adaptation.mcc_temperature must be positive")
-        if self.entropy_conditioning and self.method != "cdan":
-            raise ValueError("adaptation.entropy_conditioning is a cdan option (CDAN+E)")
+            raise ValueError("adaptation.target_losses.mcc_temperature must be positive")
+
+
+@dataclass(frozen=True)
+class SelfTrainingConfig:
+    """Self-training on a mean teacher's confident target labels (model/adaptation/pseudo_label.py)."""
+
+    weight: float = 0.0  # 0 = off
+    threshold: float | None = None  # None: the task's default, 0.95 (softmax) or 0.5 (CenterNet peak)
+    start: float = 0.5  # share of train.steps after which it is on (after adaptation)
+    ema: float = 0.99  # the teacher's weight average decay per step
+    mask: float = 0.0  # MIC: also learn the labels with this share of the target hidden; 0 = off
+    mask_block: int = 8  # side of a hidden block, network-input pixels
+    camera: bool = False  # that view also passes through augment's camera model (a strong view)
+
+    def __post_init__(self) -> None:
+        if self.weight < 0:
+            raise ValueError("adaptation.self_training.weight must be >= 0")
+        t = self.threshold
+        if (t is not None and not 0.0 < t <= 1.0) or not 0.0 <= self.start <= 1.0:
+            raise ValueError("adaptation.self_training.threshold must be in (0, 1] and "
+                             "adaptation.self_training.start in [0, 1]")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError("adaptation.self_training.ema must be in [0, 1)")
+        if not 0.0 <= self.mask < 1.0 or self.mask_block < 1:
+            raise ValueError("adaptation.self_training.mask must be in [0, 1) and "
+                             "adaptation.self_training.mask_block >= 1")
+
+
+# the flat keys of AdaptationConfig before it was nested by concern -> their dotted place under adaptation
+LEGACY_ADAPTATION_KEYS = {
+    "lambda_max": "adversary.lambda_max", "lambda_gamma": "adversary.lambda_gamma",
+    "lambda_horizon": "adversary.lambda_horizon", "weight": "adversary.weight", "adversary": "adversary.objective",
+    "center_aware": "adversary.center_aware", "entropy_conditioning": "adversary.entropy_conditioning",
+    "instance_weight": "adversary.instance.weight", "consistency_weight": "adversary.instance.consistency_weight",
+    "instance_top_k": "adversary.instance.top_k",
+    "entropy_weight": "target_losses.entropy_weight", "mcc_weight": "target_losses.mcc_weight",
+    "mcc_temperature": "target_losses.mcc_temperature",
+    **{f"pseudo_label_{k}": f"self_training.{k}"
+       for k in ("weight", "threshold", "start", "ema", "mask", "mask_block", "camera")},
+}
+
+
+def _is_legacy(data: dict, key: str) -> bool:
+    # the old `adversary` held the objective's name; the new one is a mapping
+    return key in data and not (key == "adversary" and isinstance(data[key], dict))
+
+
+@dataclass(frozen=True)
+class AdaptationConfig:
+    """``method``: the adversarial alignment (dann, cdan) or none, configured under ``adversary``. The target
+    regularisers (``target_losses``) and self-training are opt-in extras added to any method. Configs and
+    checkpoints with the earlier flat keys (``pseudo_label_weight`` directly under ``adaptation``) still load:
+    each is read at its new place, with one warning naming them all."""
+
+    method: Literal["dann", "cdan", "none"] = "dann"
+    adversary: AdversaryConfig = field(default_factory=AdversaryConfig)
+    target_losses: TargetLossesConfig = field(default_factory=TargetLossesConfig)
+    self_training: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
+
+    def __post_init__(self) -> None:
+        inst = self.adversary.instance
+        if (inst.weight or inst.consistency_weight) and self.method != "dann":
+            raise ValueError("adaptation.adversary.instance.weight/consistency_weight extend image-level "
+                             "alignment: adaptation.method dann")
+        if self.adversary.entropy_conditioning and self.method != "cdan":
+            raise ValueError("adaptation.adversary.entropy_conditioning is a cdan option (CDAN+E)")
+
+    @classmethod
+    def upgrade_keys(cls, data: dict, key: str) -> dict:
+        """Old flat keys (``adaptation.pseudo_label_weight``) moved to their nested place, with one
+        deprecation warning naming each; a config giving an old key and its new one is refused."""
+        old = [k for k in LEGACY_ADAPTATION_KEYS if _is_legacy(data, k)]
+        if not old:
+            return data
+        out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items() if k not in old}
+        for name in old:
+            dotted = LEGACY_ADAPTATION_KEYS[name]
+            *groups, leaf = dotted.split(".")
+            node = out
+            for g in groups:
+                child = node.get(g) or {}
+                if not isinstance(child, dict):
+                    raise ConfigError(f"{key}.{g}: expected a mapping, got {child!r}")
+                node[g] = node = dict(child)
+            if leaf in node:
+                raise ConfigError(f"{key}.{name} and {key}.{dotted} are the same setting (the first is its "
+                                  f"deprecated name): give only {key}.{dotted}")
+            node[leaf] = data[name]
+        moves = ", ".join(f"{key}.{n} -> {key}.{LEGACY_ADAPTATION_KEYS[n]}" for n in old)
+        warnings.warn(f"deprecated flat adaptation keys, read at their new place (rename them): {moves}",
+                      DeprecatedKeyWarning, stacklevel=2)
+        return out
+
+    def legacy_flat(self) -> dict:
+        """The flat form the adaptation had before it was nested: what the training digest hashes, so
+        runs made before keep their digest."""
+        nested = to_dict(self)
+        flat = {"method": nested["method"]}
+        for name, dotted in LEGACY_ADAPTATION_KEYS.items():
+            node = nested
+            for part in dotted.split("."):
+                node = node[part]
+            flat[name] = node
+        return flat
 
     @property
     def uses_target(self) -> bool:
-        return self.method != "none" or self.entropy_weight > 0 or self.mcc_weight > 0 or self.pseudo_label_weight > 0
+        t = self.target_losses
+        return (self.method != "none" or t.entropy_weight > 0 or t.mcc_weight > 0 or self.self_training.weight > 0)
 
 
 @dataclass(frozen=True)
@@ -257,13 +361,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         a = self.adaptation
         if a.uses_target and not self.target.bags:
-            what = (f"adaptation.method {a.method}" if a.method != "none"
-                    else "adaptation.entropy_weight/mcc_weight/pseudo_label_weight")
+            what = (f"adaptation.method {a.method}" if a.method != "none" else
+                    "adaptation.target_losses.entropy_weight/mcc_weight and adaptation.self_training.weight")
             raise ValueError(f"{what} needs target.bags")
         spec = task_spec(self.task)  # unknown task: an error naming the supported ones
-        if not spec.class_scores_per_image and (a.method == "cdan" or a.entropy_weight or a.mcc_weight):
-            raise ValueError("adaptation.method cdan, entropy_weight and mcc_weight work on one class "
-                             "distribution per image: classification only")
+        if not spec.class_scores_per_image and (a.method == "cdan" or a.target_losses.entropy_weight
+                                                or a.target_losses.mcc_weight):
+            raise ValueError("adaptation.method cdan, adaptation.target_losses.entropy_weight and mcc_weight work "
+                             "on one class distribution per image: classification only")
         if not spec.has_boxes and (self.augment.flip_classes or self.augment.mosaic):
             raise ValueError("augment.flip_classes and augment.mosaic move boxes: detection only")
         if self.classes and set(self.augment.flip_classes) - set(self.classes):
@@ -287,6 +392,7 @@ class TrainConfig:
         data = to_dict(self)
         data.pop("output_dir")
         data.pop("cache_dir")
+        data["adaptation"] = self.adaptation.legacy_flat()  # nesting the keys changed no setting
         for where in ("data", "ram_limit_mb", "workers"):  # same batches in RAM or streamed: a run may switch
             data["train"].pop(where)
         data["train"].pop("eval_memory_mb")  # how evaluation batches, not what it computes
@@ -302,6 +408,7 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         data = to_dict(self)
+        changes = _upgrade_dotted(changes)
         for dotted, value in changes.items():
             node = data
             *parents, leaf = dotted.split(".")
@@ -309,6 +416,23 @@ class TrainConfig:
                 node = node.setdefault(p, {})
             node[leaf] = to_dict(value)
         return from_dict(TrainConfig, data)
+
+
+def _upgrade_dotted(changes: dict) -> dict:
+    """Overrides naming an old flat adaptation key (``adaptation.mcc_weight``) go to its new place."""
+    old = [k for k in changes if k.startswith("adaptation.") and k.removeprefix("adaptation.") in LEGACY_ADAPTATION_KEYS
+           and not (k == "adaptation.adversary" and isinstance(changes[k], dict))]
+    if not old:
+        return changes
+    moved = {f"adaptation.{LEGACY_ADAPTATION_KEYS[k.removeprefix('adaptation.')]}": k for k in old}
+    both = sorted(set(moved) & set(changes))
+    if both:
+        raise ConfigError(f"{moved[both[0]]} and {both[0]} are the same setting (the first is its deprecated "
+                          f"name): give only {both[0]}")
+    warnings.warn("deprecated flat adaptation keys, read at their new place (rename them): "
+                  + ", ".join(f"{k} -> {n}" for n, k in moved.items()), DeprecatedKeyWarning, stacklevel=3)
+    return {(f"adaptation.{LEGACY_ADAPTATION_KEYS[k.removeprefix('adaptation.')]}" if k in old else k): v
+            for k, v in changes.items()}
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

@@ -96,23 +96,23 @@ class Trainer:
         self.model.to(memory_format=self.memory_format)
         self.autocast = cfg.train.amp and native_bf16(self.device)
         a = cfg.adaptation
+        adv, inst, tl, st = a.adversary, a.adversary.instance, a.target_losses, a.self_training
         self.adversarial = None
         if a.method != "none":
             self.adversarial = build_domain_loss(cfg.model, self.model, a.method, len(self.data.classes),
-                                                 a.entropy_conditioning, a.instance_weight > 0,
-                                                 a.consistency_weight > 0, a.instance_top_k,
-                                                 a.center_aware, a.adversary).to(self.device)
-        strong_view = camera_view(cfg.augment) if a.pseudo_label_camera else None
+                                                 adv.entropy_conditioning, inst.weight > 0,
+                                                 inst.consistency_weight > 0, inst.top_k,
+                                                 adv.center_aware, adv.objective).to(self.device)
+        strong_view = camera_view(cfg.augment) if st.camera else None
         regularisers = {name: make() for name, make, w in (
-            ("entropy", EntropyLoss, a.entropy_weight),
-            ("mcc", lambda: MinimumClassConfusionLoss(a.mcc_temperature), a.mcc_weight),
-            ("pseudo_label", lambda: build_pseudo_label_loss(self.model, a.pseudo_label_threshold, a.pseudo_label_ema,
-                                                             a.pseudo_label_mask, a.pseudo_label_mask_block,
-                                                             strong_view), a.pseudo_label_weight)) if w > 0}
+            ("entropy", EntropyLoss, tl.entropy_weight),
+            ("mcc", lambda: MinimumClassConfusionLoss(tl.mcc_temperature), tl.mcc_weight),
+            ("pseudo_label", lambda: build_pseudo_label_loss(self.model, st.threshold, st.ema, st.mask,
+                                                             st.mask_block, strong_view), st.weight)) if w > 0}
         self.pseudo_label: MeanTeacher | None = regularisers.get("pseudo_label")
-        self.loss_weights = {"task": 1.0, "domain": a.weight, "entropy": a.entropy_weight, "mcc": a.mcc_weight,
-                             "pseudo_label": a.pseudo_label_weight,
-                             "instance": a.instance_weight, "consistency": a.consistency_weight}
+        self.loss_weights = {"task": 1.0, "domain": adv.weight, "entropy": tl.entropy_weight, "mcc": tl.mcc_weight,
+                             "pseudo_label": st.weight,
+                             "instance": inst.weight, "consistency": inst.consistency_weight}
         self.step_module: nn.Module = StepModule(self.model, self.adversarial, regularisers)
         self.uses_target = self.step_module.needs_target
         if self.dist.enabled:
@@ -194,11 +194,11 @@ class Trainer:
     @property
     def self_training_start(self) -> float:
         """The step self-training switches on at (0 without it); selection picks after it (:func:`final_stage`)."""
-        a = self.cfg.adaptation
-        return a.pseudo_label_start * self.cfg.train.steps if a.pseudo_label_weight else 0.0
+        st = self.cfg.adaptation.self_training
+        return st.start * self.cfg.train.steps if st.weight else 0.0
 
     def _apply_schedules(self, step: int) -> tuple[float, float]:
-        a, o = self.cfg.adaptation, self.cfg.optim
+        a, o = self.cfg.adaptation.adversary, self.cfg.optim
         lam = dann_lambda(self.progress(step, a.lambda_horizon), a.lambda_gamma, a.lambda_max) \
             if self.adversarial is not None else 0.0
         if self.adversarial is not None:
@@ -294,7 +294,7 @@ class Trainer:
             parts = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in losses.items())
             raise TrainingDiverged(
                 f"loss became {float(loss.detach())} at step {step} ({parts}); the last good checkpoint is "
-                f"{self.out / 'last.pt'}. Lower optim.lr or adaptation.lambda_max.")
+                f"{self.out / 'last.pt'}. Lower optim.lr or adaptation.adversary.lambda_max.")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip:

@@ -21,8 +21,8 @@ def test_discriminator_accuracy_moves_toward_chance(tiny_domains, tmp_path):
     """Same run twice: with the reversed gradient (DANN) and without it (lambda 0, the
     discriminator still trains). Only the reversal should keep the discriminator near chance."""
     dann = train(tiny_config(tiny_domains, tmp_path / "dann", **STEPS), show_progress=False)
-    control = train(tiny_config(tiny_domains, tmp_path / "control", **STEPS, **{"adaptation.lambda_max": 0.0}),
-                    show_progress=False)
+    no_reversal = {"adaptation.adversary.lambda_max": 0.0}
+    control = train(tiny_config(tiny_domains, tmp_path / "control", **STEPS, **no_reversal), show_progress=False)
     acc_dann = [h["domain_accuracy"] for h in dann["history"]]
     acc_control = [h["domain_accuracy"] for h in control["history"]]
     print(f"discriminator accuracy DANN {acc_dann}, control {acc_control}; PAD DANN "

@@ -12,13 +12,15 @@ from dann_ros.train.checkpoint import load
 from dann_ros.train.trainer import Trainer, train
 from test.train.conftest import tiny_detection_config
 
-INSTANCE = {"adaptation.instance_weight": 1.0, "adaptation.consistency_weight": 1.0, "adaptation.instance_top_k": 4}
+INSTANCE = {"adaptation.adversary.instance.weight": 1.0, "adaptation.adversary.instance.consistency_weight": 1.0,
+            "adaptation.adversary.instance.top_k": 4}
 
 
 def test_instance_discriminator_learns_on_a_short_run(tiny_detection_domains, tmp_path):
     # lambda 0: no reversed gradient, so the instance discriminator alone shows it can tell the domains apart
     cfg = tiny_detection_config(tiny_detection_domains, tmp_path, **INSTANCE, **{
-        "adaptation.lambda_max": 0.0, "train.steps": 60, "train.batch_size": 8, "optim.discriminator_lr_mult": 5.0})
+        "adaptation.adversary.lambda_max": 0.0, "train.steps": 60, "train.batch_size": 8,
+        "optim.discriminator_lr_mult": 5.0})
     trainer = Trainer(cfg, resume=False, show_progress=False)
     assert isinstance(trainer.adversarial, InstanceAdversarialLoss)
     assert trainer.loss_weights["instance"] == trainer.loss_weights["consistency"] == 1.0
@@ -58,9 +60,9 @@ def test_run_with_instance_alignment_checkpoints_and_exports(tiny_detection_doma
 
 
 @pytest.mark.parametrize("overrides, match", [
-    ({"adaptation.instance_weight": 1.0, "adaptation.method": "none"}, "method dann"),
-    ({"adaptation.consistency_weight": 1.0}, "set instance_weight too"),
-    ({"adaptation.instance_top_k": 0}, "instance_top_k"),
+    ({"adaptation.adversary.instance.weight": 1.0, "adaptation.method": "none"}, "method dann"),
+    ({"adaptation.adversary.instance.consistency_weight": 1.0}, "set adaptation\\.adversary\\.instance\\.weight too"),
+    ({"adaptation.adversary.instance.top_k": 0}, "adaptation\\.adversary\\.instance\\.top_k"),
 ])
 def test_instance_options_are_validated(tiny_detection_domains, tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):

@@ -36,8 +36,9 @@ def _early_late(values: list[float], n: int = 8) -> tuple[float, float]:
 @pytest.mark.parametrize("option,key,loss,factor", [
     # the tiny model is far from confident after 60 steps (uniform predictions: MCC 0.9), so the weights are
     # large enough for a clear margin (measured: MCC 0.75 vs 0.89, entropy 1.15 vs 2.25)
-    ({"adaptation.mcc_weight": 20.0, "adaptation.mcc_temperature": 1.0}, "mcc", MinimumClassConfusionLoss(1.0), 0.93),
-    ({"adaptation.entropy_weight": 3.0}, "entropy", EntropyLoss(), 0.8)])
+    ({"adaptation.target_losses.mcc_weight": 20.0, "adaptation.target_losses.mcc_temperature": 1.0}, "mcc",
+     MinimumClassConfusionLoss(1.0), 0.93),
+    ({"adaptation.target_losses.entropy_weight": 3.0}, "entropy", EntropyLoss(), 0.8)])
 def test_target_regulariser_lowers_its_loss_against_the_same_run_without_it(tiny_domains, tmp_path, option, key,
                                                                            loss, factor):
     """Same seed, batches and steps with and without the extra: MCC leaves less class confusion on the
@@ -76,9 +77,8 @@ def test_cdan_is_classification_only(tiny_detection_domains, tmp_path):
 
 
 def test_source_only_with_mcc_reads_target_batches(tiny_domains, tmp_path):
-    trainer = Trainer(tiny_config(tiny_domains, tmp_path / "m", **SHORT, **{"adaptation.method": "none",
-                                                                             "adaptation.mcc_weight": 1.0}),
-                      resume=False, show_progress=False)
+    option = {"adaptation.method": "none", "adaptation.target_losses.mcc_weight": 1.0}
+    trainer = Trainer(tiny_config(tiny_domains, tmp_path / "m", **SHORT, **option), resume=False, show_progress=False)
     assert trainer.adversarial is None and trainer.uses_target
     assert set(_losses(trainer, 2)) == {"task", "mcc"}
 
@@ -116,9 +116,10 @@ def test_pseudo_label_self_training_starts_after_adaptation_and_resumes_exactly(
     """Off (zero) before pseudo_label_start, on after it with confident target labels; the teacher is part
     of the resume state, so a run killed mid-self-training resumes to the same weights (and, with the
     strong view, hides the same blocks and draws the same camera)."""
-    option = {**SHORT, "train.steps": 40, "adaptation.pseudo_label_weight": 1.0, "adaptation.pseudo_label_start": 0.5,
-              "adaptation.pseudo_label_threshold": 0.2, "adaptation.pseudo_label_ema": 0.9, "optim.lr": 5e-3,
-              "adaptation.pseudo_label_mask": mask, "adaptation.pseudo_label_camera": camera}
+    option = {**SHORT, "train.steps": 40, "adaptation.self_training.weight": 1.0,
+              "adaptation.self_training.start": 0.5,
+              "adaptation.self_training.threshold": 0.2, "adaptation.self_training.ema": 0.9, "optim.lr": 5e-3,
+              "adaptation.self_training.mask": mask, "adaptation.self_training.camera": camera}
     trainer = Trainer(tiny_config(tiny_domains, tmp_path / "pl", **option), resume=False, show_progress=False)
     losses = _losses(trainer, 40)["pseudo_label"]
     assert all(v == 0.0 for v in losses[:20])
@@ -139,12 +140,12 @@ def test_pseudo_label_self_training_starts_after_adaptation_and_resumes_exactly(
 
 
 def test_pseudo_label_mask_is_validated_at_the_config():
-    from dann_ros.train.config import AdaptationConfig
+    from dann_ros.train.config import SelfTrainingConfig
 
-    assert AdaptationConfig(pseudo_label_mask=0.5, pseudo_label_mask_block=4).pseudo_label_mask_block == 4
-    for bad in ({"pseudo_label_mask": 1.0}, {"pseudo_label_mask": -0.1}, {"pseudo_label_mask_block": 0}):
-        with pytest.raises(ValueError, match="adaptation.pseudo_label_mask"):
-            AdaptationConfig(**bad)
+    assert SelfTrainingConfig(mask=0.5, mask_block=4).mask_block == 4
+    for bad in ({"mask": 1.0}, {"mask": -0.1}, {"mask_block": 0}):
+        with pytest.raises(ValueError, match="adaptation.self_training.mask"):
+            SelfTrainingConfig(**bad)
 
 
 @pytest.mark.parametrize("mask, camera", [(0.0, False), (0.5, True)])
@@ -155,9 +156,9 @@ def test_detection_self_training_learns_from_the_teachers_target_boxes(tiny_dete
     from dann_ros.model.adaptation.pseudo_label import DetectionPseudoLabelLoss
     from test.train.conftest import tiny_detection_config
 
-    option = {"adaptation.pseudo_label_weight": 1.0, "adaptation.pseudo_label_start": 0.5,
-              "adaptation.pseudo_label_threshold": 0.05, "train.steps": 10, "adaptation.pseudo_label_mask": mask,
-              "adaptation.pseudo_label_camera": camera}
+    option = {"adaptation.self_training.weight": 1.0, "adaptation.self_training.start": 0.5,
+              "adaptation.self_training.threshold": 0.05, "train.steps": 10, "adaptation.self_training.mask": mask,
+              "adaptation.self_training.camera": camera}
     trainer = Trainer(tiny_detection_config(tiny_detection_domains, tmp_path / "pl", **option), resume=False,
                       show_progress=False)
     assert isinstance(trainer.pseudo_label, DetectionPseudoLabelLoss) and trainer.pseudo_label.threshold == 0.05

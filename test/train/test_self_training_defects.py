@@ -36,9 +36,9 @@ def test_a_step_with_the_masked_camera_view_leaves_the_running_statistics_of_the
     stats = {}
     for name, mask, camera in (("plain", 0.0, False), ("masked", 0.5, True)):
         cfg = tiny_detection_config(tiny_detection_domains, tmp_path / name, **{
-            "adaptation.pseudo_label_weight": 1.0, "adaptation.pseudo_label_start": 0.0,
-            "adaptation.pseudo_label_threshold": 0.05, "adaptation.pseudo_label_mask": mask,
-            "adaptation.pseudo_label_camera": camera})
+            "adaptation.self_training.weight": 1.0, "adaptation.self_training.start": 0.0,
+            "adaptation.self_training.threshold": 0.05, "adaptation.self_training.mask": mask,
+            "adaptation.self_training.camera": camera})
         trainer = Trainer(cfg, resume=False, show_progress=False)
         assert trainer.pseudo_label.has_second_view == (name == "masked")
         trainer.step_module.train()
@@ -57,9 +57,9 @@ def _masked_trainer(domains, out):
     from test.train.conftest import tiny_detection_config
 
     cfg = tiny_detection_config(domains, out, **{
-        "adaptation.pseudo_label_weight": 1.0, "adaptation.pseudo_label_start": 0.0,
-        "adaptation.pseudo_label_threshold": 0.05, "adaptation.pseudo_label_mask": 0.5,
-        "adaptation.pseudo_label_camera": True})
+        "adaptation.self_training.weight": 1.0, "adaptation.self_training.start": 0.0,
+        "adaptation.self_training.threshold": 0.05, "adaptation.self_training.mask": 0.5,
+        "adaptation.self_training.camera": True})
     return Trainer(cfg, resume=False, show_progress=False)
 
 

@@ -15,7 +15,7 @@ target batch with that share of ``mask_block``-pixel blocks hidden (MIC's masked
 consistency). The teacher labels the whole frame, so the student must recover an object
 from part of it and from its surroundings: the cue that carries a faint or half-occluded
 real object, which a teacher that only sees whole objects never confirms. ``view`` (the
-trainer's camera model, ``adaptation.pseudo_label_camera``) also changes that second view's
+trainer's camera model, ``adaptation.self_training.camera``) also changes that second view's
 exposure, blur and noise: Unbiased Teacher's strong view, seen by this loss alone, never by
 the domain discriminator. Nor by BatchNorm's running statistics: the student normalises that view
 with its own batch statistics but leaves running_mean/var to the clean frames
