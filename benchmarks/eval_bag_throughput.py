@@ -99,6 +99,7 @@ class NoModel:
 
     def __init__(self, predictor) -> None:
         self.info, self.preprocess, self.backend = predictor.info, predictor.preprocess, predictor.backend
+        self.decode = predictor.decode  # eval-bag decodes through it, as the node does (a cost it keeps)
         self._chw = np.zeros(self.preprocess.input_shape, np.uint8)
         k = len(self.info.classes)
         self._scores = np.full((4096, k), 1.0 / k, np.float32)
@@ -118,6 +119,7 @@ class TimedPrepare:
     def __init__(self, predictor) -> None:
         self.p = predictor
         self.info, self.preprocess, self.backend = predictor.info, predictor.preprocess, predictor.backend
+        self.decode = predictor.decode  # eval-bag decodes through it, as the node does (a cost it keeps)
         self.prepare_s = 0.0
 
     def prepare(self, image):
