@@ -204,7 +204,7 @@ def write_target_bag(path: Path, frames: int, seed: int = 0) -> Path:
 def write_replicator_set(root: Path, frames: int, distinct: int, hw: tuple[int, int], seed: int = 1) -> Path:
     """``distinct`` BasicWriter-layout renders (dann-ros synth), each repeated as hard links up to
     ``frames`` frames: every frame is still read and decoded on its own."""
-    from dann_ros.data.synth import SynthConfig, render_dataset
+    from dann_ros.demo_data.synth import SynthConfig, render_dataset
 
     done = root / "complete.json"
     if done.exists() and json.loads(done.read_text()) == {"frames": frames, "distinct": distinct, "hw": list(hw)}:
@@ -226,7 +226,7 @@ def write_replicator_set(root: Path, frames: int, distinct: int, hw: tuple[int, 
 def write_small_set(work: Path, sizes: Sizes) -> tuple[Path, Path]:
     """Demo-sized data: 64 x 64 single-digit renders (cropped to 28 x 28) and a 64 x 64 target bag."""
     from dann_ros.data.make_bag import make_bag
-    from dann_ros.data.synth import SynthConfig, render_dataset
+    from dann_ros.demo_data.synth import SynthConfig, render_dataset
 
     renders, bag = work / "small_renders", work / "small_target.bag"
     marker = renders / "complete.json"
@@ -246,7 +246,7 @@ def write_small_set(work: Path, sizes: Sizes) -> tuple[Path, Path]:
 def write_eval_scenes(work: Path, frames: int, distinct: int) -> Path:
     """A labelled 640 x 480 JPEG detection bag (the Replicator renders, inverted: another domain) for the
     detection run's eval target; returns the bag (its labels beside it, ``<bag>.labels.json``)."""
-    from dann_ros.data.compose import write_detection_bag
+    from dann_ros.data.make_bag import write_detection_bag
     from dann_ros.data.labels import LabelBox
     from dann_ros.data.replicator import scan
 

@@ -51,8 +51,8 @@ STAGE_MODULES = {
     "inference": ["numpy", "cv2", "onnx", "onnxruntime", "torch", "yaml", "dann_ros.runtime.predictor",
                   "dann_ros.export.onnx_export", "dann_ros.model.builders"],
     "training": ["torchvision", "tensorboard", "tqdm", "PIL", "matplotlib", "scipy", "sklearn", "rosbags",
-                 "rosbags.image", "dann_ros.train.trainer", "dann_ros.data.synth", "dann_ros.data.make_bag",
-                 "dann_ros.data.compose"],
+                 "rosbags.image", "dann_ros.train.trainer", "dann_ros.demo_data.synth", "dann_ros.data.make_bag",
+                 "dann_ros.demo_data.compose"],
 }
 PIP_NAMES = {"cv2": "opencv-python-headless", "yaml": "pyyaml", "PIL": "pillow", "sklearn": "scikit-learn",
              "rosbags": "rosbags rosbags-image"}
@@ -284,8 +284,8 @@ def demo_data(task: str, root: Path) -> dict[str, Path]:
     import cv2
 
     from dann_ros.data.replicator import scan
-    from dann_ros.data.synth import SynthConfig, render_dataset
     from dann_ros.data.tasks import task_spec
+    from dann_ros.demo_data.synth import SynthConfig, render_dataset
 
     shutil.rmtree(root, ignore_errors=True)  # a rerun into the same folder starts afresh
     classes = [str(i) for i in range(10)]
@@ -300,7 +300,7 @@ def demo_data(task: str, root: Path) -> dict[str, Path]:
 
         write_labelled_bag(bag, images, [f.boxes[0].class_name for f in frames], classes=classes)
     else:
-        from dann_ros.data.compose import write_detection_bag
+        from dann_ros.data.make_bag import write_detection_bag
         from dann_ros.data.labels import LabelBox
 
         boxes = [[LabelBox(b.x_min, b.y_min, b.x_max, b.y_max, b.class_name) for b in f.boxes] for f in frames]

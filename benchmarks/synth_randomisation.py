@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dann_ros.data.synth import Randomisation, SynthConfig, render_dataset  # noqa: E402
+from dann_ros.demo_data.synth import Randomisation, SynthConfig, render_dataset  # noqa: E402
 
 DEMO = dict(width=160, height=120, digits_per_image=(1, 4), digit_height=(12.0, 32.0), max_overlap=0.0)
 STATS = ("luminance", "contrast", "colour_cast", "log_sharpness", "noise", "edge_density")

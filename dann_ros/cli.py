@@ -88,7 +88,7 @@ def adaptation_methods() -> tuple[str, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     from dann_ros.data.make_bag import add_make_bag_parser
-    from dann_ros.data.synth import add_synth_parser
+    from dann_ros.demo_data.synth import add_synth_parser
     from dann_ros.evaluation.eval_bag import add_eval_bag_parser
     from dann_ros.evaluation.replay import add_replay_parser
     from dann_ros.evaluation.training_report import add_report_parser

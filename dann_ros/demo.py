@@ -94,7 +94,7 @@ def _renders_outdated(folder: Path, cfg) -> bool:
     """Re-render when the renders were written by another simulator version or configuration."""
     import dataclasses
 
-    from dann_ros.data.synth import SYNTH_FORMAT
+    from dann_ros.demo_data.synth import SYNTH_FORMAT
 
     meta = _read_marker(folder / "synth_config.json")
     if meta is None:
@@ -103,8 +103,8 @@ def _renders_outdated(folder: Path, cfg) -> bool:
 
 
 def prepare_data(paths: DemoPaths, digits_png: Path, n_synth: int, workers: int) -> None:
-    from dann_ros.data.make_bag import record_digits
-    from dann_ros.data.synth import SynthConfig, render_dataset
+    from dann_ros.demo_data.real_digits import record_digits
+    from dann_ros.demo_data.synth import SynthConfig, render_dataset
 
     synth_cfg = SynthConfig(n_frames=n_synth, width=64, height=64, digits_per_image=(1, 1), seed=0)
     if _renders_outdated(paths.synth, synth_cfg):
@@ -127,8 +127,8 @@ def prepare_data(paths: DemoPaths, digits_png: Path, n_synth: int, workers: int)
 def prepare_detection_data(paths: DemoPaths, digits_png: Path, video: Path, n_synth: int, workers: int,
                            randomise: bool = True, scenes: dict | None = None) -> None:
     """``scenes``: record_digit_scenes options over the demo's (tests: fewer, smaller scenes)."""
-    from dann_ros.data.compose import record_digit_scenes
-    from dann_ros.data.synth import Randomisation, SynthConfig, render_dataset
+    from dann_ros.demo_data.compose import record_digit_scenes
+    from dann_ros.demo_data.synth import Randomisation, SynthConfig, render_dataset
 
     # 160x120 renders with 12-32 px digits letterbox into 128x96 as the 320x240 camera frames with
     # their 24-64 px digits do: the same digit sizes in network pixels

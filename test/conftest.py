@@ -136,6 +136,16 @@ def monitor_scenes(n: int, shape: tuple[int, int, int], seed: int, noise: float 
     return np.stack(out)
 
 
+def synthetic_digits(path: Path) -> Path:
+    """A stand-in for OpenCV's digits.png: cell (row, col) is filled with the value row (class row // 5)."""
+    import cv2
+
+    grid = np.repeat(np.repeat(np.arange(50, dtype=np.uint8)[:, None] * 5, 20, 0), 2000, 1)
+    grid[:, ::20] = 255  # mark cell borders so that a wrong split would show
+    cv2.imwrite(str(path), grid)
+    return path
+
+
 def export_with_feature_monitor(checkpoint: Path, out: Path):
     """Export with the post-hoc shift monitor fitted on monitor_scenes (target) vs uniform noise (source)."""
     from dann_ros.export.checkpoint_model import load_model

@@ -78,7 +78,7 @@ def test_detection_data_adds_a_missing_dev_bag_beside_the_others_and_tuning_runs
     (a dev bag added later leaves train/test untouched and comes out the same), and --detection-eval
     dev scores the three runs on it under their own names."""
     from dann_ros.demo import prepare_detection_data
-    from test.data.test_compose import _fake_digits, _fake_video
+    from test.demo_data.test_compose import _fake_digits, _fake_video
 
     digits, video = _fake_digits(tmp_path / "digits.png"), _fake_video(tmp_path / "v.avi", n=30, size=(160, 120))
     paths = DemoPaths(tmp_path / "data", tmp_path / "runs")
@@ -154,7 +154,7 @@ def test_export_and_eval_scores_a_detector_through_the_task_registry(tmp_path, t
 def test_renders_are_redone_when_the_simulator_format_or_configuration_changes(tmp_path):
     import dataclasses
 
-    from dann_ros.data.synth import SYNTH_FORMAT, Randomisation, SynthConfig
+    from dann_ros.demo_data.synth import SYNTH_FORMAT, Randomisation, SynthConfig
     from dann_ros.demo import _renders_outdated
 
     cfg = SynthConfig(n_frames=10, width=160, height=120, seed=0, randomisation=Randomisation())
@@ -172,7 +172,7 @@ def test_damaged_synth_stamp_means_render_again(tmp_path, caplog):
     """A truncated (or foreign) synth_config.json says "not rendered", with a log line, never a crash."""
     import dataclasses
 
-    from dann_ros.data.synth import SYNTH_FORMAT, SynthConfig
+    from dann_ros.demo_data.synth import SYNTH_FORMAT, SynthConfig
     from dann_ros.demo import _renders_outdated
 
     cfg = SynthConfig(n_frames=10, width=64, height=64, seed=0)
@@ -188,7 +188,7 @@ def test_damaged_synth_stamp_means_render_again(tmp_path, caplog):
 
 
 def test_render_dataset_writes_its_stamp_whole(tmp_path):
-    from dann_ros.data.synth import SynthConfig, render_dataset
+    from dann_ros.demo_data.synth import SynthConfig, render_dataset
     from dann_ros.demo import _renders_outdated
 
     cfg = SynthConfig(n_frames=2, width=32, height=32, seed=0)

@@ -195,7 +195,7 @@ def test_documented_make_targets_exist(page):
 
 
 PATH = re.compile(r"(?<![\w./-])((?:dann_ros|config|scripts|benchmarks|test|launch|docs|msg|\.ci)/[\w./<>*-]*)")
-IN_PACKAGE = re.compile(r"(?<![\w./-])((?:data|model|train|export|runtime|ros|evaluation)/[\w./]*(?:\.py|/))")
+IN_PACKAGE = re.compile(r"(?<![\w./-])((?:data|demo_data|model|train|export|runtime|ros|evaluation)/[\w./]*(?:\.py|/))")
 MODULE = re.compile(r"(?<![\w./-])(dann_ros(?:\.\w+)+)(?![\w/])")
 
 

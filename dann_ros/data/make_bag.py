@@ -172,37 +172,25 @@ def write_labelled_bag(out_path: str | os.PathLike[str], images: Sequence[np.nda
     return path
 
 
-def record_digits(digits_png: str | os.PathLike[str], out_dir: str | os.PathLike[str], seed: int = 0,
-                  test_fraction: float = 0.2, storage: Literal["mcap", "sqlite3"] = "mcap",
-                  compressed: bool | Literal["jpeg", "png"] = False) -> tuple[Path, Path]:
-    """The demo's "real camera": out_dir/real_digits_train and real_digits_test bags.
+def write_detection_bag(out_path: str | os.PathLike[str], images: Iterator[np.ndarray] | Sequence[np.ndarray],
+                        boxes: list, classes: Sequence[str], labels_path: str | os.PathLike[str] | None = None,
+                        topic: str = "/camera/image_raw", source: dict | None = None, **bag_kwargs: Any) -> Path:
+    """A camera bag plus a detection label sidecar (for evaluation only); returns the label path.
 
-    The split is disjoint and stratified per class; each bag plays its digits in shuffled
-    order and has a label sidecar. Returns the two bag paths.
+    ``boxes`` is a list that holds, once ``images`` is exhausted, one sequence of
+    :class:`LabelBox` per image, so a generator can fill it while the bag is written
+    (no frame has to stay in memory).
     """
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be within (0, 1), got {test_fraction}")
-    images, labels = digits_grid(digits_png)
-    rng = np.random.default_rng(seed)
-    label_arr = np.asarray(labels)
-    train_idx, test_idx = [], []
-    for cls in DIGIT_CLASSES:
-        members = rng.permutation(np.flatnonzero(label_arr == cls))
-        n_test = round(len(members) * test_fraction)
-        test_idx += members[:n_test].tolist()
-        train_idx += members[n_test:].tolist()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    bags = []
-    for name, idx in (("real_digits_train", train_idx), ("real_digits_test", test_idx)):
-        order = rng.permutation(np.asarray(idx))
-        bag = out_dir / name
-        write_labelled_bag(bag, [images[i] for i in order], [labels[i] for i in order], DIGIT_CLASSES,
-                           storage=storage, compressed=compressed,
-                           source={"digits_png": str(digits_png), "seed": seed, "split": name,
-                                   "cells": [int(i) for i in order]})
-        bags.append(bag)
-    return bags[0], bags[1]
+    stamps = make_bag(out_path, images, topic=topic, **bag_kwargs)
+    if len(boxes) != len(stamps):
+        raise ValueError(f"{len(stamps)} images but {len(boxes)} box lists")
+    label_file = LabelFile(
+        task="detection", topic=topic, classes=tuple(classes),
+        frames=tuple(FrameLabel(index=i, stamp_ns=s, boxes=tuple(b)) for i, (s, b) in enumerate(zip(stamps, boxes))),
+        source=source)
+    path = Path(labels_path) if labels_path else default_labels_path(out_path)
+    label_file.save(path)
+    return path
 
 
 def add_make_bag_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

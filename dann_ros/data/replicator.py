@@ -24,7 +24,7 @@ see the README's source-data section):
   annotator, as ``bounding_box_2d_tight_fast_<frame>.npy`` / ``..._fast_labels_<frame>.json``.
 
 A frame without the bounding-box annotator has no boxes and is used whole. The
-simulator in :mod:`dann_ros.data.synth` writes this same layout, inclusive boxes
+simulator in :mod:`dann_ros.demo_data.synth` writes this same layout, inclusive boxes
 included, so the trainer only ever reads what Isaac Sim produces.
 """
 

@@ -23,7 +23,7 @@ from dann_ros.data.frame_store import (CacheTooBigError, FrameStore, FrameStoreD
                                        Subset, open_or_build)
 from dann_ros.data.make_bag import make_bag
 from dann_ros.data.preprocess import Preprocess
-from dann_ros.data.synth import SynthConfig, render_dataset
+from dann_ros.demo_data.synth import SynthConfig, render_dataset
 
 PP = Preprocess(height=24, width=32)
 

@@ -8,7 +8,7 @@ from rosbags.highlevel import AnyReader
 from ruamel.yaml import YAML
 
 from dann_ros.data.bags import iter_frames
-from dann_ros.data.labels import LabelFile, default_labels_path
+from dann_ros.data.labels import LabelFile
 from dann_ros.data.make_bag import (
     DEFAULT_START_NS,
     add_make_bag_parser,
@@ -16,8 +16,8 @@ from dann_ros.data.make_bag import (
     images_from_folder,
     images_from_video,
     make_bag,
-    record_digits,
 )
+from test.conftest import synthetic_digits
 
 # Where `make setup` puts it (scripts/fetch_demo_data.sh), then an installed opencv-doc.
 DIGITS_CANDIDATES = [Path(__file__).resolve().parents[2] / ".cache" / "data" / "opencv" / "digits.png",
@@ -97,14 +97,6 @@ def test_images_from_folder_and_video(tmp_path):
         images_from_folder(tmp_path)
 
 
-def synthetic_digits(path):
-    """A stand-in for OpenCV's digits.png: cell (row, col) is filled with the value row (class row // 5)."""
-    grid = np.repeat(np.repeat(np.arange(50, dtype=np.uint8)[:, None] * 5, 20, 0), 2000, 1)
-    grid[:, ::20] = 255  # mark cell borders so that a wrong split would show
-    cv2.imwrite(str(path), grid)
-    return path
-
-
 def test_digits_grid_splits_cells(tmp_path):
     images, labels = digits_grid(synthetic_digits(tmp_path / "digits.png"))
     assert len(images) == len(labels) == 5000 and images[0].shape == (20, 20, 3)
@@ -113,29 +105,6 @@ def test_digits_grid_splits_cells(tmp_path):
     cv2.imwrite(str(tmp_path / "small.png"), np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match="expected OpenCV's 2000x1000"):
         digits_grid(tmp_path / "small.png")
-
-
-def test_record_digits_writes_disjoint_labelled_bags(tmp_path):
-    train, test = record_digits(synthetic_digits(tmp_path / "digits.png"), tmp_path / "out", seed=3,
-                                test_fraction=0.2, storage="sqlite3")
-    assert (train.name, test.name) == ("real_digits_train", "real_digits_test")
-    train_labels, test_labels = LabelFile.load(default_labels_path(train)), LabelFile.load(default_labels_path(test))
-    assert len(train_labels.frames) == 4000 and len(test_labels.frames) == 1000
-    assert set(train_labels.source["cells"]).isdisjoint(test_labels.source["cells"])
-    counts = np.bincount([int(f.label) for f in test_labels.frames])
-    assert counts.tolist() == [100] * 10  # stratified
-    assert [f.label for f in test_labels.frames[:20]] != sorted(f.label for f in test_labels.frames[:20])  # shuffled
-    frames = list(iter_frames(test))
-    m = test_labels.match(_frameset(frames))
-    assert m.unmatched == 0 and m.by_index == 0
-    # every frame's pixels say which row (hence class) of the grid it came from
-    assert all(int(f.image[5, 5, 0]) // 25 == cls for f, cls in zip(frames, m.class_ids))
-
-
-def _frameset(frames):
-    from types import SimpleNamespace
-    return SimpleNamespace(stamps_ns=np.array([f.stamp_ns for f in frames]),
-                           indices=np.array([f.index for f in frames]), topics=np.array([f.topic for f in frames]))
 
 
 def run_cli(*argv):

@@ -4,7 +4,7 @@ Every case ends in an error of dann_ros's own (BagError, ReplicatorFormatError) 
 damaged file, or in frames that are skipped and counted (a bag read that stops early says so in
 ``DecodeStats.read_errors``); never in another exception type, and `dann-ros eval-bag` never
 prints a traceback. Small real inputs: bags written with rosbags (two MCAP chunks), a Replicator
-folder rendered by dann_ros.data.synth. Run with ``-s`` for the case counts.
+folder rendered by dann_ros.demo_data.synth. Run with ``-s`` for the case counts.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 from dann_ros.data.bags import BagError, DecodeStats, bag_info, iter_frames
 from dann_ros.data.images import encode_compressed, rgb8_to_image_fields
 from dann_ros.data.replicator import CropSpec, ReplicatorFormatError, frame_labels, iter_crops, scan
-from dann_ros.data.synth import SynthConfig, render_dataset
+from dann_ros.demo_data.synth import SynthConfig, render_dataset
 from test.data.test_bags import STORAGES, T0, TS, compressed_msg, image_msg, write_bag
 
 BIG, SMALL, STRINGS = 8, 8, 3  # 256x256 rgb8 frames (~6 per 1 MiB MCAP chunk), small JPEGs, a non-image topic

@@ -12,7 +12,7 @@ import pytest
 
 from dann_ros.data.replicator import (BBOX_DTYPE, Box, CropSpec, ReplicatorFormatError, ReplicatorFrame, crop_box,
                                       frame_labels, iter_crops, read_rgb, scan)
-from dann_ros.data.synth import SynthConfig, render_dataset
+from dann_ros.demo_data.synth import SynthConfig, render_dataset
 
 DIGITS = set("0123456789")
 

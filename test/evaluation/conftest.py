@@ -120,7 +120,7 @@ def trained_detector_onnx(tmp_path_factory) -> Path:
 def box_bag(tmp_path_factory) -> dict:
     """24 box scenes at 10 Hz in a rosbag2 folder named like `ros2 bag record -o scenes.bag` names it,
     with a detection label file next to it."""
-    from dann_ros.data.compose import write_detection_bag
+    from dann_ros.data.make_bag import write_detection_bag
 
     images, boxes = box_scenes(24, seed=12)
     bag = tmp_path_factory.mktemp("box_bag") / "scenes.bag"

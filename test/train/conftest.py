@@ -16,7 +16,7 @@ from dann_ros.train.config import TrainConfig
 def tiny_domains(tmp_path_factory) -> dict[str, Path]:
     from dann_ros.data.make_bag import write_labelled_bag
     from dann_ros.data.replicator import scan
-    from dann_ros.data.synth import SynthConfig, render_dataset
+    from dann_ros.demo_data.synth import SynthConfig, render_dataset
 
     root = tmp_path_factory.mktemp("domains")
     render_dataset(root / "synth", SynthConfig(n_frames=240, width=32, height=32, seed=1))
@@ -53,10 +53,10 @@ def tiny_config(domains: dict[str, Path], out: Path, **overrides) -> TrainConfig
 def tiny_detection_domains(tmp_path_factory) -> dict[str, Path]:
     """Multi-digit scenes (Replicator layout) and a detection bag of other scenes through a different
     camera, wider than the network input so the letterbox and its box mapping are exercised."""
-    from dann_ros.data.compose import write_detection_bag
+    from dann_ros.data.make_bag import write_detection_bag
     from dann_ros.data.labels import LabelBox
     from dann_ros.data.replicator import scan
-    from dann_ros.data.synth import SynthConfig, render_dataset
+    from dann_ros.demo_data.synth import SynthConfig, render_dataset
 
     root = tmp_path_factory.mktemp("det_domains")
     common = dict(digits_per_image=(1, 3), digit_height=(10.0, 20.0), max_overlap=0.0)

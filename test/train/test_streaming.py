@@ -20,7 +20,7 @@ from dann_ros.data.bags import BagSelection
 from dann_ros.data.frame_cache import bag_store, crop_store
 from dann_ros.data.make_bag import make_bag
 from dann_ros.data.preprocess import Preprocess
-from dann_ros.data.synth import SynthConfig, render_dataset
+from dann_ros.demo_data.synth import SynthConfig, render_dataset
 from dann_ros.train.streaming import StepBatches, Stream, step_loader, to_device
 
 PP = Preprocess()  # 3 x 28 x 28, the demo's input

@@ -5,7 +5,7 @@ vtest.avi (a real outdoor CCTV camera), like numbers painted or chalked on a
 surface: each digit's grey level is its ink coverage (white on black), so it is
 used as an alpha mask and the ink takes a random dark or light colour, with
 the real background showing through the anti-aliased edges. Boxes are tight
-around the ink (alpha >= ``BOX_ALPHA``, the rule :mod:`dann_ros.data.synth` uses
+around the ink (alpha >= ``BOX_ALPHA``, the rule :mod:`dann_ros.demo_data.synth` uses
 for its renders), so source and target boxes mean the same thing. They are stored as
 pixel corners (``x_max`` exclusive), the label sidecar's convention; the simulator writes
 BasicWriter's inclusive indices, which :mod:`dann_ros.data.replicator` converts on reading.
@@ -23,18 +23,20 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
 
-from dann_ros.data.labels import FrameLabel, LabelBox, LabelFile, default_labels_path
-from dann_ros.data.make_bag import DIGIT_CLASSES, digits_grid, make_bag
+from dann_ros.data.labels import LabelBox, LabelFile, default_labels_path
+from dann_ros.data.make_bag import DIGIT_CLASSES, digits_grid, write_detection_bag
 
 BOX_ALPHA = 0.25  # a pixel belongs to the digit's tight box when its ink covers at least this much
 REFERENCE_HEIGHT = 240  # digit_height defaults are given for 320x240 frames and scale with the frame
 DEFAULT_DIGIT_HEIGHT = (24.0, 64.0)
 MIN_CONTRAST = 0.25  # luminance difference between ink and the surface under it (0..1)
+# the sidecars' "generator": the module's name before it moved to demo_data, kept so recordings stay identical
+GENERATOR = "dann_ros.data.compose"
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -180,27 +182,6 @@ def iter_video_frames(video: str | os.PathLike[str], indices: Sequence[int],
         raise ValueError(f"{video}: frame {int(wanted[k])} requested but the video ended at frame {pos}")
 
 
-def write_detection_bag(out_path: str | os.PathLike[str], images: Iterator[np.ndarray] | Sequence[np.ndarray],
-                        boxes: list, classes: Sequence[str], labels_path: str | os.PathLike[str] | None = None,
-                        topic: str = "/camera/image_raw", source: dict | None = None, **bag_kwargs: Any) -> Path:
-    """A camera bag plus a detection label sidecar (for evaluation only); returns the label path.
-
-    ``boxes`` is a list that holds, once ``images`` is exhausted, one sequence of
-    :class:`LabelBox` per image, so a generator can fill it while the bag is written
-    (no frame has to stay in memory).
-    """
-    stamps = make_bag(out_path, images, topic=topic, **bag_kwargs)
-    if len(boxes) != len(stamps):
-        raise ValueError(f"{len(stamps)} images but {len(boxes)} box lists")
-    label_file = LabelFile(
-        task="detection", topic=topic, classes=tuple(classes),
-        frames=tuple(FrameLabel(index=i, stamp_ns=s, boxes=tuple(b)) for i, (s, b) in enumerate(zip(stamps, boxes))),
-        source=source)
-    path = Path(labels_path) if labels_path else default_labels_path(out_path)
-    label_file.save(path)
-    return path
-
-
 SPLITS = ("real_scenes_train", "real_scenes_test", "real_scenes_dev")
 
 
@@ -274,7 +255,7 @@ def record_digit_scenes(digits_png: str | os.PathLike[str], video: str | os.Path
         if name in write:
             write_detection_bag(bag, compose(split_id, frame_idx, cells, boxes, provenance), boxes, DIGIT_CLASSES,
                                 fps=fps, storage=storage, compressed=compressed,
-                                source={"generator": "dann_ros.data.compose", "digits_png": str(digits_png),
+                                source={"generator": GENERATOR, "digits_png": str(digits_png),
                                         "video": str(video), "seed": seed, "split": name, "size": [width, height],
                                         "digit_height": list(digit_height), "frames": provenance})
         elif dev and default_labels_path(bag).is_file():  # what the bag on disk holds

@@ -51,6 +51,8 @@ BASE_FONT_SIZE = 64  # glyphs are rendered once at this size and resampled per i
 BOX_ALPHA = 0.25  # a pixel counts as glyph for the tight box when at least this much covered
 #: Written into synth_config.json; 2: boxes in inclusive pixel indices, as BasicWriter writes them.
 SYNTH_FORMAT = 2
+# synth_config.json's "generator": the module's name before it moved to demo_data, kept so renders stay identical
+GENERATOR = "dann_ros.data.synth"
 _TEXTURE_SIZE = 256
 _N_TEXTURES = 12
 
@@ -823,7 +825,7 @@ def render_dataset(out_dir: str | Path, cfg: SynthConfig, workers: int = 1, over
         for p in old:
             p.unlink()
     fonts = find_digit_fonts(tuple(cfg.font_dirs))
-    meta = {"generator": "dann_ros.data.synth", "format": SYNTH_FORMAT, "config": dataclasses.asdict(cfg),
+    meta = {"generator": GENERATOR, "format": SYNTH_FORMAT, "config": dataclasses.asdict(cfg),
             "fonts": [str(p) for p in fonts]}
     stamp = Path(out_dir) / "synth_config.json"
     stamp.unlink(missing_ok=True)  # written last: its presence says the set is complete (the demo reuses it)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dann_ros.data.bags import iter_frames
-from dann_ros.data.compose import (
+from dann_ros.demo_data.compose import (
     BOX_ALPHA,
     compose_frame,
     digit_masks,

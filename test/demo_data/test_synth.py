@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from dann_ros.data import synth
+from dann_ros.demo_data import synth
 from dann_ros.data.replicator import BBOX_DTYPE
-from dann_ros.data.synth import (BOX_ALPHA, Randomisation, SynthConfig, add_synth_parser, find_digit_fonts,
+from dann_ros.demo_data.synth import (BOX_ALPHA, Randomisation, SynthConfig, add_synth_parser, find_digit_fonts,
                                  render_dataset, render_scene)
 
 DIGITS = set("0123456789")
