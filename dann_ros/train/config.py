@@ -57,6 +57,10 @@ class AugmentConfig:
 
 # augment keys added after runs were made: at these defaults they leave the config digest as it was
 AUGMENT_ADDED = {"flip_classes": [], "mosaic": 0.0, "fill": 114.0, "min_visible": 0.3, "min_box_side": 2.0}
+# the detection alignment options added with them (flat names, as the digest hashes the adaptation): at
+# their defaults they leave the digest as it was, so runs and checkpoints made before still resume
+DETECTION_ALIGNMENT_ADDED = (("model", "detection_discriminator", "pixel"), ("adaptation", "center_aware", False),
+                             ("adaptation", "adversary", "reversal"))
 
 
 @dataclass(frozen=True)
@@ -402,6 +406,9 @@ class TrainConfig:
         for key, default in AUGMENT_ADDED.items():
             if data["augment"][key] == default:
                 data["augment"].pop(key)
+        for section, key, default in DETECTION_ALIGNMENT_ADDED:
+            if data[section][key] == default:
+                data[section].pop(key)
         if not data["target"]["weights"]:
             data["target"].pop("weights")
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
