@@ -44,6 +44,18 @@ def objectness_weights(heatmap: torch.Tensor) -> torch.Tensor:
 ADVERSARIES = ("reversal", "confusion")
 
 
+def _two_domain_bce(d: torch.Tensor, n_source: int, source_label: float, target_label: float,
+                    weight: torch.Tensor | None) -> torch.Tensor:
+    """0.5 (BCE(d_source, source_label) + BCE(d_target, target_label)), each domain averaged on its own;
+    ``weight`` (optional) per sample (N,) or per decision (the shape of ``d``)."""
+    if weight is not None and weight.dim() == 1:
+        weight = weight.view(-1, *[1] * (d.dim() - 1))
+    per = [F.binary_cross_entropy_with_logits(d[part], torch.full_like(d[part], label),
+                                              weight=None if weight is None else weight[part])
+           for part, label in ((slice(0, n_source), source_label), (slice(n_source, None), target_label))]
+    return 0.5 * (per[0] + per[1])
+
+
 class DomainAdversarialLoss(nn.Module):
     def __init__(self, discriminator: nn.Module, center_aware: bool = False, adversary: str = "reversal") -> None:
         super().__init__()
@@ -97,27 +109,15 @@ class DomainAdversarialLoss(nn.Module):
         frozen = {k: v.detach() for k, v in self.discriminator.named_parameters()}
         frozen.update({k: v.clone() for k, v in self.discriminator.named_buffers()})
         d = torch.func.functional_call(self.discriminator, frozen, (features,)).float()
-        half = torch.full_like(d, 0.5)
-        w = weight if weight is None or weight.dim() > 1 else weight.view(-1, *[1] * (d.dim() - 1))
-        per = [F.binary_cross_entropy_with_logits(d[sl], half[sl], weight=None if w is None else w[sl])
-               for sl in (slice(0, n_source), slice(n_source, None))]
-        conf = 0.5 * (per[0] + per[1])
+        conf = _two_domain_bce(d, n_source, 0.5, 0.5, weight)
         return conf - conf.detach()
 
     def _bce(self, d: torch.Tensor, n_source: int, weight: torch.Tensor | None = None) -> torch.Tensor:
         """0.5 (BCE(source, 1) + BCE(target, 0)); ``weight`` per sample (CDAN+E) or per decision (center-aware),
         mean 1 per domain."""
-        d_s, d_t = d[:n_source], d[n_source:]
-        w_s = w_t = None
-        if weight is not None:
-            if weight.dim() == 1:
-                weight = weight.view(-1, *[1] * (d.dim() - 1))
-            w_s, w_t = weight[:n_source], weight[n_source:]
-        loss_s = F.binary_cross_entropy_with_logits(d_s, torch.ones_like(d_s), weight=w_s)
-        loss_t = F.binary_cross_entropy_with_logits(d_t, torch.zeros_like(d_t), weight=w_t)
         with torch.no_grad():  # a tensor: reading it on every step would stall a GPU
-            self.last_accuracy = ((d_s > 0).float().mean() + (d_t <= 0).float().mean()) / 2.0
-        return 0.5 * (loss_s + loss_t)
+            self.last_accuracy = ((d[:n_source] > 0).float().mean() + (d[n_source:] <= 0).float().mean()) / 2.0
+        return _two_domain_bce(d, n_source, 1.0, 0.0, weight)
 
     @torch.no_grad()
     def source_probability(self, features: torch.Tensor) -> torch.Tensor:
