@@ -77,6 +77,13 @@ def input_publisher(ros, ns: str):
     return pub
 
 
+def wire(ros, ns: str):
+    """(the camera's /diagnostics status name, a publisher into the node, its Classification output) of the
+    node started in namespace ``ns``."""
+    return (f"/{ns}/dann_node: /{ns}/image", input_publisher(ros, ns),
+            ros.subscribe(Classification, f"/{ns}/classification"))
+
+
 # ---------------------------------------------------------------- what /diagnostics says
 def test_diagnostics_name_the_model_without_its_path_and_warn_on_a_silent_camera(ros, start_node, tiny_onnx,
                                                                                diagnostics, tmp_path_factory):
@@ -114,9 +121,7 @@ def test_diagnostics_name_the_model_without_its_path_and_warn_on_a_silent_camera
 def test_a_nan_shift_score_warns(ros, start_node, tiny_onnx, diagnostics, tmp_path_factory):
     model = nan_domain(tiny_onnx, tmp_path_factory.mktemp("nan") / "nan_domain.onnx")
     start(start_node, model, "nan")
-    camera = "/nan/dann_node: /nan/image"
-    pub = input_publisher(ros, "nan")
-    out = ros.subscribe(Classification, "/nan/classification")
+    camera, pub, out = wire(ros, "nan")
     values = stream_until(pub, lambda i: image_msg(dark(i), ros.now(), "nan"),
                           lambda: newest(diagnostics, camera, lambda v: int(v["domain shift frames"]) >= 3),
                           what="diagnostics over 3 frames of the NaN model")
@@ -130,9 +135,7 @@ def test_an_inference_failure_is_counted_reported_and_survived(ros, start_node, 
                                                               tmp_path_factory):
     model = raising_on_bright(tiny_onnx, tmp_path_factory.mktemp("raise") / "raising.onnx")
     node = start(start_node, model, "raise")
-    camera = "/raise/dann_node: /raise/image"
-    pub = input_publisher(ros, "raise")
-    out = ros.subscribe(Classification, "/raise/classification")
+    camera, pub, out = wire(ros, "raise")
 
     values = stream_until(pub, lambda i: image_msg(bright(i), ros.now(), "bright"),
                           lambda: newest(diagnostics, camera, lambda v: int(v["inference errors"]) >= 5),
@@ -170,9 +173,8 @@ def stalling_model(tiny_onnx, tmp_path_factory):
 def test_a_stuck_worker_is_reported_and_frames_are_dropped_not_queued(ros, start_node, stalling_model, diagnostics):
     # qos_depth 10: every frame of the stall reaches the node's callback (depth 1 could lose some in DDS, uncounted)
     node = start(start_node, stalling_model, "stall", inference_timeout=1.0, diagnostics_period=0.2, qos_depth=10)
-    model_status, camera = "/stall/dann_node: model", "/stall/dann_node: /stall/image"
-    pub = input_publisher(ros, "stall")
-    out = ros.subscribe(Classification, "/stall/classification")
+    model_status = "/stall/dann_node: model"
+    camera, pub, out = wire(ros, "stall")
     stream_until(pub, lambda i: image_msg(dark(i), ros.now(), "warmup"),
                  lambda: out.find(lambda m: m.header.frame_id == "warmup"), what="a warm-up output")
 
