@@ -266,24 +266,31 @@ def test_cache_too_big_for_the_disk_is_refused_before_writing(bag, tmp_path):
     assert not any((tmp_path / "cache").iterdir()), "nothing written"
 
 
-def test_running_out_of_space_while_writing_is_a_clear_error(bag, tmp_path):
-    """A file-size limit (RLIMIT_FSIZE) makes the disk 'full' after 20 kB for a real write."""
+def _build_with_file_size_limit(limit: int, imports: str, build: str) -> subprocess.CompletedProcess:
+    """Run ``build`` (a frame_cache call; ``PRE`` is a 24x32 Preprocess) in a process whose files cannot
+    grow past ``limit`` bytes, as on a full disk: exit 3 and the message on CacheTooBigError."""
     script = textwrap.dedent(f"""
         import resource, signal, sys
-        from pathlib import Path
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
-        from dann_ros.data.bags import BagSelection
-        from dann_ros.data.frame_cache import bag_store
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+        from dann_ros.data.frame_cache import bag_store, detection_store
         from dann_ros.data.frame_store import CacheTooBigError
         from dann_ros.data.preprocess import Preprocess
+        {imports}
+        PRE = Preprocess(height=24, width=32)
         try:
-            bag_store({str(bag)!r}, BagSelection(), Preprocess(height=24, width=32), {str(tmp_path / "c")!r})
+            {build}
         except CacheTooBigError as err:
             print("ERROR:", err)
             sys.exit(3)
     """)
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+
+
+def test_running_out_of_space_while_writing_is_a_clear_error(bag, tmp_path):
+    """A file-size limit (RLIMIT_FSIZE) makes the disk 'full' after 20 kB for a real write."""
+    run = _build_with_file_size_limit(20_000, "from dann_ros.data.bags import BagSelection",
+                                      f"bag_store({str(bag)!r}, BagSelection(), PRE, {str(tmp_path / 'c')!r})")
     assert run.returncode == 3, run.stderr
     assert "ran out of disk space" in run.stdout and "after" in run.stdout
     assert not any((tmp_path / "c").iterdir()), "the partial store was removed"
@@ -427,21 +434,8 @@ def test_a_killed_replicator_build_leaves_no_temporary_folder(renders, tmp_path)
 def test_a_replicator_build_that_fails_writing_leaves_nothing(renders, tmp_path):
     """A write that fails (here: the file-size limit, as a full disk) is a clear error, and neither a
     store nor a temporary file is left (the former .npz cache left its temporary file)."""
-    script = textwrap.dedent(f"""
-        import resource, signal, sys
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
-        from dann_ros.data.frame_cache import detection_store
-        from dann_ros.data.frame_store import CacheTooBigError
-        from dann_ros.data.preprocess import Preprocess
-        try:
-            detection_store({str(renders)!r}, 1.0, (), Preprocess(height=24, width=32), {str(tmp_path / "c")!r},
-                            progress=None)
-        except CacheTooBigError as err:
-            print("ERROR:", err)
-            sys.exit(3)
-    """)
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    run = _build_with_file_size_limit(
+        6000, "", f"detection_store({str(renders)!r}, 1.0, (), PRE, {str(tmp_path / 'c')!r}, progress=None)")
     assert run.returncode == 3, run.stderr
     assert "ran out of disk space" in run.stdout and "Replicator frames" in run.stdout
     assert not list((tmp_path / "c").iterdir()), "no store and no temporary folder left"
