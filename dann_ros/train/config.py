@@ -207,6 +207,22 @@ class SelfTrainingConfig:
                              "adaptation.self_training.mask_block >= 1")
 
 
+@dataclass(frozen=True)
+class TargetPatchesConfig:
+    """Detection: small patches of the unlabelled target frames pasted into source images, away from their
+    boxes, so the real scene's clutter is learnt as background (train/target_patches.py)."""
+
+    share: float = 0.0  # share of source images that get patches; 0 = off
+    patches: int = 3  # patches tried per such image (one overlapping a source box is not pasted)
+    min_side: int = 6  # smallest patch side, network-input pixels (sides drawn from [min_side, max_side])
+    max_side: int = 20  # largest side: keep it under a typical object's, so a patch rarely holds a whole real object
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.share <= 1.0 or self.patches < 1 or not 1 <= self.min_side <= self.max_side:
+            raise ValueError("adaptation.target_patches: share in [0, 1], patches >= 1 and "
+                             "1 <= min_side <= max_side")
+
+
 # the flat keys of AdaptationConfig before it was nested by concern -> their dotted place under adaptation
 LEGACY_ADAPTATION_KEYS = {
     "lambda_max": "adversary.lambda_max", "lambda_gamma": "adversary.lambda_gamma",
@@ -237,6 +253,7 @@ class AdaptationConfig:
     adversary: AdversaryConfig = field(default_factory=AdversaryConfig)
     target_losses: TargetLossesConfig = field(default_factory=TargetLossesConfig)
     self_training: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
+    target_patches: TargetPatchesConfig = field(default_factory=TargetPatchesConfig)
 
     def __post_init__(self) -> None:
         inst = self.adversary.instance
@@ -287,7 +304,8 @@ class AdaptationConfig:
     @property
     def uses_target(self) -> bool:
         t = self.target_losses
-        return (self.method != "none" or t.entropy_weight > 0 or t.mcc_weight > 0 or self.self_training.weight > 0)
+        return (self.method != "none" or t.entropy_weight > 0 or t.mcc_weight > 0 or self.self_training.weight > 0
+                or self.target_patches.share > 0)
 
 
 @dataclass(frozen=True)
@@ -366,13 +384,17 @@ class TrainConfig:
         a = self.adaptation
         if a.uses_target and not self.target.bags:
             what = (f"adaptation.method {a.method}" if a.method != "none" else
-                    "adaptation.target_losses.entropy_weight/mcc_weight and adaptation.self_training.weight")
+                    "adaptation.target_losses.entropy_weight/mcc_weight, adaptation.self_training.weight "
+                    "and adaptation.target_patches.share")
             raise ValueError(f"{what} needs target.bags")
         spec = task_spec(self.task)  # unknown task: an error naming the supported ones
         if not spec.class_scores_per_image and (a.method == "cdan" or a.target_losses.entropy_weight
                                                 or a.target_losses.mcc_weight):
             raise ValueError("adaptation.method cdan, adaptation.target_losses.entropy_weight and mcc_weight work "
                              "on one class distribution per image: classification only")
+        if not spec.has_boxes and a.target_patches.share > 0:
+            raise ValueError("adaptation.target_patches pastes target clutter away from the source boxes: "
+                             "detection only")
         if not spec.has_boxes and (self.augment.flip_classes or self.augment.mosaic):
             raise ValueError("augment.flip_classes and augment.mosaic move boxes: detection only")
         if self.classes and set(self.augment.flip_classes) - set(self.classes):
@@ -397,6 +419,8 @@ class TrainConfig:
         data.pop("output_dir")
         data.pop("cache_dir")
         data["adaptation"] = self.adaptation.legacy_flat()  # nesting the keys changed no setting
+        if self.adaptation.target_patches != TargetPatchesConfig():  # added later: hashed only when on
+            data["adaptation"]["target_patches"] = to_dict(self.adaptation.target_patches)
         for where in ("data", "ram_limit_mb", "workers"):  # same batches in RAM or streamed: a run may switch
             data["train"].pop(where)
         data["train"].pop("eval_memory_mb")  # how evaluation batches, not what it computes

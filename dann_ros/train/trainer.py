@@ -45,6 +45,7 @@ from dann_ros.train.data import TrainData, default_workers, load_train_data, mak
 from dann_ros.train.distributed import Dist, init_distributed, shutdown
 from dann_ros.train.hardware import native_bf16, pick_device
 from dann_ros.train.step import StepModule
+from dann_ros.train.target_patches import paste_target_patches
 from dann_ros.train.streaming import StepBatches, eval_batches, step_generator, step_loader, to_device
 from dann_ros.train.tasks import train_task
 
@@ -114,7 +115,7 @@ class Trainer:
                              "pseudo_label": st.weight,
                              "instance": inst.weight, "consistency": inst.consistency_weight}
         self.step_module: nn.Module = StepModule(self.model, self.adversarial, regularisers)
-        self.uses_target = self.step_module.needs_target
+        self.uses_target = self.step_module.needs_target or a.target_patches.share > 0
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module, device_ids=ids)
@@ -231,6 +232,10 @@ class Trainer:
             x_s, moved, moved_classes = box_augment(x_s, source["boxes"], source["box_classes"], aug, g,
                                                     flip_class_ids(aug, self.data.classes))
             source = {**source, "boxes": moved, "box_classes": moved_classes}
+        tp = self.cfg.adaptation.target_patches
+        if tp.share > 0 and boxes and x_t is not None:  # real clutter as background, away from the boxes
+            x_s = paste_target_patches(x_s, source["boxes"], x_t, tp.share, tp.patches, tp.min_side, tp.max_side,
+                                       step_generator(self.cfg.seed, step, self.dist.rank, 3))
         y_s = self.task.targets(self.model, source, self.device)
         x_s = geometric_augment(x_s, aug, g) if aug.geometric and not boxes else x_s
         x_s = camera_augment(x_s, aug, g) if aug.camera else x_s
