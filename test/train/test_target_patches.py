@@ -31,8 +31,18 @@ def test_patches_are_target_pixels_and_never_cover_a_source_box():
     for i, b in enumerate(boxes):
         for x1, y1, x2, y2 in b.int().tolist():
             assert not changed[i, :, y1:y2, x1:x2].any(), f"image {i}: a patch covers the box {(x1, y1, x2, y2)}"
-    # sides within [min_side, max_side]: every pasted run along a row is at most 12 pixels from one image
-    assert int(changed[:, 0].sum()) <= 32 * 4 * 12 * 12
+
+
+def test_one_patch_is_one_rectangle_with_sides_in_range():
+    sides = set()
+    for seed in range(40):
+        out = paste_target_patches(torch.zeros(1, 3, H, W), [torch.zeros(0, 4)], torch.full((1, 3, H, W), 5.0), 1.0,
+                                   1, 3, 9, torch.Generator().manual_seed(seed))
+        ys, xs = torch.nonzero(out[0, 0], as_tuple=True)
+        h, w = int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)
+        assert len(ys) == h * w and 3 <= h <= 9 and 3 <= w <= 9  # a filled rectangle
+        sides |= {h, w}
+    assert {3, 9} <= sides  # both ends of the range are drawn
 
 
 def test_share_and_determinism():
