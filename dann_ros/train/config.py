@@ -57,10 +57,6 @@ class AugmentConfig:
 
 # augment keys added after runs were made: at these defaults they leave the config digest as it was
 AUGMENT_ADDED = {"flip_classes": [], "mosaic": 0.0, "fill": 114.0, "min_visible": 0.3, "min_box_side": 2.0}
-# the detection alignment options added with them (flat names, as the digest hashes the adaptation): at
-# their defaults they leave the digest as it was, so runs and checkpoints made before still resume
-DETECTION_ALIGNMENT_ADDED = (("model", "detection_discriminator", "pixel"), ("adaptation", "center_aware", False),
-                             ("adaptation", "adversary", "reversal"))
 
 
 @dataclass(frozen=True)
@@ -221,6 +217,13 @@ class TargetPatchesConfig:
         if not 0.0 <= self.share <= 1.0 or self.patches < 1 or not 1 <= self.min_side <= self.max_side:
             raise ValueError("adaptation.target_patches: share in [0, 1], patches >= 1 and "
                              "1 <= min_side <= max_side")
+
+
+# the detection options added after AUGMENT_ADDED's (flat names, as the digest hashes the adaptation): at
+# their defaults they leave the digest as it was, so runs and checkpoints made before still resume
+DETECTION_ALIGNMENT_ADDED = (("model", "detection_discriminator", "pixel"), ("adaptation", "center_aware", False),
+                             ("adaptation", "adversary", "reversal"),
+                             ("adaptation", "target_patches", to_dict(TargetPatchesConfig())))
 
 
 # the flat keys of AdaptationConfig before it was nested by concern -> their dotted place under adaptation
@@ -418,9 +421,9 @@ class TrainConfig:
         data = to_dict(self)
         data.pop("output_dir")
         data.pop("cache_dir")
-        data["adaptation"] = self.adaptation.legacy_flat()  # nesting the keys changed no setting
-        if self.adaptation.target_patches != TargetPatchesConfig():  # added later: hashed only when on
-            data["adaptation"]["target_patches"] = to_dict(self.adaptation.target_patches)
+        # nesting the keys changed no setting; settings added since are hashed beside the flat ones
+        data["adaptation"] = {**self.adaptation.legacy_flat(),
+                              "target_patches": to_dict(self.adaptation.target_patches)}
         for where in ("data", "ram_limit_mb", "workers"):  # same batches in RAM or streamed: a run may switch
             data["train"].pop(where)
         data["train"].pop("eval_memory_mb")  # how evaluation batches, not what it computes

@@ -25,7 +25,7 @@ def paste_target_patches(x_s: torch.Tensor, boxes: Sequence[torch.Tensor], x_t: 
     pixels) copied from random places of random target images (M, C, H, W), on a ``share`` of the images.
     A rectangle that would overlap a source box (x1, y1, x2, y2, network-input pixels) is not pasted.
     Returns a new tensor; the boxes are unchanged."""
-    if share <= 0 or patches <= 0 or x_t is None or len(x_t) == 0:
+    if share <= 0 or patches <= 0 or len(x_t) == 0:
         return x_s
     n, _, h, w = x_s.shape
     hi = min(max_side, h, w, x_t.shape[2], x_t.shape[3])

@@ -115,7 +115,7 @@ class Trainer:
                              "pseudo_label": st.weight,
                              "instance": inst.weight, "consistency": inst.consistency_weight}
         self.step_module: nn.Module = StepModule(self.model, self.adversarial, regularisers)
-        self.uses_target = self.step_module.needs_target or a.target_patches.share > 0
+        self.uses_target = a.uses_target  # the losses above read target frames, or target patches do
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module, device_ids=ids)
@@ -233,9 +233,9 @@ class Trainer:
                                                     flip_class_ids(aug, self.data.classes))
             source = {**source, "boxes": moved, "box_classes": moved_classes}
         tp = self.cfg.adaptation.target_patches
-        if tp.share > 0 and boxes and x_t is not None:  # real clutter as background, away from the boxes
+        if tp.share > 0 and boxes:  # real clutter as background, away from the boxes (share > 0 reads x_t)
             x_s = paste_target_patches(x_s, source["boxes"], x_t, tp.share, tp.patches, tp.min_side, tp.max_side,
-                                       step_generator(self.cfg.seed, step, self.dist.rank, 3))
+                                       self.target_patch_generator(step, self.dist.rank))
         y_s = self.task.targets(self.model, source, self.device)
         x_s = geometric_augment(x_s, aug, g) if aug.geometric and not boxes else x_s
         x_s = camera_augment(x_s, aug, g) if aug.camera else x_s
@@ -246,6 +246,10 @@ class Trainer:
         source augmentation's, a pure function of (seed, step, rank), so DDP ranks do not all hide the same
         blocks. Stream 2: the step's streams 0 and 1 are the source's and the target's."""
         return step_generator(self.cfg.seed, step, rank, 2)
+
+    def target_patch_generator(self, step: int, rank: int) -> torch.Generator:
+        """The draws of the target patches at ``step`` on ``rank``: stream 3, after the second view's."""
+        return step_generator(self.cfg.seed, step, rank, 3)
 
     def _open_loader(self) -> None:
         t = self.cfg.train
