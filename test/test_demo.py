@@ -43,7 +43,7 @@ def test_detection_runs_include_the_train_on_target_upper_bound(tmp_path):
         assert cfg.adaptation.self_training.weight == 0 and not cfg.adaptation.uses_target and not cfg.target.bags
     assert runs["det_dann"].adaptation.self_training.weight == base.adaptation.self_training.weight
     assert runs["det_dann"].adaptation.target_patches == base.adaptation.target_patches  # the recipe's clutter
-    assert base.adaptation.target_patches.share > 0  # the demo recipe pastes target clutter (read no target: off)
+    assert base.adaptation.target_patches.share == 1.0  # the demo recipe pastes target clutter into every render
     # the upper bound is scored on the same held-out scenes as the other two, never on its training bag
     assert {c.eval_target.bag for c in runs.values()} == {tmp_path / "data" / "real_scenes_test"}
     assert gap_closed(0.25, 0.5, 1.25) == 0.25 and gap_closed(0.5, 0.6, 0.5) is None

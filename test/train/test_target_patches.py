@@ -86,11 +86,12 @@ def test_trainer_pastes_the_steps_target_frames_even_without_an_adversary(tiny_d
                      show_progress=False)
     assert plain._batch(2)[2] is None  # source-only reads no target frames
     x, y, x_t = pasted._batch(2)
-    assert x_t is not None
+    assert torch.equal(x_t, pasted.batches[2]["target"]["images"].to(x_t.dtype))  # the step's own target frames
     raw = pasted.batches[2]["source"]
     tp = pasted.cfg.adaptation.target_patches
     ref = paste_target_patches(raw["images"], raw["boxes"], x_t, tp.share, tp.patches, tp.min_side, tp.max_side,
                                step_generator(pasted.cfg.seed, 2, 0, 3))
     assert torch.equal(ref.to(x.dtype), x) and not torch.equal(x, plain._batch(2)[0])
     assert torch.equal(y["heatmap"], plain._batch(2)[1]["heatmap"])  # the boxes are not moved
-    pasted.train_step(2)  # and the step trains (source loss only)
+    losses = pasted.train_step(2)  # and the step trains, on the source loss only
+    assert set(losses) == {"task"} and torch.isfinite(losses["task"])
