@@ -113,15 +113,26 @@ class Ros:
         with self._entities:
             return self.node.create_publisher(msg_type, topic, qos)
 
-    def call(self, srv_type, name: str, request, timeout: float = TIMEOUT):
+    def call(self, srv_type, name: str, request, timeout: float = TIMEOUT, resend_after: float | None = None):
+        """``resend_after`` (idempotent requests only): send again when no response came within that many
+        seconds. A client seen by the service before the service has matched the client's response reader
+        loses the response (a DDS discovery race of a node that has just started)."""
         with self._entities:
             client = self.node.create_client(srv_type, name)
         try:
             if not client.wait_for_service(timeout_sec=timeout):
                 pytest.fail(f"service {name} did not appear within {timeout:.0f} s")
-            future = client.call_async(request)
-            wait_for(future.done, timeout, f"a response from {name}")
-            return future.result()
+            deadline = time.monotonic() + timeout
+            while True:
+                future = client.call_async(request)
+                wait = timeout if resend_after is None else min(resend_after, deadline - time.monotonic())
+                try:
+                    wait_for(future.done, max(wait, 0.0), f"a response from {name}")
+                    return future.result()
+                except pytest.fail.Exception:
+                    if resend_after is None or time.monotonic() >= deadline:
+                        raise
+                    client.remove_pending_request(future)
         finally:
             with self._entities:
                 self.node.destroy_client(client)

@@ -212,7 +212,7 @@ def test_a_stuck_worker_is_reported_and_frames_are_dropped_not_queued(ros, start
 
 # ---------------------------------------------------------------- activate
 def _state(ros, node: str) -> str:
-    return ros.call(GetState, f"{node}/get_state", GetState.Request()).current_state.label
+    return ros.call(GetState, f"{node}/get_state", GetState.Request(), resend_after=5.0).current_state.label
 
 
 def _change(ros, node: str, transition: int) -> bool:

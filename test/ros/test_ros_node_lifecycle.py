@@ -22,7 +22,7 @@ NODE = f"{NS}/dann_node"
 
 
 def state(ros) -> str:
-    return ros.call(GetState, f"{NODE}/get_state", GetState.Request()).current_state.label
+    return ros.call(GetState, f"{NODE}/get_state", GetState.Request(), resend_after=5.0).current_state.label
 
 
 def change(ros, transition: int) -> bool:
