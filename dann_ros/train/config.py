@@ -212,18 +212,24 @@ class TargetPatchesConfig:
     patches: int = 3  # patches tried per such image (one overlapping a source box is not pasted)
     min_side: int = 6  # smallest patch side, network-input pixels (sides drawn from [min_side, max_side])
     max_side: int = 20  # largest side: keep it under a typical object's, so a patch rarely holds a whole real object
+    # > 0: no patch is cut where the detector scores an object at least this high on the target frame (its
+    # heatmap, one no-grad pass of the step's target batch); 0 = off
+    avoid_score: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.share <= 1.0 or self.patches < 1 or not 1 <= self.min_side <= self.max_side:
             raise ValueError("adaptation.target_patches: share in [0, 1], patches >= 1 and "
                              "1 <= min_side <= max_side")
+        if not 0.0 <= self.avoid_score < 1.0:
+            raise ValueError("adaptation.target_patches.avoid_score must be in [0, 1) (0 = off)")
 
 
 # the detection options added after AUGMENT_ADDED's (flat names, as the digest hashes the adaptation): at
 # their defaults they leave the digest as it was, so runs and checkpoints made before still resume
 DETECTION_ALIGNMENT_ADDED = (("model", "detection_discriminator", "pixel"), ("adaptation", "center_aware", False),
                              ("adaptation", "adversary", "reversal"),
-                             ("adaptation", "target_patches", to_dict(TargetPatchesConfig())))
+                             ("adaptation", "target_patches",
+                              {k: v for k, v in to_dict(TargetPatchesConfig()).items() if k != "avoid_score"}))
 
 
 # the flat keys of AdaptationConfig before it was nested by concern -> their dotted place under adaptation
@@ -424,6 +430,8 @@ class TrainConfig:
         # nesting the keys changed no setting; settings added since are hashed beside the flat ones
         data["adaptation"] = {**self.adaptation.legacy_flat(),
                               "target_patches": to_dict(self.adaptation.target_patches)}
+        if not self.adaptation.target_patches.avoid_score:  # added after the patches: off, as before
+            data["adaptation"]["target_patches"].pop("avoid_score")
         for where in ("data", "ram_limit_mb", "workers"):  # same batches in RAM or streamed: a run may switch
             data["train"].pop(where)
         data["train"].pop("eval_memory_mb")  # how evaluation batches, not what it computes

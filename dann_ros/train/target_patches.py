@@ -9,7 +9,9 @@ ordinary source loss: the real scene's clutter becomes labelled negatives, with 
 
 The rule that keeps it label-free and safe: a patch is small (``max_side``, less than a typical
 object) so it rarely holds a whole unlabelled real object, and it never covers a source box, so
-no source label is hidden. Drawn per (seed, step, rank) like the rest of the step's augmentation.
+no source label is hidden. Where objects are small next to the patches, ``avoid`` (the cells where
+the detector already sees an object on the target frame) keeps patches off them. Drawn per
+(seed, step, rank) like the rest of the step's augmentation.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import torch
 
 
 def paste_target_patches(x_s: torch.Tensor, boxes: Sequence[torch.Tensor], x_t: torch.Tensor, share: float,
-                         patches: int, min_side: int, max_side: int, generator: torch.Generator) -> torch.Tensor:
+                         patches: int, min_side: int, max_side: int, generator: torch.Generator,
+                         avoid: torch.Tensor | None = None) -> torch.Tensor:
     """Source images (N, C, H, W) with up to ``patches`` rectangles (sides in [min_side, max_side] network-input
     pixels) copied from random places of random target images (M, C, H, W), on a ``share`` of the images.
-    A rectangle that would overlap a source box (x1, y1, x2, y2, network-input pixels) is not pasted.
-    Returns a new tensor; the boxes are unchanged."""
+    A rectangle that would overlap a source box (x1, y1, x2, y2, network-input pixels) is not pasted, nor one
+    cut where ``avoid`` (M, h, w) bool, the target cells where the detector sees an object (a map at any
+    stride: a cell covers H / h by W / w pixels), is set. Returns a new tensor; the boxes are unchanged."""
     if share <= 0 or patches <= 0 or len(x_t) == 0:
         return x_s
     n, _, h, w = x_s.shape
@@ -48,8 +52,18 @@ def paste_target_patches(x_s: torch.Tensor, boxes: Sequence[torch.Tensor], x_t: 
             t = x_t[int(which[i, j])]
             ty = int(where[i, j, 2] * (t.shape[1] - ph + 1))
             tx = int(where[i, j, 3] * (t.shape[2] - pw + 1))
+            if avoid is not None and _holds_object(avoid[int(which[i, j])], ty, tx, ph, pw, t.shape[1], t.shape[2]):
+                continue
             out[i, :, y:y + ph, x:x + pw] = t[:, ty:ty + ph, tx:tx + pw].to(out.dtype)
     return out
+
+
+def _holds_object(cells: torch.Tensor, y: int, x: int, ph: int, pw: int, h: int, w: int) -> bool:
+    """Whether the rectangle (y, x, ph, pw) of an (h, w) image touches a set cell of its (hc, wc) map."""
+    hc, wc = cells.shape
+    y1, x1 = y * hc // h, x * wc // w
+    y2, x2 = -(-(y + ph) * hc // h), -(-(x + pw) * wc // w)  # ceil: any overlap counts
+    return bool(cells[y1:y2, x1:x2].any())
 
 
 __all__ = ["paste_target_patches"]

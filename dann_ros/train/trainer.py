@@ -235,11 +235,25 @@ class Trainer:
         tp = self.cfg.adaptation.target_patches
         if tp.share > 0 and boxes:  # real clutter as background, away from the boxes (share > 0 reads x_t)
             x_s = paste_target_patches(x_s, source["boxes"], x_t, tp.share, tp.patches, tp.min_side, tp.max_side,
-                                       self.target_patch_generator(step, self.dist.rank))
+                                       self.target_patch_generator(step, self.dist.rank),
+                                       self._objects_seen(x_t, tp.avoid_score) if tp.avoid_score else None)
         y_s = self.task.targets(self.model, source, self.device)
         x_s = geometric_augment(x_s, aug, g) if aug.geometric and not boxes else x_s
         x_s = camera_augment(x_s, aug, g) if aug.camera else x_s
         return x_s, y_s, x_t
+
+    @torch.no_grad()
+    def _objects_seen(self, x_t: torch.Tensor, score: float) -> torch.Tensor:
+        """(M, h, w) bool: the target cells where the detector now scores an object >= ``score`` (any class), from
+        a pass in eval mode (running BatchNorm statistics, which this pass leaves as they were)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                _, outputs = self.model.forward_train(x_t)
+        finally:
+            self.model.train(was_training)
+        return (torch.sigmoid(outputs["heatmap"].float()).amax(dim=1) >= score).cpu()
 
     def second_view_generator(self, step: int, rank: int) -> torch.Generator:
         """The draws of self-training's second view (its masks and camera) at ``step`` on ``rank``: like the

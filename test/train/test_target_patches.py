@@ -57,8 +57,25 @@ def test_share_and_determinism():
     assert 0.3 < touched < 0.7  # about half of the images got patches
 
 
+def test_no_patch_is_cut_where_the_detector_sees_an_object():
+    x_s, boxes = _source(64)
+    # every target pixel a distinct value, so a pasted pixel tells where it was cut
+    x_t = (torch.arange(H * W, dtype=torch.float32) + 1).view(1, 1, H, W).expand(2, 3, H, W).contiguous()
+    cells = torch.zeros(2, H // 4, W // 4, dtype=torch.bool)  # a stride-4 map
+    cells[:, 2:5, 3:6] = True  # pixels y 8..19, x 12..23 hold an object
+    kept = paste_target_patches(x_s, boxes, x_t, 1.0, 4, 3, 10, torch.Generator().manual_seed(0))
+    out = paste_target_patches(x_s, boxes, x_t, 1.0, 4, 3, 10, torch.Generator().manual_seed(0), avoid=cells)
+    cut = out[out != 0].long() - 1
+    ys, xs = cut // W, cut % W
+    assert len(cut) and not ((ys >= 8) & (ys < 20) & (xs >= 12) & (xs < 24)).any()
+    assert (out != 0).sum() < (kept != 0).sum()  # the same draws, fewer patches
+    every = torch.ones_like(cells)
+    assert torch.equal(paste_target_patches(x_s, boxes, x_t, 1.0, 4, 3, 10, torch.Generator().manual_seed(0),
+                                            avoid=every), x_s)
+
+
 @pytest.mark.parametrize("bad", [{"share": 1.5}, {"share": -0.1}, {"patches": 0}, {"min_side": 0},
-                                 {"min_side": 9, "max_side": 8}])
+                                 {"min_side": 9, "max_side": 8}, {"avoid_score": 1.0}, {"avoid_score": -0.1}])
 def test_config_is_checked(bad):
     with pytest.raises(ValueError, match="target_patches"):
         TargetPatchesConfig(**bad)
@@ -69,6 +86,9 @@ def test_detection_only_and_digest(tiny_domains, tiny_detection_domains, tmp_pat
         tiny_config(tiny_domains, tmp_path, **{"adaptation.target_patches.share": 0.5})
     plain = tiny_detection_config(tiny_detection_domains, tmp_path)
     assert plain.digest() == plain.replace(**{"adaptation.target_patches.max_side": 20}).digest()  # the default
+    on = plain.replace(**{"adaptation.target_patches.share": 0.5})
+    assert on.digest() == on.replace(**{"adaptation.target_patches.avoid_score": 0.0}).digest()
+    assert on.digest() != on.replace(**{"adaptation.target_patches.avoid_score": 0.2}).digest()
     assert plain.digest() != plain.replace(**{"adaptation.target_patches.share": 0.5}).digest()
     with pytest.raises(ValueError, match="target_patches.share"):
         plain.replace(**{"adaptation.method": "none", "adaptation.target_patches.share": 0.5, "target.bags": []})
@@ -95,3 +115,22 @@ def test_trainer_pastes_the_steps_target_frames_even_without_an_adversary(tiny_d
     assert torch.equal(y["heatmap"], plain._batch(2)[1]["heatmap"])  # the boxes are not moved
     losses = pasted.train_step(2)  # and the step trains, on the source loss only
     assert set(losses) == {"task"} and torch.isfinite(losses["task"])
+
+
+def test_the_objects_pass_leaves_the_model_as_it_was(tiny_detection_domains, tmp_path):
+    """The guard's pass reads the heatmap in eval mode: BatchNorm statistics unchanged, train mode restored,
+    one bool per heatmap cell; a threshold no score reaches avoids nothing, one every score reaches all."""
+    over = {"adaptation.method": "none", "adaptation.target_patches.share": 1.0,
+            "adaptation.target_patches.avoid_score": 0.5}
+    trainer = Trainer(tiny_detection_config(tiny_detection_domains, tmp_path, **over), resume=False,
+                      show_progress=False)
+    trainer.model.train()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    x_t = trainer._batch(0)[2]
+    seen = trainer._objects_seen(x_t, 0.5)
+    assert trainer.model.training
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    heatmap = trainer.model.forward_train(x_t)[1]["heatmap"]
+    assert seen.dtype == torch.bool and seen.shape == (len(x_t), *heatmap.shape[2:])
+    assert not trainer._objects_seen(x_t, 0.999).any() and trainer._objects_seen(x_t, 1e-6).all()
+    assert torch.isfinite(trainer.train_step(0)["task"])
