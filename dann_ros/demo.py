@@ -180,7 +180,8 @@ def detection_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int
     # the baselines read no target frames: they are comparisons, not deployed, so they skip the label-free
     # scores at each evaluation and the export's shift monitor fit (demo time; only DANN's pick meets its oracle)
     no_target_losses = {"adaptation.method": "none", "adaptation.self_training.weight": 0.0,
-                        "adaptation.target_patches.share": 0.0, "target.bags": []}
+                        "adaptation.target_patches.share": 0.0, "adaptation.fourier_style.share": 0.0,
+                        "target.bags": []}
     runs = {"det_source_only": no_target_losses, "det_dann": {"adaptation.method": "dann"},
             # the upper bound: the same model trained on the labelled real scenes of the adaptation bag
             "det_train_on_target": {**no_target_losses, "source.replicator": None,
@@ -199,7 +200,8 @@ def demo_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int | No
         common["train.checkpoint_every"] = common["train.eval_every"]
     suffix = "" if seed == base.seed else f"_seed{seed}"
     no_target_losses = {"adaptation.method": "none", "adaptation.target_losses.mcc_weight": 0.0,
-                        "adaptation.target_losses.entropy_weight": 0.0, "adaptation.self_training.weight": 0.0}
+                        "adaptation.target_losses.entropy_weight": 0.0, "adaptation.self_training.weight": 0.0,
+                        "adaptation.fourier_style.share": 0.0}
     runs = {
         "source_only": no_target_losses,
         "dann": {"adaptation.method": "dann"},

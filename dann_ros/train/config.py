@@ -224,6 +224,19 @@ class TargetPatchesConfig:
             raise ValueError("adaptation.target_patches.avoid_score must be in [0, 1) (0 = off)")
 
 
+@dataclass(frozen=True)
+class FourierStyleConfig:
+    """Source images given a target frame's lowest spatial frequencies: colour, lighting, haze
+    (Fourier Domain Adaptation; train/fourier_style.py)."""
+
+    share: float = 0.0  # share of source images restyled per step; 0 = off
+    beta: float = 0.05  # the window's side as a share of the shorter image side (at least one frequency)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.share <= 1.0 or not 0.0 < self.beta <= 0.5:
+            raise ValueError("adaptation.fourier_style: share in [0, 1] and beta in (0, 0.5]")
+
+
 # the detection options added after AUGMENT_ADDED's (flat names, as the digest hashes the adaptation): at
 # their defaults they leave the digest as it was, so runs and checkpoints made before still resume
 DETECTION_ALIGNMENT_ADDED = (("model", "detection_discriminator", "pixel"), ("adaptation", "center_aware", False),
@@ -263,6 +276,7 @@ class AdaptationConfig:
     target_losses: TargetLossesConfig = field(default_factory=TargetLossesConfig)
     self_training: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
     target_patches: TargetPatchesConfig = field(default_factory=TargetPatchesConfig)
+    fourier_style: FourierStyleConfig = field(default_factory=FourierStyleConfig)
 
     def __post_init__(self) -> None:
         inst = self.adversary.instance
@@ -314,7 +328,7 @@ class AdaptationConfig:
     def uses_target(self) -> bool:
         t = self.target_losses
         return (self.method != "none" or t.entropy_weight > 0 or t.mcc_weight > 0 or self.self_training.weight > 0
-                or self.target_patches.share > 0)
+                or self.target_patches.share > 0 or self.fourier_style.share > 0)
 
 
 @dataclass(frozen=True)
@@ -394,7 +408,7 @@ class TrainConfig:
         if a.uses_target and not self.target.bags:
             what = (f"adaptation.method {a.method}" if a.method != "none" else
                     "adaptation.target_losses.entropy_weight/mcc_weight, adaptation.self_training.weight "
-                    "and adaptation.target_patches.share")
+                    "adaptation.target_patches.share and adaptation.fourier_style.share")
             raise ValueError(f"{what} needs target.bags")
         spec = task_spec(self.task)  # unknown task: an error naming the supported ones
         if not spec.class_scores_per_image and (a.method == "cdan" or a.target_losses.entropy_weight
@@ -432,6 +446,8 @@ class TrainConfig:
                               "target_patches": to_dict(self.adaptation.target_patches)}
         if not self.adaptation.target_patches.avoid_score:  # added after the patches: off, as before
             data["adaptation"]["target_patches"].pop("avoid_score")
+        if self.adaptation.fourier_style.share:  # added later still: hashed only when on
+            data["adaptation"]["fourier_style"] = to_dict(self.adaptation.fourier_style)
         for where in ("data", "ram_limit_mb", "workers"):  # same batches in RAM or streamed: a run may switch
             data["train"].pop(where)
         data["train"].pop("eval_memory_mb")  # how evaluation batches, not what it computes

@@ -43,6 +43,7 @@ from dann_ros.train.box_augment import box_augment, flip_class_ids
 from dann_ros.train.config import TrainConfig
 from dann_ros.train.data import TrainData, default_workers, load_train_data, make_sampling, subsample, tqdm_progress
 from dann_ros.train.distributed import Dist, init_distributed, shutdown
+from dann_ros.train.fourier_style import fourier_style
 from dann_ros.train.hardware import native_bf16, pick_device
 from dann_ros.train.step import StepModule
 from dann_ros.train.target_patches import paste_target_patches
@@ -232,6 +233,9 @@ class Trainer:
             x_s, moved, moved_classes = box_augment(x_s, source["boxes"], source["box_classes"], aug, g,
                                                     flip_class_ids(aug, self.data.classes))
             source = {**source, "boxes": moved, "box_classes": moved_classes}
+        fs = self.cfg.adaptation.fourier_style
+        if fs.share > 0:  # the target camera's colour and light, before its clutter is pasted in
+            x_s = fourier_style(x_s, x_t, fs.share, fs.beta, self.fourier_style_generator(step, self.dist.rank))
         tp = self.cfg.adaptation.target_patches
         if tp.share > 0 and boxes:  # real clutter as background, away from the boxes (share > 0 reads x_t)
             x_s = paste_target_patches(x_s, source["boxes"], x_t, tp.share, tp.patches, tp.min_side, tp.max_side,
@@ -264,6 +268,10 @@ class Trainer:
     def target_patch_generator(self, step: int, rank: int) -> torch.Generator:
         """The draws of the target patches at ``step`` on ``rank``: stream 3, after the second view's."""
         return step_generator(self.cfg.seed, step, rank, 3)
+
+    def fourier_style_generator(self, step: int, rank: int) -> torch.Generator:
+        """The draws of the Fourier restyling at ``step`` on ``rank``: stream 4."""
+        return step_generator(self.cfg.seed, step, rank, 4)
 
     def _open_loader(self) -> None:
         t = self.cfg.train
