@@ -407,7 +407,7 @@ class TrainConfig:
         a = self.adaptation
         if a.uses_target and not self.target.bags:
             what = (f"adaptation.method {a.method}" if a.method != "none" else
-                    "adaptation.target_losses.entropy_weight/mcc_weight, adaptation.self_training.weight "
+                    "adaptation.target_losses.entropy_weight/mcc_weight, adaptation.self_training.weight, "
                     "adaptation.target_patches.share and adaptation.fourier_style.share")
             raise ValueError(f"{what} needs target.bags")
         spec = task_spec(self.task)  # unknown task: an error naming the supported ones
