@@ -21,7 +21,7 @@ from pathlib import Path
 from dann_ros import atomic_io
 from dann_ros.data.tasks import task_spec
 from dann_ros.paths import share_file
-from dann_ros.train.config import TrainConfig, load_train_config
+from dann_ros.train.config import NO_TARGET_READS, TrainConfig, load_train_config
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +179,7 @@ def detection_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int
     suffix = ("" if seed == base.seed else f"_seed{seed}") + ("_dev" if eval_on == "dev" else "")
     # the baselines read no target frames: they are comparisons, not deployed, so they skip the label-free
     # scores at each evaluation and the export's shift monitor fit (demo time; only DANN's pick meets its oracle)
-    no_target_losses = {"adaptation.method": "none", "adaptation.self_training.weight": 0.0,
-                        "adaptation.target_patches.share": 0.0, "adaptation.fourier_style.share": 0.0,
-                        "target.bags": []}
+    no_target_losses = {**NO_TARGET_READS, "target.bags": []}
     runs = {"det_source_only": no_target_losses, "det_dann": {"adaptation.method": "dann"},
             # the upper bound: the same model trained on the labelled real scenes of the adaptation bag
             "det_train_on_target": {**no_target_losses, "source.replicator": None,
@@ -199,13 +197,10 @@ def demo_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int | No
         common["train.eval_every"] = max(1, min(base.train.eval_every, steps // 4))
         common["train.checkpoint_every"] = common["train.eval_every"]
     suffix = "" if seed == base.seed else f"_seed{seed}"
-    no_target_losses = {"adaptation.method": "none", "adaptation.target_losses.mcc_weight": 0.0,
-                        "adaptation.target_losses.entropy_weight": 0.0, "adaptation.self_training.weight": 0.0,
-                        "adaptation.fourier_style.share": 0.0}
     runs = {
-        "source_only": no_target_losses,
+        "source_only": NO_TARGET_READS,
         "dann": {"adaptation.method": "dann"},
-        "train_on_target": {**no_target_losses, "source.replicator": None, "source.bag": paths.train_bag,
+        "train_on_target": {**NO_TARGET_READS, "source.replicator": None, "source.bag": paths.train_bag,
                             "source.labels": Path(f"{paths.train_bag}.labels.json"), "selection": "source_val"},
     }
     return {name: base.replace(**{**common, **extra}, output_dir=paths.runs / f"{name}{suffix}")

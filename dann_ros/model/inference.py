@@ -47,7 +47,7 @@ def frame_bytes(model: nn.Module, record_shape: tuple[int, ...], forward: Callab
                  for m in model.modules() if next(m.children(), None) is None]
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         try:
-            with _eval_mode(model):
+            with eval_mode(model):
                 forward(torch.zeros((1, *key[0]), device=device))
         finally:
             for h in hooks:
@@ -73,7 +73,9 @@ def _batches(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.
         yield data[i:i + size].to(device).float()
 
 
-class _eval_mode:
+class eval_mode:
+    """``with eval_mode(model):`` the model in eval mode, then back in the mode it was in."""
+
     def __init__(self, model: nn.Module) -> None:
         self.model, self.was = model, model.training
 
@@ -92,7 +94,7 @@ def predict(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.d
     ``batch_size`` frames and ``budget_mb`` a batch. ``features=False``: probabilities only (the
     features stay empty: a flattened feature map is not small)."""
     probs, feats = [], []
-    with _eval_mode(model):
+    with eval_mode(model):
         for x in _batches(model, images, device, batch_size, budget_mb):
             f, logits = model.forward_train(x)
             probs.append(torch.softmax(logits.float(), 1).cpu())
@@ -109,7 +111,7 @@ def pooled_features(model: nn.Module, images: np.ndarray | torch.Tensor, device:
     """The features the domain discriminator sees, per image (a feature map averaged over
     locations): the proxy A-distance input."""
     feats = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for x in _batches(model, images, device, batch_size, budget_mb):
             f, _ = model.forward_train(x)
             feats.append((f.mean((2, 3)) if f.dim() == 4 else f).float().cpu())
@@ -126,7 +128,7 @@ def predict_detections(model: nn.Module, images: np.ndarray | torch.Tensor, devi
                        ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """A detector's decoded (boxes, scores, class ids) per image, in network-input pixels."""
     boxes, scores, ids = [], [], []
-    with _eval_mode(model):
+    with eval_mode(model):
         for x in _batches(model, images, device, batch_size, budget_mb, DETECTION_PASSES):
             b, s, c = model(x)
             boxes += list(b.float().cpu().numpy())
@@ -156,7 +158,7 @@ def predict_detections_with_dropout(model: nn.Module, images: np.ndarray | torch
         raise ValueError(f"dropout must be in (0, 1), got {dropout}")
     clean: list[Detections] = []
     perturbed: list[Detections] = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for x in _batches(model, images, device, batch_size, budget_mb, DETECTION_PASSES):
             f = model.features(x)
             keep = torch.rand(f.shape, generator=generator, device=f.device) >= dropout

@@ -55,10 +55,6 @@ class AugmentConfig:
                              "set augment.geometric")
 
 
-# augment keys added after runs were made: at these defaults they leave the config digest as it was
-AUGMENT_ADDED = {"flip_classes": [], "mosaic": 0.0, "fill": 114.0, "min_visible": 0.3, "min_box_side": 2.0}
-
-
 @dataclass(frozen=True)
 class CropConfig:
     """Object crops for classification; detection keeps whole frames and only uses ``max_occlusion``
@@ -237,12 +233,30 @@ class FourierStyleConfig:
             raise ValueError("adaptation.fourier_style: share in [0, 1] and beta in (0, 0.5]")
 
 
-# the detection options added after AUGMENT_ADDED's (flat names, as the digest hashes the adaptation): at
-# their defaults they leave the digest as it was, so runs and checkpoints made before still resume
-DETECTION_ALIGNMENT_ADDED = (("model", "detection_discriminator", "pixel"), ("adaptation", "center_aware", False),
-                             ("adaptation", "adversary", "reversal"),
-                             ("adaptation", "target_patches",
-                              {k: v for k, v in to_dict(TargetPatchesConfig()).items() if k != "avoid_score"}))
+# settings added after runs were made, as dotted paths into what the digest hashes (the adaptation in its flat
+# form), each left out while at the value that reproduces the runs before it, so they keep their digest and
+# still resume. Applied in order: a key added inside a section goes before the section.
+DIGEST_ADDED = (
+    ("train.sampling", "random"), ("target.weights", []),
+    ("augment.flip_classes", []), ("augment.mosaic", 0.0), ("augment.fill", 114.0), ("augment.min_visible", 0.3),
+    ("augment.min_box_side", 2.0),
+    ("model.detection_discriminator", "pixel"), ("adaptation.center_aware", False),
+    ("adaptation.adversary", "reversal"),
+    ("adaptation.target_patches.avoid_score", 0.0),
+    ("adaptation.target_patches", {k: v for k, v in to_dict(TargetPatchesConfig()).items() if k != "avoid_score"}),
+    ("adaptation.fourier_style", to_dict(FourierStyleConfig())),
+)
+
+
+def _drop_added(data: dict) -> None:
+    """``data`` (a digest's dict) without the DIGEST_ADDED settings at their old values."""
+    for dotted, old in DIGEST_ADDED:
+        *parents, leaf = dotted.split(".")
+        node = data
+        for p in parents:
+            node = node[p]
+        if node[leaf] == old:
+            node.pop(leaf)
 
 
 # the flat keys of AdaptationConfig before it was nested by concern -> their dotted place under adaptation
@@ -326,9 +340,16 @@ class AdaptationConfig:
 
     @property
     def uses_target(self) -> bool:
+        """Whether training reads target frames; false exactly under the overrides of NO_TARGET_READS."""
         t = self.target_losses
         return (self.method != "none" or t.entropy_weight > 0 or t.mcc_weight > 0 or self.self_training.weight > 0
                 or self.target_patches.share > 0 or self.fourier_style.share > 0)
+
+
+# TrainConfig.replace overrides that turn off everything that reads target frames (a baseline's adaptation)
+NO_TARGET_READS = {"adaptation.method": "none", "adaptation.target_losses.entropy_weight": 0.0,
+                   "adaptation.target_losses.mcc_weight": 0.0, "adaptation.self_training.weight": 0.0,
+                   "adaptation.target_patches.share": 0.0, "adaptation.fourier_style.share": 0.0}
 
 
 @dataclass(frozen=True)
@@ -441,27 +462,16 @@ class TrainConfig:
         data = to_dict(self)
         data.pop("output_dir")
         data.pop("cache_dir")
-        # nesting the keys changed no setting; settings added since are hashed beside the flat ones
-        data["adaptation"] = {**self.adaptation.legacy_flat(),
-                              "target_patches": to_dict(self.adaptation.target_patches)}
-        if not self.adaptation.target_patches.avoid_score:  # added after the patches: off, as before
-            data["adaptation"]["target_patches"].pop("avoid_score")
-        if self.adaptation.fourier_style.share:  # added later still: hashed only when on
-            data["adaptation"]["fourier_style"] = to_dict(self.adaptation.fourier_style)
+        # nesting the keys changed no setting; the sections added since are hashed beside the flat ones (an off
+        # restyling shapes nothing, whatever its beta)
+        a = self.adaptation
+        data["adaptation"] = {**a.legacy_flat(), "target_patches": to_dict(a.target_patches),
+                              "fourier_style": to_dict(a.fourier_style if a.fourier_style.share else
+                                                       FourierStyleConfig())}
         for where in ("data", "ram_limit_mb", "workers"):  # same batches in RAM or streamed: a run may switch
             data["train"].pop(where)
         data["train"].pop("eval_memory_mb")  # how evaluation batches, not what it computes
-        for key, default in (("sampling", "random"),):  # new options at their defaults: old runs still resume
-            if data["train"][key] == default:
-                data["train"].pop(key)
-        for key, default in AUGMENT_ADDED.items():
-            if data["augment"][key] == default:
-                data["augment"].pop(key)
-        for section, key, default in DETECTION_ALIGNMENT_ADDED:
-            if data[section][key] == default:
-                data[section].pop(key)
-        if not data["target"]["weights"]:
-            data["target"].pop("weights")
+        _drop_added(data)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self, **changes) -> TrainConfig:

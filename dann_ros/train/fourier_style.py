@@ -43,17 +43,15 @@ def fourier_style(x_s: torch.Tensor, x_t: torch.Tensor, share: float, beta: floa
         return x_s
     n, _, h, w = x_s.shape
     which = torch.randint(0, len(x_t), (n,), generator=generator)
-    picked = torch.rand(n, generator=generator) < share
-    if not picked.any():
+    picked = (torch.rand(n, generator=generator) < share).nonzero().flatten()
+    if len(picked) == 0:
         return x_s
-    idx = picked.nonzero().flatten()
-    src = torch.fft.fft2(x_s[idx.to(x_s.device)].float())
-    tgt = torch.fft.fft2(x_t[which[idx].to(x_t.device)].float())
-    window = low_frequency_window(h, w, beta, x_s.device)
-    amplitude = torch.where(window, tgt.abs(), src.abs())
+    src = torch.fft.fft2(x_s[picked.to(x_s.device)].float())
+    tgt = torch.fft.fft2(x_t[which[picked].to(x_t.device)].float())
+    amplitude = torch.where(low_frequency_window(h, w, beta, x_s.device), tgt.abs(), src.abs())
     styled = torch.fft.ifft2(torch.polar(amplitude, src.angle())).real.clamp(0.0, 255.0)
     out = x_s.clone()
-    out[idx.to(x_s.device)] = styled.to(out.dtype)
+    out[picked.to(x_s.device)] = styled.to(out.dtype)
     return out
 
 

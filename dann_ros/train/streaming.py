@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, Protocol
 
 import numpy as np
@@ -92,7 +93,17 @@ class Stream:
         return out
 
 
-def step_generator(seed: int, step: int, rank: int, stream: int = 0) -> torch.Generator:
+class StepStream(IntEnum):
+    """The independent draws of one step, each its own ``step_generator`` stream (at most 7: 0 to 6)."""
+
+    SOURCE = 0  # the source batch's transform and augmentation
+    TARGET = 1  # the target batch's transform
+    SECOND_VIEW = 2  # self-training's masked / camera view
+    TARGET_PATCHES = 3
+    FOURIER_STYLE = 4
+
+
+def step_generator(seed: int, step: int, rank: int, stream: int = StepStream.SOURCE) -> torch.Generator:
     """The generator of a step's augmentation: a pure function of (seed, step, rank)."""
     return torch.Generator().manual_seed((((seed * 1_000_003 + step) * 131 + rank) * 7 + stream) & (2**62 - 1))
 
@@ -166,9 +177,9 @@ class StepBatches(Dataset):
         if self.target is not None:
             batch["target"] = self.target.assemble(step, self.rank)
         if self.transform is not None:
-            for i, name in enumerate(("source", "target")):
+            for stream, name in ((StepStream.SOURCE, "source"), (StepStream.TARGET, "target")):
                 if name in batch:
-                    g = step_generator(self.seed, step, self.rank, i)
+                    g = step_generator(self.seed, step, self.rank, stream)
                     batch[name]["images"] = self.transform(batch[name]["images"], g)
         return batch
 

@@ -34,7 +34,7 @@ from dann_ros.model.adaptation.entropy import EntropyLoss
 from dann_ros.model.adaptation.mcc import MinimumClassConfusionLoss
 from dann_ros.model.adaptation.pseudo_label import MeanTeacher
 from dann_ros.model.builders import build_domain_loss, build_model
-from dann_ros.model.inference import pooled_features
+from dann_ros.model.inference import eval_mode, pooled_features
 from dann_ros.model.schedules import dann_lambda, dann_lr_factor
 from dann_ros.model.tasks import build_pseudo_label_loss
 from dann_ros.train import checkpoint, metrics
@@ -47,7 +47,7 @@ from dann_ros.train.fourier_style import fourier_style
 from dann_ros.train.hardware import native_bf16, pick_device
 from dann_ros.train.step import StepModule
 from dann_ros.train.target_patches import paste_target_patches
-from dann_ros.train.streaming import StepBatches, eval_batches, step_generator, step_loader, to_device
+from dann_ros.train.streaming import StepBatches, StepStream, eval_batches, step_generator, step_loader, to_device
 from dann_ros.train.tasks import train_task
 
 log = logging.getLogger(__name__)
@@ -235,11 +235,12 @@ class Trainer:
             source = {**source, "boxes": moved, "box_classes": moved_classes}
         fs = self.cfg.adaptation.fourier_style
         if fs.share > 0:  # the target camera's colour and light, before its clutter is pasted in
-            x_s = fourier_style(x_s, x_t, fs.share, fs.beta, self.fourier_style_generator(step, self.dist.rank))
+            x_s = fourier_style(x_s, x_t, fs.share, fs.beta,
+                                step_generator(self.cfg.seed, step, self.dist.rank, StepStream.FOURIER_STYLE))
         tp = self.cfg.adaptation.target_patches
         if tp.share > 0 and boxes:  # real clutter as background, away from the boxes (share > 0 reads x_t)
             x_s = paste_target_patches(x_s, source["boxes"], x_t, tp.share, tp.patches, tp.min_side, tp.max_side,
-                                       self.target_patch_generator(step, self.dist.rank),
+                                       step_generator(self.cfg.seed, step, self.dist.rank, StepStream.TARGET_PATCHES),
                                        self._objects_seen(x_t, tp.avoid_score) if tp.avoid_score else None)
         y_s = self.task.targets(self.model, source, self.device)
         x_s = geometric_augment(x_s, aug, g) if aug.geometric and not boxes else x_s
@@ -250,28 +251,15 @@ class Trainer:
     def _objects_seen(self, x_t: torch.Tensor, score: float) -> torch.Tensor:
         """(M, h, w) bool: the target cells where the detector now scores an object >= ``score`` (any class), from
         a pass in eval mode (running BatchNorm statistics, which this pass leaves as they were)."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                _, outputs = self.model.forward_train(x_t)
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            _, outputs = self.model.forward_train(x_t)
         return (torch.sigmoid(outputs["heatmap"].float()).amax(dim=1) >= score).cpu()
 
     def second_view_generator(self, step: int, rank: int) -> torch.Generator:
         """The draws of self-training's second view (its masks and camera) at ``step`` on ``rank``: like the
         source augmentation's, a pure function of (seed, step, rank), so DDP ranks do not all hide the same
-        blocks. Stream 2: the step's streams 0 and 1 are the source's and the target's."""
-        return step_generator(self.cfg.seed, step, rank, 2)
-
-    def target_patch_generator(self, step: int, rank: int) -> torch.Generator:
-        """The draws of the target patches at ``step`` on ``rank``: stream 3, after the second view's."""
-        return step_generator(self.cfg.seed, step, rank, 3)
-
-    def fourier_style_generator(self, step: int, rank: int) -> torch.Generator:
-        """The draws of the Fourier restyling at ``step`` on ``rank``: stream 4."""
-        return step_generator(self.cfg.seed, step, rank, 4)
+        blocks."""
+        return step_generator(self.cfg.seed, step, rank, StepStream.SECOND_VIEW)
 
     def _open_loader(self) -> None:
         t = self.cfg.train
