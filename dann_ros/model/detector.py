@@ -174,22 +174,25 @@ def decode_centernet(heatmap: torch.Tensor, size: torch.Tensor, offset: torch.Te
 # --------------------------------------------------------------------------- losses
 
 def centernet_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], size_weight: float,
-                   offset_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+                   offset_weight: float, min_objects: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Focal heatmap loss + size_weight * L1(size) + offset_weight * L1(offset), and its parts as floats.
+    The focal loss is divided by the number of objects, at least ``min_objects``.
 
     Shared by the source task loss and target pseudo-label self-training (model/adaptation/pseudo_label.py).
     """
     device = outputs["heatmap"].device
     t = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
-    hm = focal_loss(outputs["heatmap"].float(), t["heatmap"])
+    hm = focal_loss(outputs["heatmap"].float(), t["heatmap"], min_objects=min_objects)
     size = masked_l1(outputs["size"].float(), t["indices"], t["mask"], t["size"])
     off = masked_l1(outputs["offset"].float(), t["indices"], t["mask"], t["offset"])
     parts = {"heatmap": float(hm.detach()), "size": float(size.detach()), "offset": float(off.detach())}
     return hm + size_weight * size + offset_weight * off, parts
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
-    """CenterNet's penalty-reduced pixel-wise focal loss, summed and divided by the number of objects.
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0,
+               min_objects: float = 1.0) -> torch.Tensor:
+    """CenterNet's penalty-reduced pixel-wise focal loss, summed and divided by the number of objects, at
+    least ``min_objects`` (self-training's target batches: see DetectionPseudoLabelLoss).
 
     Written with log-sigmoid (no clamping of probabilities) so it stays finite in fp16/AMP.
     """
@@ -198,7 +201,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, b
     pos_loss = F.logsigmoid(logits) * (1 - p).pow(alpha) * pos
     neg_loss = F.logsigmoid(-logits) * p.pow(alpha) * (1 - target).pow(beta) * (1 - pos)
     num_pos = pos.sum()
-    return -(pos_loss.sum() + neg_loss.sum()) / num_pos.clamp(min=1.0)
+    return -(pos_loss.sum() + neg_loss.sum()) / num_pos.clamp(min=min_objects)
 
 
 def masked_l1(pred: torch.Tensor, indices: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

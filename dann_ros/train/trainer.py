@@ -306,6 +306,8 @@ class Trainer:
         x_s, y_s, x_t = self._batch(step)
         if self.pseudo_label is not None and self.pseudo_label.has_second_view:
             self.pseudo_label.generator = self.second_view_generator(step, self.dist.rank)
+        if self.pseudo_label is not None:  # a target cell weighs no more than a source cell
+            self.pseudo_label.source_objects = self.task.object_count(y_s)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             losses = self.step_module(x_s, y_s, x_t)
         loss = sum(self.loss_weights[k] * v for k, v in losses.items())

@@ -1,8 +1,12 @@
 """Issue 21's self-training defects on the loss's side: the teacher's pseudo-boxes from float32 logits under
-bf16 autocast, and the student's second view leaving BatchNorm's running statistics alone."""
+bf16 autocast, the student's second view leaving BatchNorm's running statistics alone, and the target loss's
+divisor when the teacher passes no box."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 from torch import nn
 
@@ -54,6 +58,26 @@ def test_teacher_decodes_float32_logits_so_bf16_near_ties_give_one_pseudo_box():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss(out, images)
     assert float(loss.last_mask_rate) == 1.0  # one pseudo-box at the stronger cell, not two at a bf16 tie
+
+
+def test_a_teacher_that_passes_no_box_does_not_weigh_the_target_background_as_a_whole_batch_of_objects():
+    """No pseudo-box: the focal loss is the background term alone. It is divided by the step's source objects
+    (``source_objects``, set by the trainer), not by the pseudo-boxes clamped to 1, which made every target
+    cell weigh as much as a whole source batch's objects and taught the real frames as background."""
+    det = _detector([-20.0])  # the teacher scores ~0 everywhere
+    loss = DetectionPseudoLabelLoss(det.eval(), threshold=0.5).eval()
+    loss.active = True
+    h, w = det.output_hw
+
+    def value(n: int) -> float:
+        out = {"heatmap": torch.zeros(n, 1, h, w), "size": torch.zeros(n, 2, h, w), "offset": torch.zeros(n, 2, h, w)}
+        return float(loss(out, torch.zeros(n, 1, 16, 16)))
+
+    background = math.log(2) * 0.25 * h * w  # per frame: student p = 0.5, teacher score ~0, (1 - 0)^4
+    assert value(8) == pytest.approx(8 * background, rel=1e-4)  # a lone loss: source_objects defaults to 1
+    assert float(loss.last_mask_rate) == 0.0
+    loss.source_objects = 20.0  # 8 source frames holding 20 objects
+    assert value(8) == pytest.approx(8 * background / 20.0, rel=1e-4)
 
 
 def _bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:

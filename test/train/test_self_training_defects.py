@@ -1,5 +1,5 @@
-"""Issue 21's self-training defects on the trainer's side: which checkpoints selection may pick, and the
-second view's random draws per (seed, step, rank)."""
+"""Issue 21's self-training defects on the trainer's side: which checkpoints selection may pick, the
+second view's random draws per (seed, step, rank), and the source object count the target loss is divided by."""
 
 from __future__ import annotations
 
@@ -98,3 +98,13 @@ def test_a_step_on_another_rank_trains_on_another_second_view(tiny_detection_dom
         trainer.train_step(0)
         weights[rank] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_the_trainer_tells_self_training_the_steps_source_object_count(tiny_detection_domains, tmp_path):
+    """What the target loss is divided by at least: the objects of the same step's source batch."""
+    trainer = _masked_trainer(tiny_detection_domains, tmp_path / "count")
+    trainer.step_module.train()
+    trainer._apply_schedules(0)
+    trainer.train_step(0)
+    _, y_s, _ = trainer._batch(0)
+    assert trainer.pseudo_label.source_objects == float(y_s["mask"].sum()) > 0

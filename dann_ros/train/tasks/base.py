@@ -35,6 +35,11 @@ class TrainTask:
         """What ``model.task_loss`` takes for a source batch (``streaming.to_device``'s dict)."""
         raise NotImplementedError
 
+    def object_count(self, targets: Any) -> float:
+        """Objects in a batch's ``targets``: the least divisor of a detector's self-training loss on target
+        (DetectionPseudoLabelLoss). Tasks without boxes: 1 (their self-training divides by its batch)."""
+        return 1.0
+
     def evaluate(self, model: nn.Module, source_val: Store, eval_target: Store | None,
                  target_frames: Sequence[Store], device: torch.device, classes: tuple[str, ...],
                  budget_mb: float = DEFAULT_EVAL_MEMORY_MB) -> dict[str, float]:
