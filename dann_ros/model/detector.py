@@ -192,7 +192,7 @@ def centernet_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Te
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0,
                min_objects: float = 1.0) -> torch.Tensor:
     """CenterNet's penalty-reduced pixel-wise focal loss, summed and divided by the number of objects, at
-    least ``min_objects`` (self-training's target batches: see DetectionPseudoLabelLoss).
+    least ``min_objects`` and at least 1 (self-training's target batches: see DetectionPseudoLabelLoss).
 
     Written with log-sigmoid (no clamping of probabilities) so it stays finite in fp16/AMP.
     """
@@ -201,7 +201,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, b
     pos_loss = F.logsigmoid(logits) * (1 - p).pow(alpha) * pos
     neg_loss = F.logsigmoid(-logits) * p.pow(alpha) * (1 - target).pow(beta) * (1 - pos)
     num_pos = pos.sum()
-    return -(pos_loss.sum() + neg_loss.sum()) / num_pos.clamp(min=min_objects)
+    return -(pos_loss.sum() + neg_loss.sum()) / num_pos.clamp(min=max(1.0, min_objects))
 
 
 def masked_l1(pred: torch.Tensor, indices: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -304,10 +304,10 @@ class Trainer:
         unweighted losses (tensors: nothing here reads a value back from the device on a GPU)."""
         cfg = self.cfg
         x_s, y_s, x_t = self._batch(step)
-        if self.pseudo_label is not None and self.pseudo_label.has_second_view:
-            self.pseudo_label.generator = self.second_view_generator(step, self.dist.rank)
         if self.pseudo_label is not None:  # a target cell weighs no more than a source cell
             self.pseudo_label.source_objects = self.task.object_count(y_s)
+            if self.pseudo_label.has_second_view:
+                self.pseudo_label.generator = self.second_view_generator(step, self.dist.rank)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             losses = self.step_module(x_s, y_s, x_t)
         loss = sum(self.loss_weights[k] * v for k, v in losses.items())

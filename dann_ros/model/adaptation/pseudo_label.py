@@ -186,7 +186,7 @@ class DetectionPseudoLabelLoss(MeanTeacher):
 
         def loss_on(out: dict[str, torch.Tensor]) -> torch.Tensor:
             return centernet_loss(out, targets, student.size_weight, student.offset_weight,
-                                  min_objects=max(1.0, self.source_objects))[0]
+                                  min_objects=self.source_objects)[0]
 
         loss = loss_on(outputs)
         if not self.has_second_view:
