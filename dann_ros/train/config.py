@@ -184,6 +184,9 @@ class SelfTrainingConfig:
     mask: float = 0.0  # MIC: also learn the labels with this share of the target hidden; 0 = off
     mask_block: int = 8  # side of a hidden block, network-input pixels
     camera: bool = False  # that view also passes through augment's camera model (a strong view)
+    # detection: a teacher passing more than this many pseudo-boxes per source object (per frame, over the
+    # evaluation's steps) is feeding on its own mistakes: warned, and those evaluations are not picked; 0 = off
+    max_box_ratio: float = 3.0
 
     def __post_init__(self) -> None:
         if self.weight < 0:
@@ -194,6 +197,8 @@ class SelfTrainingConfig:
                              "adaptation.self_training.start in [0, 1]")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError("adaptation.self_training.ema must be in [0, 1)")
+        if self.max_box_ratio < 0:
+            raise ValueError("adaptation.self_training.max_box_ratio must be >= 0 (0 = off)")
         if not 0.0 <= self.mask < 1.0 or self.mask_block < 1:
             raise ValueError("adaptation.self_training.mask must be in [0, 1) and "
                              "adaptation.self_training.mask_block >= 1")

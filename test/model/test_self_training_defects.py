@@ -126,3 +126,19 @@ def test_second_view_normalises_with_its_batch_but_leaves_the_running_statistics
     ref_loss.active = True
     torch.manual_seed(1)
     assert torch.allclose(ref_loss(out, images), value, rtol=1e-5)  # the same normalisation: the batch's own
+
+
+def test_the_loss_reports_its_pseudo_boxes_per_source_object():
+    """``last_box_ratio``: the step's pseudo-boxes over its source objects, the trainer's runaway alarm
+    (train/trainer.py ``runaway``). Every cell of this teacher is a confident peak: 8 boxes (max_detections)
+    per frame."""
+    det = _detector([5.0])
+    loss = DetectionPseudoLabelLoss(det.eval(), threshold=0.5).eval()
+    assert loss.last_box_ratio is None  # nothing measured before self-training is on
+    loss.active = True
+    loss.source_objects = 4.0  # 2 source frames holding 4 objects
+    h, w = det.output_hw
+    out = {"heatmap": torch.zeros(2, 1, h, w), "size": torch.zeros(2, 2, h, w), "offset": torch.zeros(2, 2, h, w)}
+    loss(out, torch.zeros(2, 1, 16, 16))
+    assert float(loss.last_mask_rate) == 8.0
+    assert float(loss.last_box_ratio) == pytest.approx(16 / 4.0)

@@ -76,6 +76,8 @@ class MeanTeacher(nn.Module):
         self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
         self.active = False
         self.last_mask_rate = torch.zeros(())  # logged: the share (or count per image) of confident labels
+        # detection: the step's pseudo-boxes per source object (the trainer's runaway alarm); None elsewhere
+        self.last_box_ratio: torch.Tensor | None = None
 
     @property
     def student(self) -> nn.Module:
@@ -183,6 +185,7 @@ class DetectionPseudoLabelLoss(MeanTeacher):
             soft = torch.sigmoid(heads["heatmap"].float()).clamp(max=SOFT_BACKGROUND_MAX)
             targets["heatmap"] = torch.maximum(targets["heatmap"].to(soft.device), soft)
         self.last_mask_rate = torch.tensor(float(keep.sum()) / max(len(keep), 1))
+        self.last_box_ratio = torch.tensor(float(keep.sum()) / max(self.source_objects, 1.0))
 
         def loss_on(out: dict[str, torch.Tensor]) -> torch.Tensor:
             return centernet_loss(out, targets, student.size_weight, student.offset_weight,
