@@ -74,7 +74,34 @@ class Evaluation:
         return {k: v for k, v in out.items() if v is not None}
 
 
-__all__ = ["Trainer", "TrainingDiverged", "final_stage", "runaway", "train"]
+class SinceEval:
+    """Per-step 0-d tensors (the discriminator's accuracy, the teacher's pseudo-boxes per source object) averaged
+    at the next evaluation. Kept as tensors so a GPU step never waits on them; read once per evaluation. In the
+    resume state each is ``<name>_since_eval``, so a resumed run averages the same steps."""
+
+    def __init__(self, *names: str) -> None:
+        self._values: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        self._values[name].append(value)
+
+    def pop_means(self) -> dict[str, float]:
+        """The mean of each name with values since the last call (others absent), and start afresh."""
+        means = {n: float(torch.stack([t.cpu() for t in v]).mean()) for n, v in self._values.items() if v}
+        for v in self._values.values():
+            v.clear()
+        return means
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {f"{n}_since_eval": torch.stack([t.cpu() for t in v]) if v else torch.empty(0)
+                for n, v in self._values.items()}
+
+    def load(self, state: dict) -> None:
+        for n in self._values:
+            self._values[n] = list(state.get(f"{n}_since_eval", torch.empty(0)))
+
+
+__all__ = ["SinceEval", "Trainer", "TrainingDiverged", "final_stage", "runaway", "train"]
 
 
 class Trainer:
@@ -131,8 +158,8 @@ class Trainer:
         # the target frames scored at each evaluation (IM, SND, proxy A-distance)
         self.target_probe = subsample(self.data.target, cfg.train.eval_frames, cfg.seed)
         self.train_seconds = 0.0
-        self._domain_acc: list[torch.Tensor] = []  # discriminator accuracy on the training batches since the last eval
-        self._box_ratio: list[torch.Tensor] = []  # the teacher's pseudo-boxes per source object, since the last eval
+        # since the last evaluation: the discriminator's accuracy on the training batches, the teacher's box ratio
+        self._since_eval = SinceEval("domain_acc", "box_ratio")
         if resume:
             self._try_resume()
         elif (self.out / "last.pt").exists() and self.dist.is_main:
@@ -185,8 +212,7 @@ class Trainer:
         self.step = int(state["step"])
         self.history = json.loads(state["history"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
-        self._domain_acc = list(state.get("domain_acc_since_eval", torch.empty(0)).to(self.device))
-        self._box_ratio = list(state.get("box_ratio_since_eval", torch.empty(0)))
+        self._since_eval.load(state)
         log.info("resumed %s at step %d", path, self.step)
 
     def _target_losses(self) -> nn.ModuleDict:
@@ -326,9 +352,9 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.step_module.parameters(), cfg.optim.grad_clip, foreach=True)
         self.optimizer.step()
         if self.adversarial is not None:
-            self._domain_acc.append(self.adversarial.last_accuracy)
+            self._since_eval.add("domain_acc", self.adversarial.last_accuracy)
         if self.pseudo_label is not None and self.pseudo_label.last_box_ratio is not None:
-            self._box_ratio.append(self.pseudo_label.last_box_ratio)
+            self._since_eval.add("box_ratio", self.pseudo_label.last_box_ratio)
         return losses
 
     def after_step(self, losses: dict[str, torch.Tensor], lam: float, lr: float) -> None:
@@ -383,19 +409,15 @@ class Trainer:
 
     def _evaluate_and_save(self, writer) -> None:
         ev = self.evaluate()
-        if self._domain_acc:
-            ev.domain_accuracy = float(torch.stack(self._domain_acc).mean())
-            self._domain_acc.clear()
-        if self._box_ratio:
-            ev.pseudo_boxes_per_source_object = float(torch.stack(self._box_ratio).mean())
-            self._box_ratio.clear()
-            limit = self.cfg.adaptation.self_training.max_box_ratio
-            if runaway(ev.record(), limit):
-                log.warning("step %d: self-training's teacher passed %.1f pseudo-boxes per source object (limit "
-                            "adaptation.self_training.max_box_ratio %g): it is labelling its own mistakes; "
-                            "evaluations like this one are not picked. Raise adaptation.self_training.threshold",
-                            self.step, ev.pseudo_boxes_per_source_object, limit)
+        means = self._since_eval.pop_means()
+        ev.domain_accuracy, ev.pseudo_boxes_per_source_object = means.get("domain_acc"), means.get("box_ratio")
         record = ev.record()
+        limit = self.cfg.adaptation.self_training.max_box_ratio
+        if runaway(record, limit):
+            log.warning("step %d: self-training's teacher passed %.1f pseudo-boxes per source object (limit "
+                        "adaptation.self_training.max_box_ratio %g): it is labelling its own mistakes; "
+                        "evaluations like this one are not picked. Raise adaptation.self_training.threshold",
+                        self.step, ev.pseudo_boxes_per_source_object, limit)
         self.history.append(record)
         if writer is not None:
             for k, v in record.items():
@@ -415,8 +437,7 @@ class Trainer:
             "target_losses": self._target_losses().state_dict(),  # the pseudo-label teacher
             "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
             "history": json.dumps(self.history), "train_seconds": self.train_seconds,
-            "domain_acc_since_eval": (torch.stack(self._domain_acc).cpu() if self._domain_acc else torch.empty(0)),
-            "box_ratio_since_eval": torch.stack(self._box_ratio) if self._box_ratio else torch.empty(0),
+            **self._since_eval.state(),
         }
         checkpoint.save_atomic(state, self.out / "last.pt")
 
