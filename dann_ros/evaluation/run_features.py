@@ -1,5 +1,6 @@
 """What a training run's model.pt sees: its pooled features on (a sample of) the run's source and
-target data, the t-SNE of them, and its confusion on the labelled eval target (for ``dann-ros report``)."""
+target data, the t-SNE of them, its confusion on the labelled eval target, and a detector's features at the
+labelled objects (for ``dann-ros report``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ class Features:
     target_from: str
     confusion: Any | None  # ClassificationScores on the labelled eval target
     classes: tuple[str, ...]
+    # a detector with a labelled eval target: features at the objects' centre cells (inference.object_features),
+    # source boxes against the eval target's labelled ones
+    source_objects: np.ndarray | None = None  # (m_s, F)
+    target_objects: np.ndarray | None = None  # (m_t, F)
 
 
 def run_features(run: Any, points: int, seed: int) -> Features:
@@ -33,7 +38,7 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     from dann_ros.typed_config import from_dict, warnings_from
     from dann_ros.data.frame_store import Subset
     from dann_ros.export.checkpoint_model import load_model
-    from dann_ros.model.inference import pooled_features, predict
+    from dann_ros.model.inference import object_features, pooled_features, predict
     from dann_ros.train import checkpoint
     from dann_ros.train.config import TrainConfig
     from dann_ros.train.data import load_train_data
@@ -76,15 +81,29 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     else:
         raise RunError(f"{run.path}: the run's config has neither target bags nor an eval target")
     # the discriminator's features per image (a detector's feature map averaged over locations)
-    f_s = features(sample([data.source, data.source_val]))
+    source = sample([data.source, data.source_val])
+    f_s = features(source)
     f_t = features(sample(target))
+    objects: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+    if info.task == "detection" and data.eval_target is not None:
+        def at_objects(stores) -> np.ndarray:
+            """Features at every labelled box of the stores' records, a budget's batch at a time."""
+            out = []
+            for s in stores:
+                start = 0
+                for x in eval_batches(deployed.model, s, budget):
+                    boxes = [s.ragged("boxes", i) for i in range(start, start + len(x))]
+                    start += len(x)
+                    out.append(object_features(deployed.model, x, boxes, device, budget_mb=budget))
+            return torch.cat(out).numpy() if out else np.empty((0, f_s.shape[1]), np.float32)
+        objects = (at_objects(source), at_objects(sample([data.eval_target])))
     confusion = None
     if data.eval_target is not None and task_spec(info.task).class_scores_per_image:
         e = data.eval_target
         probs = torch.cat([predict(deployed.model, x, device, budget_mb=budget, features=False)[0]
                            for x in eval_batches(deployed.model, e, budget)])
         confusion = classification_scores(probs.argmax(1).numpy(), e.columns["class_ids"], info.classes)
-    return Features(f_s.numpy(), f_t.numpy(), target_from, confusion, tuple(info.classes))
+    return Features(f_s.numpy(), f_t.numpy(), target_from, confusion, tuple(info.classes), *objects)
 
 
 def tsne(features: Features, seed: int) -> np.ndarray:

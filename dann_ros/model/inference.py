@@ -118,6 +118,30 @@ def pooled_features(model: nn.Module, images: np.ndarray | torch.Tensor, device:
     return torch.cat(feats) if feats else torch.empty(0)
 
 
+@torch.no_grad()
+def object_features(model: nn.Module, images: np.ndarray | torch.Tensor, boxes: list[np.ndarray],
+                    device: torch.device, batch_size: int = 512,
+                    budget_mb: float = DEFAULT_EVAL_MEMORY_MB) -> torch.Tensor:
+    """A detector's feature vector at each labelled object's centre cell, (objects, C): what its heads
+    read of the object. ``boxes[i]`` (K, 4) x1, y1, x2, y2 in network-input pixels of ``images[i]``.
+    The cells are the ones training puts the object's peak on (the detector's ``encode_targets``).
+    A detector's pooled features mostly describe the background scene, so their proxy A-distance
+    stays near 2 whatever happens to the objects; this is the input of the PAD at the objects."""
+    if len(boxes) != len(images):
+        raise ValueError(f"{len(images)} images but {len(boxes)} box arrays")
+    feats, start = [], 0
+    with eval_mode(model):
+        for x in _batches(model, images, device, batch_size, budget_mb):
+            part = [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes[start:start + len(x)]]
+            start += len(x)
+            f, _ = model.forward_train(x)
+            t = model.encode_targets(part, [np.zeros(len(b), np.int64) for b in part])
+            flat = f.flatten(2)  # N, C, h*w
+            at = torch.gather(flat, 2, t["indices"].to(f.device)[:, None, :].expand(-1, flat.shape[1], -1))
+            feats.append(at.transpose(1, 2)[t["mask"].to(f.device) > 0].float().cpu())  # objects, C
+    return torch.cat(feats) if feats else torch.empty(0)
+
+
 # a detector's passes also decode (peak picking over the heatmap), or run the heads twice (stability)
 DETECTION_PASSES = 2.0
 

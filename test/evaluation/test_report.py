@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from dann_ros.cli import main
 from dann_ros.evaluation.training_report import build_report
 from dann_ros.train.trainer import train
@@ -48,6 +50,7 @@ def test_report_of_dann_next_to_source_only(tiny_domains, tmp_path, capsys):  # 
         saved = json.loads((folder / "metrics.json").read_text()).get("proxy_a_distance")
         assert r["proxy_a_distance"]["metrics_json"] == saved
         assert r["eval_target"]["n"] == 160  # the labelled eval target of tiny_domains
+        assert r["proxy_a_distance"]["objects"] is None and feats.source_objects is None  # a classifier has none
     assert isinstance(report["runs"][0]["proxy_a_distance"]["metrics_json"], float)  # the DANN run computed one
     cm = figs["confusion_matrix"]["runs"]["dann (dann)"]
     assert sum(map(sum, cm["matrix"])) == 160
@@ -85,8 +88,20 @@ def test_report_of_a_detection_run(tiny_detection_domains, tmp_path, capsys):  #
     assert dann["task"] == source_only["task"] == "detection"
     assert main(["report", "--run", str(tmp_path / "det_dann"), "--compare", str(tmp_path / "det_so"),
                  "--points", "20"]) == 0
-    assert "eval-target mAP@0.5" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "eval-target mAP@0.5" in out_text and "at the labelled objects" in out_text
     report = json.loads((tmp_path / "det_dann" / "report" / "report.json").read_text())
+    # the PAD at the objects: features at the labelled boxes' centre cells, source boxes vs the eval target's
+    from dann_ros.evaluation.training_report import load_run, run_features
+    from dann_ros.train.metrics import proxy_a_distance
+
+    for r, folder in zip(report["runs"], (tmp_path / "det_dann", tmp_path / "det_so")):
+        feats = run_features(load_run(folder), 20, 0)
+        assert feats.source_objects.shape[1] == feats.target_objects.shape[1] == feats.source.shape[1]
+        assert len(feats.source_objects) >= 20 and len(feats.target_objects) >= 20  # 1+ box a frame
+        splits = [proxy_a_distance(feats.source_objects, feats.target_objects, k) for k in range(8)]
+        assert r["proxy_a_distance"]["objects"] == pytest.approx(sum(splits) / 8)  # the mean of 8 halvings
+        assert 0.0 <= r["proxy_a_distance"]["objects"] <= 2.0
     assert "map50" in report["figures"] and "tsne" in report["figures"]
     assert "stability" in report["figures"]  # detection's label-free selection score, per evaluation
     assert "mAP@0.5" in (tmp_path / "det_dann" / "report" / "report.html").read_text()

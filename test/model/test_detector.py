@@ -46,6 +46,26 @@ def test_shapes_and_interface():
     assert PixelDomainDiscriminator(model.feature_channels, 16)(f).shape == (2, 12 * 16)
 
 
+def test_object_features_read_each_box_at_its_centre_cell():
+    """The PAD at the objects reads the cell training puts each object's peak on: floor(centre / stride)."""
+    from dann_ros.model.inference import object_features
+
+    model = _model()
+    x = torch.rand(3, *PRE.input_shape) * 255
+    model.eval()
+    with torch.no_grad():
+        f, _ = model.forward_train(x)
+    # batch_size 2: the boxes must follow their images across batches
+    got = object_features(model, x, BOXES, torch.device("cpu"), batch_size=2)
+    want = [f[i, :, int((b[1] + b[3]) / 2 // 4), int((b[0] + b[2]) / 2 // 4)]
+            for i, boxes in enumerate(BOXES) for b in boxes]
+    assert got.shape == (3, model.feature_channels)
+    assert torch.allclose(got, torch.stack(want), atol=1e-5)
+    assert model.training is False  # left as it was
+    with pytest.raises(ValueError, match="3 images but 2 box arrays"):
+        object_features(model, x, BOXES[:2], torch.device("cpu"))
+
+
 def test_max_detections_is_capped_by_the_map():
     pre = Preprocess(8, 8, "rgb")
     model = build_detector(ModelConfig(), 2, pre)  # 2 x 2 x 2 = 8 candidates

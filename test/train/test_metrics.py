@@ -78,3 +78,15 @@ def test_proxy_a_distance_of_one_domain_is_zero():
     err >= 1/2, clamped to 1/2: PAD = 0 whatever the split."""
     feats = np.zeros((300, 4))
     assert proxy_a_distance(feats, feats.copy()) == 0.0
+
+
+def test_proxy_a_distance_over_splits_is_their_mean_and_steadier():
+    """A few hundred samples a side: one random halving's PAD varies; the mean over ``splits`` is
+    the mean of those halvings (seeds seed, seed + 1, ...) and varies less across seeds."""
+    rng = np.random.default_rng(0)
+    source = rng.normal(0.0, 1.0, (300, 8))
+    target = rng.normal(0.0, 1.0, (300, 8)) + np.r_[0.6, np.zeros(7)]
+    singles = [proxy_a_distance(source, target, s) for s in range(16)]
+    assert proxy_a_distance(source, target, 3, splits=4) == pytest.approx(np.mean(singles[3:7]))
+    means = [proxy_a_distance(source, target, 4 * k, splits=4) for k in range(4)]
+    assert np.std(means) < np.std(singles)
