@@ -38,7 +38,7 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     from dann_ros.typed_config import from_dict, warnings_from
     from dann_ros.data.frame_store import Subset
     from dann_ros.export.checkpoint_model import load_model
-    from dann_ros.model.inference import object_features, pooled_features, predict
+    from dann_ros.model.inference import pooled_and_object_features, pooled_features, predict
     from dann_ros.train import checkpoint
     from dann_ros.train.config import TrainConfig
     from dann_ros.train.data import load_train_data
@@ -80,23 +80,27 @@ def run_features(run: Any, points: int, seed: int) -> Features:
         target, target_from = [data.eval_target], "eval_target"
     else:
         raise RunError(f"{run.path}: the run's config has neither target bags nor an eval target")
-    # the discriminator's features per image (a detector's feature map averaged over locations)
+    def with_objects(stores) -> tuple[torch.Tensor, np.ndarray]:
+        """A detector's pooled features and those at every labelled box, from one pass."""
+        pooled, at = [], []
+        for s in stores:
+            start = 0
+            for x in eval_batches(deployed.model, s, budget):
+                boxes = [s.ragged("boxes", i) for i in range(start, start + len(x))]
+                start += len(x)
+                p, o = pooled_and_object_features(deployed.model, x, boxes, device, budget_mb=budget)
+                pooled.append(p)
+                at.append(o)
+        return (torch.cat(pooled) if pooled else torch.empty(0)), \
+            (torch.cat(at).numpy() if at else np.empty((0, 0), np.float32))
+
+    # the discriminator's features per image (a detector's feature map averaged over locations); a detector
+    # with a labelled eval target also at the objects: the source's boxes against the eval target's
+    at_objects = info.task == "detection" and data.eval_target is not None
     source = sample([data.source, data.source_val])
-    f_s = features(source)
+    f_s, source_objects = with_objects(source) if at_objects else (features(source), None)
     f_t = features(sample(target))
-    objects: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
-    if info.task == "detection" and data.eval_target is not None:
-        def at_objects(stores) -> np.ndarray:
-            """Features at every labelled box of the stores' records, a budget's batch at a time."""
-            out = []
-            for s in stores:
-                start = 0
-                for x in eval_batches(deployed.model, s, budget):
-                    boxes = [s.ragged("boxes", i) for i in range(start, start + len(x))]
-                    start += len(x)
-                    out.append(object_features(deployed.model, x, boxes, device, budget_mb=budget))
-            return torch.cat(out).numpy() if out else np.empty((0, f_s.shape[1]), np.float32)
-        objects = (at_objects(source), at_objects(sample([data.eval_target])))
+    objects = (source_objects, with_objects(sample([data.eval_target]))[1]) if at_objects else (None, None)
     confusion = None
     if data.eval_target is not None and task_spec(info.task).class_scores_per_image:
         e = data.eval_target

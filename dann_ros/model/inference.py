@@ -119,27 +119,31 @@ def pooled_features(model: nn.Module, images: np.ndarray | torch.Tensor, device:
 
 
 @torch.no_grad()
-def object_features(model: nn.Module, images: np.ndarray | torch.Tensor, boxes: list[np.ndarray],
-                    device: torch.device, batch_size: int = 512,
-                    budget_mb: float = DEFAULT_EVAL_MEMORY_MB) -> torch.Tensor:
-    """A detector's feature vector at each labelled object's centre cell, (objects, C): what its heads
-    read of the object. ``boxes[i]`` (K, 4) x1, y1, x2, y2 in network-input pixels of ``images[i]``.
-    The cells are the ones training puts the object's peak on (the detector's ``encode_targets``).
-    A detector's pooled features mostly describe the background scene, so their proxy A-distance
-    stays near 2 whatever happens to the objects; this is the input of the PAD at the objects."""
+def pooled_and_object_features(model: nn.Module, images: np.ndarray | torch.Tensor, boxes: list[np.ndarray],
+                               device: torch.device, batch_size: int = 512, budget_mb: float = DEFAULT_EVAL_MEMORY_MB,
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A detector's :func:`pooled_features` (N, C) and, from the same pass, its feature vector at each
+    labelled object's centre cell (objects, C): what its heads read of the object. ``boxes[i]`` (K, 4)
+    x1, y1, x2, y2 in network-input pixels of ``images[i]``; the cells are the ones training puts the
+    object's peak on (the detector's ``encode_targets``). A detector's pooled features mostly describe
+    the background scene, so their proxy A-distance stays near 2 whatever happens to the objects; the
+    object features are the input of the PAD at the objects."""
     if len(boxes) != len(images):
         raise ValueError(f"{len(images)} images but {len(boxes)} box arrays")
-    feats, start = [], 0
+    pooled, objects, start = [], [], 0
     with eval_mode(model):
         for x in _batches(model, images, device, batch_size, budget_mb):
             part = [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes[start:start + len(x)]]
             start += len(x)
-            f, _ = model.forward_train(x)
+            f = model.features(x)  # forward_train's map, without the heads
             t = model.encode_targets(part, [np.zeros(len(b), np.int64) for b in part])
             flat = f.flatten(2)  # N, C, h*w
             at = torch.gather(flat, 2, t["indices"].to(f.device)[:, None, :].expand(-1, flat.shape[1], -1))
-            feats.append(at.transpose(1, 2)[t["mask"].to(f.device) > 0].float().cpu())  # objects, C
-    return torch.cat(feats) if feats else torch.empty(0)
+            pooled.append(f.mean((2, 3)).float().cpu())
+            objects.append(at.transpose(1, 2)[t["mask"].to(f.device) > 0].float().cpu())  # objects, C
+    if not pooled:
+        return torch.empty(0), torch.empty(0)
+    return torch.cat(pooled), torch.cat(objects)
 
 
 # a detector's passes also decode (peak picking over the heatmap), or run the heads twice (stability)

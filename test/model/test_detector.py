@@ -47,8 +47,9 @@ def test_shapes_and_interface():
 
 
 def test_object_features_read_each_box_at_its_centre_cell():
-    """The PAD at the objects reads the cell training puts each object's peak on: floor(centre / stride)."""
-    from dann_ros.model.inference import object_features
+    """The PAD at the objects reads the cell training puts each object's peak on: floor(centre / stride);
+    the pooled features come from the same pass, equal to pooled_features'."""
+    from dann_ros.model.inference import pooled_and_object_features, pooled_features
 
     model = _model()
     x = torch.rand(3, *PRE.input_shape) * 255
@@ -56,14 +57,15 @@ def test_object_features_read_each_box_at_its_centre_cell():
     with torch.no_grad():
         f, _ = model.forward_train(x)
     # batch_size 2: the boxes must follow their images across batches
-    got = object_features(model, x, BOXES, torch.device("cpu"), batch_size=2)
+    pooled, got = pooled_and_object_features(model, x, BOXES, torch.device("cpu"), batch_size=2)
     want = [f[i, :, int((b[1] + b[3]) / 2 // 4), int((b[0] + b[2]) / 2 // 4)]
             for i, boxes in enumerate(BOXES) for b in boxes]
     assert got.shape == (3, model.feature_channels)
     assert torch.allclose(got, torch.stack(want), atol=1e-5)
+    assert torch.equal(pooled, pooled_features(model, x, torch.device("cpu"), batch_size=2))
     assert model.training is False  # left as it was
     with pytest.raises(ValueError, match="3 images but 2 box arrays"):
-        object_features(model, x, BOXES[:2], torch.device("cpu"))
+        pooled_and_object_features(model, x, BOXES[:2], torch.device("cpu"))
 
 
 def test_max_detections_is_capped_by_the_map():
