@@ -25,8 +25,8 @@ class Features:
     target_from: str
     confusion: Any | None  # ClassificationScores on the labelled eval target
     classes: tuple[str, ...]
-    # a detector with a labelled eval target: features at the objects' centre cells (inference.object_features),
-    # source boxes against the eval target's labelled ones
+    # a detector with a labelled eval target: features at the objects' centre cells
+    # (inference.pooled_and_object_features), the source's boxes against the eval target's
     source_objects: np.ndarray | None = None  # (m_s, F)
     target_objects: np.ndarray | None = None  # (m_t, F)
 
