@@ -495,6 +495,12 @@ def main(argv: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # a signal that shuts the context down while the executor builds its wait set surfaces as rclpy's
+        # RCLError ("the given context is not valid") instead of ExternalShutdownException: a clean stop
+        # too (ros2 run's Ctrl-C exited 1 with a traceback now and then). Anything else is a real error.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.active = False
