@@ -68,11 +68,23 @@ def run_features(run: Any, points: int, seed: int) -> Features:
     device = torch.device("cpu")
     budget = cfg.train.eval_memory_mb
 
-    def features(stores) -> torch.Tensor:
-        """Pooled features, a budget's batch at a time (the sampled frames are never all in RAM)."""
-        out = [pooled_features(deployed.model, x, device, budget_mb=budget)
-               for s in stores for x in eval_batches(deployed.model, s, budget)]
-        return torch.cat(out) if out else torch.empty(0)
+    def features(stores, objects: bool = False) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Pooled features, a budget's batch at a time (the sampled frames are never all in RAM); with
+        ``objects``, also a detector's features at every labelled box, from the same pass."""
+        pooled, at = [], []
+        for s in stores:
+            start = 0
+            for x in eval_batches(deployed.model, s, budget):
+                if objects:
+                    boxes = [s.ragged("boxes", i) for i in range(start, start + len(x))]
+                    p, o = pooled_and_object_features(deployed.model, x, boxes, device, budget_mb=budget)
+                    at.append(o)
+                else:
+                    p = pooled_features(deployed.model, x, device, budget_mb=budget)
+                start += len(x)
+                pooled.append(p)
+        return (torch.cat(pooled) if pooled else torch.empty(0)), \
+            ((torch.cat(at).numpy() if at else np.empty((0, 0), np.float32)) if objects else None)
 
     if data.target:
         target, target_from = data.target, "target.bags"
@@ -80,34 +92,20 @@ def run_features(run: Any, points: int, seed: int) -> Features:
         target, target_from = [data.eval_target], "eval_target"
     else:
         raise RunError(f"{run.path}: the run's config has neither target bags nor an eval target")
-    def with_objects(stores) -> tuple[torch.Tensor, np.ndarray]:
-        """A detector's pooled features and those at every labelled box, from one pass."""
-        pooled, at = [], []
-        for s in stores:
-            start = 0
-            for x in eval_batches(deployed.model, s, budget):
-                boxes = [s.ragged("boxes", i) for i in range(start, start + len(x))]
-                start += len(x)
-                p, o = pooled_and_object_features(deployed.model, x, boxes, device, budget_mb=budget)
-                pooled.append(p)
-                at.append(o)
-        return (torch.cat(pooled) if pooled else torch.empty(0)), \
-            (torch.cat(at).numpy() if at else np.empty((0, 0), np.float32))
-
     # the discriminator's features per image (a detector's feature map averaged over locations); a detector
     # with a labelled eval target also at the objects: the source's boxes against the eval target's
     at_objects = info.task == "detection" and data.eval_target is not None
-    source = sample([data.source, data.source_val])
-    f_s, source_objects = with_objects(source) if at_objects else (features(source), None)
-    f_t = features(sample(target))
-    objects = (source_objects, with_objects(sample([data.eval_target]))[1]) if at_objects else (None, None)
+    f_s, source_objects = features(sample([data.source, data.source_val]), at_objects)
+    f_t, _ = features(sample(target))
+    target_objects = features(sample([data.eval_target]), True)[1] if at_objects else None
     confusion = None
     if data.eval_target is not None and task_spec(info.task).class_scores_per_image:
         e = data.eval_target
         probs = torch.cat([predict(deployed.model, x, device, budget_mb=budget, features=False)[0]
                            for x in eval_batches(deployed.model, e, budget)])
         confusion = classification_scores(probs.argmax(1).numpy(), e.columns["class_ids"], info.classes)
-    return Features(f_s.numpy(), f_t.numpy(), target_from, confusion, tuple(info.classes), *objects)
+    return Features(f_s.numpy(), f_t.numpy(), target_from, confusion, tuple(info.classes),
+                    source_objects, target_objects)
 
 
 def tsne(features: Features, seed: int) -> np.ndarray:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from dann_ros.data.frame_store import DEFAULT_EVAL_MEMORY_MB, frames_per_batch
+from dann_ros.model.adaptation.instance import gather_centres
 
 _MEASURED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, int]] = weakref.WeakKeyDictionary()
 
@@ -137,10 +138,9 @@ def pooled_and_object_features(model: nn.Module, images: np.ndarray | torch.Tens
             start += len(x)
             f = model.features(x)  # forward_train's map, without the heads
             t = model.encode_targets(part, [np.zeros(len(b), np.int64) for b in part])
-            flat = f.flatten(2)  # N, C, h*w
-            at = torch.gather(flat, 2, t["indices"].to(f.device)[:, None, :].expand(-1, flat.shape[1], -1))
             pooled.append(f.mean((2, 3)).float().cpu())
-            objects.append(at.transpose(1, 2)[t["mask"].to(f.device) > 0].float().cpu())  # objects, C
+            at = gather_centres(f, t["indices"].to(f.device))  # N, max objects, C
+            objects.append(at[t["mask"].to(f.device) > 0].float().cpu())  # objects, C
     if not pooled:
         return torch.empty(0), torch.empty(0)
     return torch.cat(pooled), torch.cat(objects)
