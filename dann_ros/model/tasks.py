@@ -51,13 +51,18 @@ def deploy(model: nn.Module, discriminator: nn.Module | None = None) -> _Deploye
 
 def build_pseudo_label_loss(model: nn.Module, threshold: float | None, ema_decay: float,
                             mask_ratio: float = 0.0, mask_block: int = 8,
-                            view: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None
-                            ) -> MeanTeacher:
+                            view: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None,
+                            class_portion: float = 0.0, threshold_floor: float = 0.3) -> MeanTeacher:
     """The task's form of self-training for ``model`` (its ``task`` attribute); ``threshold`` None: its default."""
     task = getattr(model, "task", None)
     if task not in TASK_SPECS:
         raise ValueError(f"pseudo-label self-training supports {', '.join(TASKS)} models, not {task!r}")
-    return TASKS[task].self_training(model, threshold, ema_decay, mask_ratio, mask_block, view)
+    if not class_portion:
+        return TASKS[task].self_training(model, threshold, ema_decay, mask_ratio, mask_block, view)
+    if task != "detection":
+        raise ValueError("adaptation.self_training.class_portion (class-balanced thresholds) is for detection")
+    return TASKS[task].self_training(model, threshold, ema_decay, mask_ratio, mask_block, view, class_portion,
+                                     threshold_floor)
 
 
 def has_class_scores_per_image(model: object) -> bool:

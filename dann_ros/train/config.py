@@ -187,10 +187,18 @@ class SelfTrainingConfig:
     # detection: a teacher passing more than this many pseudo-boxes per source object (per frame, over the
     # evaluation's steps) is feeding on its own mistakes: warned, and those evaluations are not picked; 0 = off
     max_box_ratio: float = 3.0
+    # detection: class-balanced thresholds (CBST): each class's threshold moves from `threshold` so that the teacher
+    # labels this share of the step's source objects of that class per target batch; 0 = one threshold for all
+    class_portion: float = 0.0
+    threshold_floor: float = 0.3  # class_portion's lowest threshold
 
     def __post_init__(self) -> None:
         if self.weight < 0:
             raise ValueError("adaptation.self_training.weight must be >= 0")
+        if self.class_portion < 0 or (self.class_portion > 0 and self.threshold is not None
+                                      and not 0.0 < self.threshold_floor <= self.threshold):
+            raise ValueError("adaptation.self_training.class_portion must be >= 0 and threshold_floor in "
+                             "(0, threshold]")
         t = self.threshold
         if (t is not None and not 0.0 < t <= 1.0) or not 0.0 <= self.start <= 1.0:
             raise ValueError("adaptation.self_training.threshold must be in (0, 1] and "
@@ -250,6 +258,7 @@ DIGEST_ADDED = (
     ("adaptation.target_patches.avoid_score", 0.0),
     ("adaptation.target_patches", {k: v for k, v in to_dict(TargetPatchesConfig()).items() if k != "avoid_score"}),
     ("adaptation.fourier_style", to_dict(FourierStyleConfig())),
+    ("adaptation.pseudo_label_class_portion", 0.0), ("adaptation.pseudo_label_threshold_floor", 0.3),
 )
 
 
@@ -470,9 +479,12 @@ class TrainConfig:
         # nesting the keys changed no setting; the sections added since are hashed beside the flat ones (an off
         # restyling shapes nothing, whatever its beta)
         a = self.adaptation
+        st = a.self_training
         data["adaptation"] = {**a.legacy_flat(), "target_patches": to_dict(a.target_patches),
                               "fourier_style": to_dict(a.fourier_style if a.fourier_style.share else
-                                                       FourierStyleConfig())}
+                                                       FourierStyleConfig()),
+                              "pseudo_label_class_portion": st.class_portion,  # its floor shapes nothing without it
+                              "pseudo_label_threshold_floor": st.threshold_floor if st.class_portion else 0.3}
         for where in ("data", "ram_limit_mb", "workers"):  # same batches in RAM or streamed: a run may switch
             data["train"].pop(where)
         data["train"].pop("eval_memory_mb")  # how evaluation batches, not what it computes

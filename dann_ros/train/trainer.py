@@ -139,7 +139,9 @@ class Trainer:
             ("entropy", EntropyLoss, tl.entropy_weight),
             ("mcc", lambda: MinimumClassConfusionLoss(tl.mcc_temperature), tl.mcc_weight),
             ("pseudo_label", lambda: build_pseudo_label_loss(self.model, st.threshold, st.ema, st.mask,
-                                                             st.mask_block, strong_view), st.weight)) if w > 0}
+                                                             st.mask_block, strong_view, st.class_portion,
+                                                             st.threshold_floor),
+             st.weight)) if w > 0}
         self.pseudo_label: MeanTeacher | None = regularisers.get("pseudo_label")
         self.loss_weights = {"task": 1.0, "domain": adv.weight, "entropy": tl.entropy_weight, "mcc": tl.mcc_weight,
                              "pseudo_label": st.weight,
@@ -336,6 +338,7 @@ class Trainer:
         x_s, y_s, x_t = self._batch(step)
         if self.pseudo_label is not None:  # a target cell weighs no more than a source cell
             self.pseudo_label.source_objects = self.task.object_count(y_s)
+            self.pseudo_label.source_classes = self.task.class_counts(y_s)
             if self.pseudo_label.has_second_view:
                 self.pseudo_label.generator = self.second_view_generator(step, self.dist.rank)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -392,6 +395,9 @@ class Trainer:
             self._writer.add_scalar("train/discriminator_accuracy", self.adversarial.domain_accuracy, self.step)
         if self.pseudo_label is not None:
             self._writer.add_scalar("train/pseudo_label_rate", float(self.pseudo_label.last_mask_rate), self.step)
+            if getattr(self.pseudo_label, "class_portion", 0):
+                for name, t in zip(self.data.classes, self.pseudo_label.class_threshold.tolist()):
+                    self._writer.add_scalar(f"train/pseudo_label_threshold/{name}", t, self.step)
         self._bar.set_postfix({k[:4]: f"{v:.3f}" for k, v in values.items()})
 
     def _check_finite(self, next_step: int) -> bool:

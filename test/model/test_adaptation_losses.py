@@ -206,6 +206,57 @@ def test_detection_pseudo_labels_leave_what_the_teacher_half_believes_out_of_the
     assert values[math.log(0.6 / 0.4)] == pytest.approx(h * w * math.log(2) * 0.25 * 0.4 ** 4, rel=1e-4)
 
 
+def _two_class_teacher(scores: tuple[float, float]):
+    """A 2-class CenterNet whose heads ignore the image: every cell scores ``scores`` (so every cell is a
+    3x3 peak of both classes), all of them decoded."""
+    from dann_ros.model.backbones import build_backbone
+    from dann_ros.model.detector import CenterNetDetector
+
+    det = CenterNetDetector(build_backbone("lenet", 1, dense=True), 2, (1, 16, 16), (0.5,), (0.5,),
+                            head_channels=4, max_detections=10_000)
+    with torch.no_grad():
+        for head, bias in ((det.heatmap, [math.log(p / (1 - p)) for p in scores]), (det.size, [2.0, 2.0]),
+                           (det.offset, [0.5, 0.5])):
+            head[-1].weight.zero_()
+            head[-1].bias.copy_(torch.tensor(bias))
+    return det.eval()
+
+
+def test_class_balanced_thresholds_move_each_class_toward_its_portion_of_the_source_objects():
+    """Teacher scores 0.9 (class 0) and 0.35 (class 1) at every cell, 4 source objects of each class per step,
+    portion 0.5 (2 wanted per class): class 0 passes every cell, far above its 2, so its threshold rises by
+    CLASS_STEP * (cells - 2) / 4 per step; class 1 passes none, so its threshold falls by CLASS_STEP * 2 / 4. Each
+    settles at its own score, where its boxes pass on some steps and not on others (its portion on average);
+    a class scored below the floor stays unlabelled at the floor."""
+    from dann_ros.model.adaptation.pseudo_label import DetectionPseudoLabelLoss
+
+    images = torch.zeros(1, 1, 16, 16)
+    step = DetectionPseudoLabelLoss.CLASS_STEP
+    for scores in ((0.9, 0.35), (0.9, 0.2)):
+        det = _two_class_teacher(scores)
+        cells = det.output_hw[0] * det.output_hw[1]
+        loss = DetectionPseudoLabelLoss(det, threshold=0.5, class_portion=0.5, threshold_floor=0.3).train()
+        loss.active, loss.source_classes = True, torch.tensor([4, 4])
+        loss(_student_outputs(det, 0.0), images)
+        assert float(loss.last_mask_rate) == cells  # the first step: class 0's boxes alone pass 0.5
+        assert loss.class_threshold.tolist() == pytest.approx([0.5 + step * (cells - 2) / 4, 0.5 - step * 2 / 4])
+        for _ in range(200):
+            loss(_student_outputs(det, 0.0), images)
+        jump = step * (cells - 2) / 4  # the largest move in one step
+        assert float(loss.class_threshold[0]) == pytest.approx(0.9, abs=jump)
+        if scores[1] > 0.3:
+            assert float(loss.class_threshold[1]) == pytest.approx(scores[1], abs=jump)
+        else:
+            assert float(loss.class_threshold[1]) == pytest.approx(0.3)  # the floor: never lower, never labelled
+    fixed = DetectionPseudoLabelLoss(det, threshold=0.5).train()  # no portion: one threshold, never moved
+    fixed.active, fixed.source_classes = True, torch.tensor([4, 4])
+    fixed(_student_outputs(det, 0.0), images)
+    assert fixed.class_threshold.tolist() == [0.5, 0.5]
+    assert DetectionPseudoLabelLoss(det, threshold=0.2).threshold == 0.2  # the floor binds only with a portion
+    with pytest.raises(ValueError, match="threshold_floor"):
+        DetectionPseudoLabelLoss(det, threshold=0.5, class_portion=0.5, threshold_floor=0.6)
+
+
 def test_pseudo_label_builder_picks_the_models_task():
     from dann_ros.model.adaptation.pseudo_label import DetectionPseudoLabelLoss
     from dann_ros.model.tasks import build_pseudo_label_loss

@@ -168,6 +168,36 @@ def test_detection_self_training_learns_from_the_teachers_target_boxes(tiny_dete
     assert float(trainer.pseudo_label.last_mask_rate) >= 1.0  # pseudo-boxes per target frame
 
 
+def test_detection_class_balanced_thresholds_read_the_source_batches_class_mix(tiny_detection_domains, tmp_path):
+    """The trainer gives the loss each step's source objects per class (class-balanced self-training's
+    portions); the class thresholds are resume state, logged per class."""
+    from test.train.conftest import tiny_detection_config
+
+    option = {"adaptation.self_training.weight": 1.0, "adaptation.self_training.start": 0.5,
+              "adaptation.self_training.threshold": 0.3, "adaptation.self_training.class_portion": 0.5,
+              "adaptation.self_training.threshold_floor": 0.05, "train.steps": 10}
+    trainer = Trainer(tiny_detection_config(tiny_detection_domains, tmp_path / "cb", **option), resume=False,
+                      show_progress=False)
+    _losses(trainer, 10)
+    pl = trainer.pseudo_label
+    _, y_s, _ = trainer._batch(9)
+    assert torch.equal(pl.source_classes, trainer.task.class_counts(y_s))  # the last step's source objects
+    assert int(pl.source_classes.sum()) == int(y_s["mask"].sum())
+    t = pl.class_threshold
+    assert t.shape == (len(trainer.data.classes),) and bool((t >= 0.05).all()) and not bool((t == 0.3).all())
+    assert "pseudo_label.class_threshold" in trainer._target_losses().state_dict()
+    with pytest.raises(ValueError, match="threshold_floor"):
+        tiny_detection_config(tiny_detection_domains, tmp_path / "bad",
+                              **{**option, "adaptation.self_training.threshold_floor": 0.4})
+
+
+def test_class_balanced_thresholds_are_detection_only(tiny_domains, tmp_path):
+    option = {**SHORT, "adaptation.self_training.weight": 1.0, "adaptation.self_training.threshold": 0.9,
+              "adaptation.self_training.class_portion": 0.5}
+    with pytest.raises(ValueError, match="class_portion .* is for detection"):
+        Trainer(tiny_config(tiny_domains, tmp_path / "cls", **option), resume=False, show_progress=False)
+
+
 def test_geometric_augmentation_warps_each_source_image_reproducibly(tiny_domains, tmp_path):
     plain = Trainer(tiny_config(tiny_domains, tmp_path / "plain", **SHORT), resume=False, show_progress=False)
     geo = Trainer(tiny_config(tiny_domains, tmp_path / "geo", **SHORT, **{"augment.geometric": True}),

@@ -40,6 +40,11 @@ class TrainTask:
         (DetectionPseudoLabelLoss). Tasks without boxes: 1 (their self-training divides by its batch)."""
         return 1.0
 
+    def class_counts(self, targets: Any) -> torch.Tensor | None:
+        """Objects per class in a batch's ``targets`` (detection's class-wise pseudo-label thresholds); None
+        where the task has no boxes."""
+        return None
+
     def evaluate(self, model: nn.Module, source_val: Store, eval_target: Store | None,
                  target_frames: Sequence[Store], device: torch.device, classes: tuple[str, ...],
                  budget_mb: float = DEFAULT_EVAL_MEMORY_MB) -> dict[str, float]:

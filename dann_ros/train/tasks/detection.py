@@ -61,6 +61,9 @@ class DetectionTraining(TrainTask):
     def object_count(self, targets: Any) -> float:
         return float(targets["mask"].sum())  # the encoded maps are on the CPU: no device sync
 
+    def class_counts(self, targets: Any) -> torch.Tensor:
+        return targets["heatmap"].eq(1.0).sum((0, 2, 3))  # an object's centre cell is exactly 1
+
     def evaluate(self, model, source_val, eval_target, target_frames, device, classes,
                  budget_mb: float = DEFAULT_EVAL_MEMORY_MB) -> dict[str, float]:
         key = self.spec.metric_key
