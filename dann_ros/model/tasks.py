@@ -57,12 +57,9 @@ def build_pseudo_label_loss(model: nn.Module, threshold: float | None, ema_decay
     task = getattr(model, "task", None)
     if task not in TASK_SPECS:
         raise ValueError(f"pseudo-label self-training supports {', '.join(TASKS)} models, not {task!r}")
-    if not class_portion:
-        return TASKS[task].self_training(model, threshold, ema_decay, mask_ratio, mask_block, view)
-    if task != "detection":
-        raise ValueError("adaptation.self_training.class_portion (class-balanced thresholds) is for detection")
-    return TASKS[task].self_training(model, threshold, ema_decay, mask_ratio, mask_block, view, class_portion,
-                                     threshold_floor)
+    # class-balanced thresholds are detection's (TrainConfig refuses them for other tasks)
+    balance = {"class_portion": class_portion, "threshold_floor": threshold_floor} if class_portion else {}
+    return TASKS[task].self_training(model, threshold, ema_decay, mask_ratio, mask_block, view, **balance)
 
 
 def has_class_scores_per_image(model: object) -> bool:

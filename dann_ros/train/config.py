@@ -258,7 +258,8 @@ DIGEST_ADDED = (
     ("adaptation.target_patches.avoid_score", 0.0),
     ("adaptation.target_patches", {k: v for k, v in to_dict(TargetPatchesConfig()).items() if k != "avoid_score"}),
     ("adaptation.fourier_style", to_dict(FourierStyleConfig())),
-    ("adaptation.pseudo_label_class_portion", 0.0), ("adaptation.pseudo_label_threshold_floor", 0.3),
+    ("adaptation.pseudo_label_class_portion", 0.0),
+    ("adaptation.pseudo_label_threshold_floor", SelfTrainingConfig.threshold_floor),
 )
 
 
@@ -453,6 +454,9 @@ class TrainConfig:
         if not spec.has_boxes and a.target_patches.share > 0:
             raise ValueError("adaptation.target_patches pastes target clutter away from the source boxes: "
                              "detection only")
+        if not spec.has_boxes and a.self_training.class_portion:
+            raise ValueError("adaptation.self_training.class_portion (class-balanced thresholds) is for detection: "
+                             "it balances the teacher's boxes per class")
         if not spec.has_boxes and (self.augment.flip_classes or self.augment.mosaic):
             raise ValueError("augment.flip_classes and augment.mosaic move boxes: detection only")
         if self.classes and set(self.augment.flip_classes) - set(self.classes):
@@ -484,7 +488,8 @@ class TrainConfig:
                               "fourier_style": to_dict(a.fourier_style if a.fourier_style.share else
                                                        FourierStyleConfig()),
                               "pseudo_label_class_portion": st.class_portion,  # its floor shapes nothing without it
-                              "pseudo_label_threshold_floor": st.threshold_floor if st.class_portion else 0.3}
+                              "pseudo_label_threshold_floor": st.threshold_floor if st.class_portion else
+                              SelfTrainingConfig.threshold_floor}
         for where in ("data", "ram_limit_mb", "workers"):  # same batches in RAM or streamed: a run may switch
             data["train"].pop(where)
         data["train"].pop("eval_memory_mb")  # how evaluation batches, not what it computes

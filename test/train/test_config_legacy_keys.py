@@ -119,10 +119,11 @@ def test_detection_alignment_options_at_their_defaults_leave_the_digest_as_befor
 
 def test_class_balanced_thresholds_are_in_the_digest_and_off_leave_it_as_before():
     """adaptation.self_training.class_portion shapes the weights, so a run with it never resumes or reuses one
-    without it; off (its floor then shapes nothing) the digest is the one the code before it gave."""
-    adaptation = {"method": "cdan", "adversary": {"entropy_conditioning": True}}
-    cfg = from_dict(TrainConfig, {**BASE, "adaptation": adaptation})
-    assert cfg.replace(**{"adaptation.self_training.threshold_floor": 0.2}).digest() == "10439760baf32261"
+    without it; off (its floor then shapes nothing) the digest is the one the code before it gave (the
+    detection case above)."""
+    flat, nested, extra, old_digest = CASES["detection"]
+    cfg = from_dict(TrainConfig, {**BASE, **extra, "adaptation": nested})
+    assert cfg.replace(**{"adaptation.self_training.threshold_floor": 0.2}).digest() == old_digest
     balanced = cfg.replace(**{"adaptation.self_training.class_portion": 0.5})
     assert balanced.digest() != cfg.digest()
     assert balanced.replace(**{"adaptation.self_training.threshold_floor": 0.2}).digest() != balanced.digest()
