@@ -184,7 +184,8 @@ def test_detection_class_balanced_thresholds_read_the_source_batches_class_mix(t
     assert torch.equal(pl.source_classes, trainer.task.class_counts(y_s))  # the last step's source objects
     assert int(pl.source_classes.sum()) == int(y_s["mask"].sum())
     t = pl.class_threshold
-    assert t.shape == (len(trainer.data.classes),) and bool((t >= 0.05).all()) and not bool((t == 0.3).all())
+    assert t.shape == (len(trainer.data.classes),)
+    assert not torch.equal(t, torch.full_like(t, 0.3))  # moved from the start by the source's class counts
     assert "pseudo_label.class_threshold" in trainer._target_losses().state_dict()
     with pytest.raises(ValueError, match="threshold_floor"):
         tiny_detection_config(tiny_detection_domains, tmp_path / "bad",
