@@ -176,7 +176,8 @@ class NodeProcess:
             self._signal_group(signal.SIGINT)
             try:
                 self.proc.wait(10)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:  # shown with the failing test: where the node hung
+                print(f"{self.log_path}: no exit within 10 s of SIGINT; killed. Its log:\n{self.log()[-6000:]}")
                 self._signal_group(signal.SIGKILL)
                 self.proc.wait(5)
         self._signal_group(signal.SIGKILL)  # children the group leader left behind
