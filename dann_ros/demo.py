@@ -75,6 +75,15 @@ class DemoPaths:
         reported."""
         return self.data / "real_scenes_dev"
 
+    @property
+    def scenes_holdout_bag(self) -> Path:
+        """The test bag's frames with handwriting from other writers (optdigits) that nothing was tuned on."""
+        return self.data / "real_scenes_holdout"
+
+    def eval_bag(self, eval_on: str) -> Path:
+        """The labelled scenes the detection runs are scored on: test (reported), dev (tuning) or holdout."""
+        return {"test": self.scenes_test_bag, "dev": self.scenes_dev_bag, "holdout": self.scenes_holdout_bag}[eval_on]
+
 
 def _read_marker(path: Path) -> dict | None:
     """A step's done-marker (JSON object), or None when it is missing or damaged: a truncated marker
@@ -127,9 +136,10 @@ def prepare_data(paths: DemoPaths, digits_png: Path, n_synth: int, workers: int)
 
 
 def prepare_detection_data(paths: DemoPaths, digits_png: Path, video: Path, n_synth: int, workers: int,
-                           randomise: bool = True, scenes: dict | None = None) -> None:
-    """``scenes``: record_digit_scenes options over the demo's (tests: fewer, smaller scenes)."""
-    from dann_ros.demo_data.compose import record_digit_scenes
+                           randomise: bool = True, scenes: dict | None = None, holdout: bool = False) -> None:
+    """``scenes``: record_digit_scenes options over the demo's (tests: fewer, smaller scenes); ``holdout``: also
+    the holdout bag (optdigits' writers on the test bag's frames)."""
+    from dann_ros.demo_data.compose import record_digit_scenes, record_holdout_scenes
     from dann_ros.demo_data.synth import Randomisation, SynthConfig, render_dataset
 
     # 160x120 renders with 12-32 px digits letterbox into 128x96 as the 320x240 camera frames with
@@ -159,6 +169,14 @@ def prepare_detection_data(paths: DemoPaths, digits_png: Path, video: Path, n_sy
         record_digit_scenes(digits_png, video, paths.data, **{"seed": 0, **(scenes or {})},
                             write=tuple(b.name for b in missing))
         print(f"[demo] recorded real digits on real camera frames as bags {', '.join(map(str, missing))}")
+    if holdout and (missing or not (paths.scenes_holdout_bag / "metadata.yaml").exists()):
+        if paths.scenes_holdout_bag.exists():
+            import shutil
+
+            shutil.rmtree(paths.scenes_holdout_bag)
+        record_holdout_scenes(video, paths.scenes_test_bag, paths.data, seed=(scenes or {}).get("seed", 0))
+        print(f"[demo] recorded other writers' digits (optdigits) on real_scenes_test's frames as bag "
+              f"{paths.scenes_holdout_bag}")
 
 
 def detection_base(config: str | Path, long: bool) -> TrainConfig:
@@ -170,15 +188,16 @@ def detection_base(config: str | Path, long: bool) -> TrainConfig:
 def detection_configs(base: TrainConfig, paths: DemoPaths, seed: int, steps: int | None,
                       eval_on: str = "test") -> dict[str, TrainConfig]:
     """The three detection runs, scored on real_scenes_test (reported) or, ``eval_on`` dev, on real_scenes_dev
-    (recipe tuning; those runs are named ``*_dev`` so they never replace the reported ones)."""
-    scored = paths.scenes_dev_bag if eval_on == "dev" else paths.scenes_test_bag
+    (recipe tuning) or, ``holdout``, on real_scenes_holdout (other writers); those runs are named ``*_dev`` /
+    ``*_holdout`` so they never replace the reported ones."""
+    scored = paths.eval_bag(eval_on)
     common = {"seed": seed, "source.replicator": paths.synth_det, "target.bags": [paths.scenes_train_bag],
               "eval_target.bag": scored, "eval_target.labels": Path(f"{scored}.labels.json")}
     if steps:
         common["train.steps"] = steps
         common["train.eval_every"] = max(1, min(base.train.eval_every, steps // 4))
         common["train.checkpoint_every"] = common["train.eval_every"]
-    suffix = ("" if seed == base.seed else f"_seed{seed}") + ("_dev" if eval_on == "dev" else "")
+    suffix = ("" if seed == base.seed else f"_seed{seed}") + ("" if eval_on == "test" else f"_{eval_on}")
     # the baselines read no target frames: they are comparisons, not deployed, so they skip the label-free
     # scores at each evaluation and the export's shift monitor fit (demo time; only DANN's pick meets its oracle)
     no_target_losses = {**NO_TARGET_READS, "target.bags": []}
@@ -350,7 +369,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.detection:
         det_base = detection_base(args.detection_config, args.long)
         prepare_detection_data(paths, Path(args.digits), Path(args.video), args.detection_frames, args.workers,
-                               args.randomise)
+                               args.randomise, holdout=args.detection_eval == "holdout")
         detection = {seed: _run_all(detection_configs(det_base, paths, seed, args.detection_steps or args.steps,
                                                       args.detection_eval), seed) for seed in args.seeds}
     print_table(results)
@@ -435,9 +454,10 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-detection", dest="detection", action="store_false",
                    help="skip the detection part (source-only vs DANN CenterNet on real camera frames)")
     p.add_argument("--detection-config", default=str(DETECTION_CONFIG))
-    p.add_argument("--detection-eval", choices=["test", "dev"], default="test",
-                   help="score the detection runs on real_scenes_test (the reported figures) or real_scenes_dev "
-                        "(its own frames and digits, for choosing recipes; runs named *_dev)")
+    p.add_argument("--detection-eval", choices=["test", "dev", "holdout"], default="test",
+                   help="score the detection runs on real_scenes_test (the reported figures), real_scenes_dev "
+                        "(its own frames and digits, for choosing recipes; runs named *_dev) or real_scenes_holdout "
+                        "(test's frames, other writers' digits that nothing was tuned on; runs named *_holdout)")
     p.add_argument("--detection-frames", type=int, default=3000, help="synthetic detection scenes to render")
     p.add_argument("--no-randomise", dest="randomise", action="store_false",
                    help="render the detection scenes without domain randomisation (textures, light, distractors, "

@@ -114,6 +114,33 @@ def test_detection_data_adds_a_missing_dev_bag_beside_the_others_and_tuning_runs
                                                                 "det_train_on_target_dev"}
 
 
+def test_holdout_eval_records_other_writers_on_the_test_frames_and_names_its_runs(tmp_path):
+    """--detection-eval holdout: the demo records real_scenes_holdout beside the other bags (only then, and
+    again when the test bag it paints on was recorded again) and scores the three runs on it."""
+    from dann_ros.demo import prepare_detection_data
+    from test.demo_data.test_compose import _fake_digits, _fake_video
+
+    digits, video = _fake_digits(tmp_path / "digits.png"), _fake_video(tmp_path / "v.avi", n=30, size=(160, 120))
+    paths = DemoPaths(tmp_path / "data", tmp_path / "runs")
+    scenes = {"n_frames": 16, "size": (160, 120), "dev_frames": 6}
+    prepare_detection_data(paths, digits, video, n_synth=4, workers=1, randomise=False, scenes=scenes)
+    assert not paths.scenes_holdout_bag.exists()
+    prepare_detection_data(paths, digits, video, n_synth=4, workers=1, randomise=False, scenes=scenes, holdout=True)
+    labels = Path(f"{paths.scenes_holdout_bag}.labels.json")
+    held = json.loads(labels.read_text())
+    test = json.loads(Path(f"{paths.scenes_test_bag}.labels.json").read_text())
+    assert [f["video_frame"] for f in held["source"]["frames"]] == [f["video_frame"] for f in test["source"]["frames"]]
+    written = labels.stat().st_mtime_ns
+    prepare_detection_data(paths, digits, video, n_synth=4, workers=1, randomise=False, scenes=scenes, holdout=True)
+    assert labels.stat().st_mtime_ns == written  # there already: kept
+
+    runs = detection_configs(load_train_config(DETECTION_CONFIG), paths, seed=1, steps=None, eval_on="holdout")
+    assert {c.eval_target.bag for c in runs.values()} == {paths.scenes_holdout_bag}
+    assert {c.eval_target.labels for c in runs.values()} == {labels}
+    assert {Path(c.output_dir).name for c in runs.values()} == {
+        "det_source_only_seed1_holdout", "det_dann_seed1_holdout", "det_train_on_target_seed1_holdout"}
+
+
 def test_quick_steps_override_sets_the_evaluation_period(tmp_path):
     base = load_train_config(DEMO_CONFIG)
     runs = demo_configs(base, DemoPaths(tmp_path, tmp_path), seed=0, steps=40)

@@ -48,18 +48,30 @@ class ComposedFrame:
     classes: tuple[str, ...]
 
 
+def _tight_ink(coverage: np.ndarray) -> np.ndarray:
+    """An ink-coverage image (0..1) cropped tight to its ink; an empty one becomes a dot, so indices stay aligned."""
+    ys, xs = np.nonzero(coverage >= BOX_ALPHA)
+    if len(ys) == 0:
+        return np.ones((1, 1), np.float32)
+    return np.ascontiguousarray(coverage[ys.min():ys.max() + 1, xs.min():xs.max() + 1], np.float32)
+
+
 def digit_masks(digits_png: str | os.PathLike[str]) -> tuple[list[np.ndarray], list[str]]:
     """digits.png -> per cell a float32 ink-coverage mask (0..1) cropped tight to its ink, and its class."""
     images, labels = digits_grid(digits_png)
-    masks = []
-    for image in images:
-        grey = image[:, :, 0].astype(np.float32) / 255.0
-        ys, xs = np.nonzero(grey >= BOX_ALPHA)
-        if len(ys) == 0:  # an empty cell cannot be labelled; keep a dot so indices stay aligned
-            masks.append(np.ones((1, 1), np.float32))
-            continue
-        masks.append(np.ascontiguousarray(grey[ys.min():ys.max() + 1, xs.min():xs.max() + 1]))
-    return masks, labels
+    return [_tight_ink(image[:, :, 0].astype(np.float32) / 255.0) for image in images], labels
+
+
+def optdigits_masks() -> tuple[list[np.ndarray], list[str]]:
+    """scikit-learn's copy of UCI optdigits (1,797 digits, 8x8, ink 0..16), as :func:`digit_masks`.
+
+    Other writers, another form and scanner than digits.png's: handwriting no demo bag holds and no
+    recipe was tuned on (the holdout bag, :func:`record_holdout_scenes`).
+    """
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    return [_tight_ink(image.astype(np.float32) / 16.0) for image in data.images], [str(int(t)) for t in data.target]
 
 
 def split_cells(labels: Sequence[str], test_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -183,6 +195,24 @@ def iter_video_frames(video: str | os.PathLike[str], indices: Sequence[int],
 
 
 SPLITS = ("real_scenes_train", "real_scenes_test", "real_scenes_dev")
+HOLDOUT = "real_scenes_holdout"
+HOLDOUT_SPLIT_ID = 3  # its frames' random streams, beside train's 0, test's 1 and dev's 2
+
+
+def _compose_frames(video: str | os.PathLike[str], frame_idx: Sequence[int], size: tuple[int, int],
+                    stream: tuple[int, int], masks: Sequence[np.ndarray], labels: Sequence[str], cells: np.ndarray,
+                    digits_per_frame: tuple[int, int], digit_height: tuple[float, float], boxes: list,
+                    provenance: list) -> Iterator[np.ndarray]:
+    """The composed frames of one bag, in time order; their boxes and provenance appended as they go. Frame i
+    draws from its own random stream (``stream`` + i), so a bag does not depend on what else is recorded."""
+    lo, hi = digits_per_frame
+    for i, (video_index, background) in enumerate(iter_video_frames(video, frame_idx, size)):
+        frng = np.random.default_rng([*stream, i])
+        n = int(frng.integers(lo, hi + 1))
+        composed = compose_frame(frng, background, masks, labels, cells, n, digit_height)
+        boxes.append([LabelBox(*map(float, b), c) for b, c in zip(composed.boxes, composed.classes)])
+        provenance.append({"video_frame": int(video_index), "cells": composed.cells.tolist()})
+        yield composed.rgb
 
 
 def record_digit_scenes(digits_png: str | os.PathLike[str], video: str | os.PathLike[str],
@@ -239,13 +269,8 @@ def record_digit_scenes(digits_png: str | os.PathLike[str], video: str | os.Path
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def compose(split_id: int, frame_idx: np.ndarray, cells: np.ndarray, boxes: list, provenance: list):
-        for i, (video_index, background) in enumerate(iter_video_frames(video, frame_idx, (width, height))):
-            frng = np.random.default_rng([seed, split_id, i])
-            n = int(frng.integers(lo, hi + 1))
-            composed = compose_frame(frng, background, masks, labels, cells, n, digit_height)
-            boxes.append([LabelBox(*map(float, b), c) for b, c in zip(composed.boxes, composed.classes)])
-            provenance.append({"video_frame": int(video_index), "cells": composed.cells.tolist()})
-            yield composed.rgb
+        return _compose_frames(video, frame_idx, (width, height), (seed, split_id), masks, labels, cells,
+                               digits_per_frame, digit_height, boxes, provenance)
 
     dev = dev_frames > 0 and "real_scenes_dev" in write
 
@@ -278,3 +303,38 @@ def record_digit_scenes(digits_png: str | os.PathLike[str], video: str | os.Path
         record("real_scenes_dev", 2, free[spread], np.setdiff1d(np.arange(len(labels)), np.fromiter(painted, np.int64)))
     return out_dir / "real_scenes_train", out_dir / "real_scenes_test", \
         out_dir / "real_scenes_dev" if dev_frames > 0 else None
+
+
+def record_holdout_scenes(video: str | os.PathLike[str], test_bag: str | os.PathLike[str],
+                          out_dir: str | os.PathLike[str], seed: int = 0, digits_per_frame: tuple[int, int] = (1, 4),
+                          fps: float = 10.0, storage: Literal["mcap", "sqlite3"] = "mcap") -> Path:
+    """out_dir/real_scenes_holdout: optdigits' handwriting (:func:`optdigits_masks`) painted on the test
+    bag's own video frames, at its size and digit heights (``digits_per_frame``, ``fps``: the demo's).
+
+    The same camera and frames the adaptation never saw, with writers no demo bag holds and nothing was
+    tuned on: the closest offline stand-in for checking a recipe on real scenes nobody tuned on. The frames
+    come from the test bag's label sidecar (its ``source.frames`` provenance).
+    """
+    test_bag = Path(test_bag)
+    sidecar = default_labels_path(test_bag)
+    if not sidecar.is_file():
+        raise FileNotFoundError(f"{sidecar}: the test bag's label sidecar is missing (record the demo's bags first)")
+    source = LabelFile.load(sidecar).source or {}
+    frames = [f.get("video_frame") for f in source.get("frames", [])]
+    if not frames or None in frames or "size" not in source or "digit_height" not in source:
+        raise ValueError(f"{sidecar}: source.frames / size / digit_height are missing: its video frames are unknown "
+                         "(recorded by an older version; delete the demo's real_scenes_* bags to record them again)")
+    width, height = map(int, source["size"])
+    masks, labels = optdigits_masks()
+    boxes: list = []
+    provenance: list = []
+    bag = Path(out_dir) / HOLDOUT
+    frame_iter = _compose_frames(video, frames, (width, height), (seed, HOLDOUT_SPLIT_ID), masks, labels,
+                                 np.arange(len(masks)), digits_per_frame,
+                                 tuple(source["digit_height"]), boxes, provenance)
+    write_detection_bag(bag, frame_iter, boxes, DIGIT_CLASSES, fps=fps, storage=storage,
+                        source={"generator": GENERATOR, "digits": "sklearn.datasets.load_digits (UCI optdigits)",
+                                "video": str(video), "seed": seed, "split": HOLDOUT, "frames_of": str(test_bag),
+                                "size": [width, height], "digit_height": list(source["digit_height"]),
+                                "frames": provenance})
+    return bag

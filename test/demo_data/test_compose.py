@@ -10,7 +10,9 @@ from dann_ros.demo_data.compose import (
     compose_frame,
     digit_masks,
     iter_video_frames,
+    optdigits_masks,
     record_digit_scenes,
+    record_holdout_scenes,
     split_cells,
     video_frame_count,
 )
@@ -171,6 +173,47 @@ def test_dev_bag_shares_no_frame_or_digit_and_leaves_train_and_test_as_they_were
     alone = record_digit_scenes(digits, video, tmp_path / "alone", dev_frames=6, write=("real_scenes_dev",), **opts)[2]
     assert not (tmp_path / "alone" / "real_scenes_train").exists()
     assert _files(dev_later) == _files(dev) == _files(alone)
+
+
+def test_optdigits_masks_are_other_writers_tight_ink():
+    masks, labels = optdigits_masks()
+    assert len(masks) == len(labels) == 1797 and set(labels) == set("0123456789")
+    for m in masks:
+        assert m.dtype == np.float32 and m.max() <= 1.0 and max(m.shape) <= 8
+        rows, cols = np.nonzero(m >= BOX_ALPHA)  # tight: ink touches every edge
+        assert rows.min() == 0 and cols.min() == 0 and rows.max() == m.shape[0] - 1 and cols.max() == m.shape[1] - 1
+
+
+def test_holdout_bag_paints_other_writers_on_the_test_bags_own_frames(sources, tmp_path):
+    """real_scenes_holdout: the test bag's video frames, size and digit heights, optdigits' digits instead
+    of digits.png's, labelled as the others; a test bag without provenance is refused by name."""
+    digits, video = sources
+    _, test, _ = record_digit_scenes(digits, video, tmp_path, seed=4, n_frames=12, test_fraction=0.5,
+                                     size=(160, 120), digits_per_frame=(1, 3), dev_frames=0)
+    bag = record_holdout_scenes(video, test, tmp_path, seed=4, digits_per_frame=(1, 3))
+    assert bag == tmp_path / "real_scenes_holdout"
+    held, tested = LabelFile.load(default_labels_path(bag)), LabelFile.load(default_labels_path(test))
+    assert held.task == "detection" and held.classes == tested.classes
+    assert held.source["split"] == "real_scenes_holdout" and "optdigits" in held.source["digits"]
+    assert [f["video_frame"] for f in held.source["frames"]] == [f["video_frame"] for f in tested.source["frames"]]
+    assert held.source["size"] == [160, 120] and held.source["digit_height"] == tested.source["digit_height"]
+    _, opt_labels = optdigits_masks()
+    originals = dict(iter_video_frames(video, [f["video_frame"] for f in held.source["frames"]], (160, 120)))
+    frames = list(iter_frames(bag))
+    assert len(frames) == len(tested.frames) == 6
+    for frame, label, prov in zip(frames, held.frames, held.source["frames"]):
+        assert 1 <= len(label.boxes) <= 3
+        assert [b.class_name for b in label.boxes] == [opt_labels[c] for c in prov["cells"]]
+        changed = np.abs(frame.image.astype(int) - originals[prov["video_frame"]]).max(axis=2) > 20
+        for b in label.boxes:  # ink inside every box
+            assert changed[int(b.y_min):int(b.y_max), int(b.x_min):int(b.x_max)].any()
+
+    sidecar = default_labels_path(test)
+    stripped = LabelFile.load(sidecar)
+    stripped.source.pop("frames")
+    stripped.save(sidecar)
+    with pytest.raises(ValueError, match="real_scenes_test.labels.json"):
+        record_holdout_scenes(video, test, tmp_path / "again")
 
 
 def test_bad_arguments_are_named(sources, tmp_path):
