@@ -157,7 +157,9 @@ class NodeProcess:
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        env = dict(env, RCUTILS_LOGGING_BUFFERED_STREAM="0", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+        # PYTHONFAULTHANDLER: a hung node's SIGABRT (stop()) prints every thread's Python stack into the log
+        env = dict(env, RCUTILS_LOGGING_BUFFERED_STREAM="0", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
+                   PYTHONFAULTHANDLER="1")
         self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=cwd or Path(__file__).resolve().parents[2], start_new_session=True)
 
@@ -177,7 +179,12 @@ class NodeProcess:
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:  # shown with the failing test: where the node hung
-                print(f"{self.log_path}: no exit within 10 s of SIGINT; killed. Its log:\n{self.log()[-6000:]}")
+                self._signal_group(signal.SIGABRT)  # the stacks of the Python processes still there, into the log
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+                print(f"{self.log_path}: no exit within 10 s of SIGINT; aborted. Its log:\n{self.log()[-12000:]}")
                 self._signal_group(signal.SIGKILL)
                 self.proc.wait(5)
         self._signal_group(signal.SIGKILL)  # children the group leader left behind
