@@ -14,7 +14,8 @@ The digit cells are split per class before anything is drawn, so no handwritten
 digit of the test bag ever appears in the training bag; frames of both bags come
 from the whole video and play in time order. A third, dev bag (for tuning, so the
 test bag is only reported) takes the video frames and digit cells neither of them
-uses.
+uses. A fourth, holdout bag paints other writers' digits (optdigits) on the test bag's
+frames: handwriting that no recipe was tuned on.
 """
 
 from __future__ import annotations
