@@ -479,6 +479,9 @@ def _msgs() -> _Msgs:
     return _MSGS
 
 
+SPIN_WAIT_S = 0.5  # the longest the node waits before it looks at its context again
+
+
 def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=sys.argv if argv is None else argv)
     node = None
@@ -492,7 +495,11 @@ def main(argv: list[str] | None = None) -> int:
         executor.add_node(node)
         if node.get_parameter("autostart").value:
             node.autostart()
-        executor.spin()
+        # bounded waits, not executor.spin(): a SIGINT could leave spin() in wait_set.wait for good (CI caught
+        # its stack there after a lifecycle cleanup, the context already shut down); a shut-down context ends
+        # this loop within SPIN_WAIT_S
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_WAIT_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RuntimeError:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 # one process per case: main() calls rclpy.init on the default context, which the test process's own
-# rclpy may hold. The race made deterministic: spin() shuts the context down, then fails as rclpy's
+# rclpy may hold. The race made deterministic: spin_once() shuts the context down, then fails as rclpy's
 # executor does when it builds a wait set on that context.
 SCRIPT = """
 import sys
@@ -18,12 +18,12 @@ from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import SingleThreadedExecutor
 from dann_ros.ros import node
 
-def spin(self):
+def spin_once(self, timeout_sec=None):
     if sys.argv[1] == "shutdown":
         rclpy.shutdown()
     raise RCLError("failed to initialize wait set: the given context is not valid")
 
-SingleThreadedExecutor.spin = spin
+SingleThreadedExecutor.spin_once = spin_once
 sys.exit(node.main(["dann_node", "--ros-args", "-r", "__ns:=/shutdown_race", "-p", "model_path:=" + sys.argv[2]]))
 """
 
