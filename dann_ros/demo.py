@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,8 +129,6 @@ def prepare_data(paths: DemoPaths, digits_png: Path, n_synth: int, workers: int)
                                     "(it takes it from Debian's opencv-doc package)")
         for p in (paths.train_bag, paths.test_bag):
             if p.exists():
-                import shutil
-
                 shutil.rmtree(p)
         record_digits(digits_png, paths.data, seed=0, test_fraction=0.2)
         print(f"[demo] recorded real handwritten digits as camera bags {paths.train_bag}, {paths.test_bag}")
@@ -152,6 +151,7 @@ def prepare_detection_data(paths: DemoPaths, digits_png: Path, video: Path, n_sy
         render_dataset(paths.synth_det, synth_cfg, workers=workers, overwrite=True, progress=True)
         print(f"[demo] rendered {n_synth} synthetic detection scenes in {time.perf_counter() - t0:.0f} s "
               f"-> {paths.synth_det}")
+    opts = {"seed": 0, **(scenes or {})}
     bags = (paths.scenes_train_bag, paths.scenes_test_bag, paths.scenes_dev_bag)
     missing = [b for b in bags if not (b / "metadata.yaml").exists()]
     if missing:
@@ -159,22 +159,18 @@ def prepare_detection_data(paths: DemoPaths, digits_png: Path, video: Path, n_sy
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing; run `make setup` (it takes digits.png and vtest.avi "
                                         "from Debian's opencv-doc package)")
-        import shutil
-
         for b in missing:
             if b.exists():
                 shutil.rmtree(b)
         # only the missing bags: train and test come out the same with or without dev, and dev avoids
         # what the bags already on disk hold
-        record_digit_scenes(digits_png, video, paths.data, **{"seed": 0, **(scenes or {})},
-                            write=tuple(b.name for b in missing))
+        record_digit_scenes(digits_png, video, paths.data, **opts, write=tuple(b.name for b in missing))
         print(f"[demo] recorded real digits on real camera frames as bags {', '.join(map(str, missing))}")
-    if holdout and (missing or not (paths.scenes_holdout_bag / "metadata.yaml").exists()):
+    # the holdout paints on the test bag's frames: recorded again whenever that bag was
+    if holdout and (paths.scenes_test_bag in missing or not (paths.scenes_holdout_bag / "metadata.yaml").exists()):
         if paths.scenes_holdout_bag.exists():
-            import shutil
-
             shutil.rmtree(paths.scenes_holdout_bag)
-        record_holdout_scenes(video, paths.scenes_test_bag, paths.data, seed=(scenes or {}).get("seed", 0))
+        record_holdout_scenes(video, paths.scenes_test_bag, paths.data, seed=opts["seed"])
         print(f"[demo] recorded other writers' digits (optdigits) on real_scenes_test's frames as bag "
               f"{paths.scenes_holdout_bag}")
 
